@@ -1,0 +1,40 @@
+# Set-up is part of every target: `make test` and `make demo` create .venv and install what they need.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# The shared offline copy of the data, when it sits beside the checkout; otherwise staging downloads
+# the official CIFAR-100 archive (and checks its MD5).
+SHARED_DATASET := $(abspath ../shared/datasets/cifar100-bicycle-motorcycle)
+export SCONES_DATASET ?= $(if $(wildcard $(SHARED_DATASET)/train.lst),$(SHARED_DATASET),)
+INSTALLED := $(VENV)/.installed
+
+.PHONY: install test lint typecheck unit demo bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# torch==2.13.0 is pinned in the `train` extra: pip takes the machine's local CPU wheel.
+$(INSTALLED): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[serve,train,dev]'
+	touch $@
+
+install: $(INSTALLED)
+
+lint: $(INSTALLED)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(INSTALLED)
+	$(BIN)/mypy
+
+test: lint typecheck
+	$(BIN)/pytest
+
+demo: $(INSTALLED)
+	$(BIN)/scones demo
+
+bench: $(INSTALLED)
+	$(BIN)/python bench/run_all.py
+
+clean:
+	rm -rf $(VENV) .scones .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,195 @@
+"""The model server: SageMaker's container contract (`GET /ping`, `POST /invocations`) plus the local
+`sagemaker-runtime` route (`POST /endpoints/<name>/invocations`) that boto3's `invoke_endpoint` uses.
+
+One image (`image/png`, `image/jpeg`, `application/x-image`) answers `[p_bicycle, p_motorcycle]`,
+like the original endpoint; `application/json` takes a batch. The label order and model version come
+back in headers, including `X-Amzn-SageMaker-Custom-Attributes`, which SageMaker passes through.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+import numpy as np
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from scones.data_capture import DataCapture
+from scones.inference import OnnxClassifier
+from scones.preprocessing import ImageRejected, preprocess
+
+IMAGE_TYPES: Final = frozenset({"image/png", "image/jpeg", "image/jpg", "application/x-image", "image/webp"})
+JSON_TYPE: Final = "application/json"
+MAX_BATCH: Final = 64
+ACCOUNT_ID: Final = "123456789012"
+
+
+class ModelSlot:
+    """The model an endpoint serves; `swap` replaces it atomically while requests are in flight."""
+
+    def __init__(self, loader: Callable[[], OnnxClassifier]) -> None:
+        self._loader = loader
+        self._model: OnnxClassifier | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> OnnxClassifier:
+        model = self._model
+        if model is None:
+            with self._lock:
+                if self._model is None:
+                    self._model = self._loader()
+                model = self._model
+        return model
+
+    def swap(self, model: OnnxClassifier) -> None:
+        self._model = model  # a single reference assignment: each request keeps the model it started with
+
+
+@dataclass
+class Endpoint:
+    name: str
+    slot: ModelSlot
+    capture: DataCapture | None = None
+
+
+def _error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": code, "message": message}, status_code=status)
+
+
+def _headers(model: OnnxClassifier) -> dict[str, str]:
+    labels = ",".join(model.labels)
+    return {
+        "X-Model-Version": model.version,
+        "X-Label-Order": labels,
+        "X-Amzn-SageMaker-Custom-Attributes": f"model-version={model.version};label-order={labels}",
+    }
+
+
+def _decode_batch(body: bytes) -> list[bytes]:
+    """`{"instances": [{"b64": "..."}, ...]}` or a list of base64 strings."""
+    try:
+        document = json.loads(body)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"the body is not JSON ({error.msg})") from None
+    instances = document.get("instances") if isinstance(document, dict) else document
+    if not isinstance(instances, list) or not instances:
+        raise ValueError('expected {"instances": [{"b64": "<base64 image>"}, ...]} or a list of base64 strings')
+    if len(instances) > MAX_BATCH:
+        raise ValueError(f"a batch holds at most {MAX_BATCH} images, got {len(instances)}")
+    images = []
+    for index, instance in enumerate(instances):
+        encoded = instance.get("b64") if isinstance(instance, dict) else instance
+        if not isinstance(encoded, str):
+            raise ValueError(f"instance {index} has no base64 string")
+        try:
+            images.append(base64.b64decode(encoded, validate=True))
+        except binascii.Error:
+            raise ValueError(f"instance {index} is not valid base64") from None
+    return images
+
+
+def _predict_one(model: OnnxClassifier, body: bytes) -> list[float]:
+    probabilities = model.predict_inputs(preprocess(body, model.preprocess_config)[np.newaxis])
+    return [round(float(p), 6) for p in probabilities[0]]
+
+
+def _predict_batch(model: OnnxClassifier, images: list[bytes]) -> dict[str, Any]:
+    inputs, errors, valid = [], [], []
+    for index, data in enumerate(images):
+        try:
+            inputs.append(preprocess(data, model.preprocess_config))
+            valid.append(index)
+            errors.append(None)
+        except ImageRejected as rejected:
+            errors.append({"error": rejected.reason, "message": rejected.detail})
+    predictions: list[list[float] | None] = [None] * len(images)
+    if inputs:
+        for index, row in zip(valid, model.predict_inputs(np.stack(inputs)), strict=True):
+            predictions[index] = [round(float(p), 6) for p in row]
+    return {"predictions": predictions, "errors": errors, "label_order": model.labels, "model_version": model.version}
+
+
+async def invoke(endpoint: Endpoint, request: Request) -> Response:
+    """The container's `/invocations`: validate, preprocess, run the model, capture."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    body = await request.body()
+    try:
+        model = endpoint.slot.get()
+    except Exception as error:
+        return _error(503, "model_unavailable", str(error))
+    if content_type in IMAGE_TYPES:
+        try:
+            result: Any = await run_in_threadpool(_predict_one, model, body)
+        except ImageRejected as rejected:
+            return _error(400, rejected.reason, rejected.detail)
+    elif content_type == JSON_TYPE:
+        try:
+            images = _decode_batch(body)
+        except ValueError as error:
+            return _error(400, "bad_request", str(error))
+        result = await run_in_threadpool(_predict_batch, model, images)
+    else:
+        return _error(
+            415, "unsupported_content_type", f"{content_type or 'no content type'}; send an image or {JSON_TYPE}"
+        )
+    text = json.dumps(result, separators=(",", ":"))
+    if endpoint.capture is not None:
+        endpoint.capture.record(body, content_type, text)
+    return Response(text, media_type=JSON_TYPE, headers=_headers(model))
+
+
+def _sagemaker_model_error(response: Response, endpoint_name: str) -> Response:
+    """How SageMaker runtime reports a container's 4xx/5xx: HTTP 424 ModelError with the original status."""
+    original = bytes(response.body).decode(errors="replace")
+    kind = "CLIENT" if response.status_code < 500 else "SERVER"
+    body = {
+        "ErrorCode": f"{kind}_ERROR_FROM_MODEL",
+        "OriginalStatusCode": response.status_code,
+        "OriginalMessage": original,
+        "LogStreamArn": f"arn:aws:logs:local:{ACCOUNT_ID}:log-group:/aws/sagemaker/Endpoints/{endpoint_name}",
+        "Message": f"Received {kind.lower()} error ({response.status_code}) from primary with message \"{original}\".",
+    }
+    return JSONResponse(body, status_code=424, headers={"x-amzn-ErrorType": "ModelError:http://internal.amazon.com/"})
+
+
+def create_app(endpoints: dict[str, Endpoint], default: str) -> Starlette:
+    """The ASGI app; `default` names the endpoint behind the container routes."""
+
+    async def ping(_: Request) -> Response:
+        try:
+            await run_in_threadpool(endpoints[default].slot.get)
+        except Exception as error:
+            return _error(503, "model_unavailable", str(error))
+        return Response(status_code=200)
+
+    async def invocations(request: Request) -> Response:
+        return await invoke(endpoints[default], request)
+
+    async def runtime_invocations(request: Request) -> Response:
+        name = request.path_params["name"]
+        endpoint = endpoints.get(name)
+        if endpoint is None:
+            return JSONResponse(
+                {"message": f"Endpoint {name} of account {ACCOUNT_ID} not found."},
+                status_code=400,
+                headers={"x-amzn-ErrorType": "ValidationError:http://internal.amazon.com/coral/com.amazon.coral.validate/"},
+            )
+        response = await invoke(endpoint, request)
+        return _sagemaker_model_error(response, name) if response.status_code >= 400 else response
+
+    return Starlette(
+        routes=[
+            Route("/ping", ping, methods=["GET"]),
+            Route("/invocations", invocations, methods=["POST"]),
+            Route("/endpoints/{name}/invocations", runtime_invocations, methods=["POST"]),
+        ]
+    )

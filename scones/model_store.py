@@ -1,0 +1,78 @@
+"""The local model store: versioned model folders and the pointer to the one the local endpoint serves."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import platformdirs
+
+from scones.model_metadata import METADATA_FILE, ModelMetadata
+
+CURRENT_FILE = "CURRENT"
+
+
+def default_home() -> Path:
+    """Where the embedded default keeps its state: $SCONES_HOME, else the user's data folder."""
+    configured = os.environ.get("SCONES_HOME")
+    return Path(configured) if configured else Path(platformdirs.user_data_dir("scones-unlimited"))
+
+
+class NoModelError(LookupError):
+    """No model has been published to the store yet."""
+
+
+class ModelStore:
+    """`<root>/<version>/{model.onnx,metadata.json}` plus `<root>/CURRENT` naming the served version."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    @classmethod
+    def default(cls) -> ModelStore:
+        return cls(default_home() / "models")
+
+    def versions(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if (p / METADATA_FILE).is_file())
+
+    def path(self, version: str) -> Path:
+        if not version or "/" in version or version.startswith("."):
+            raise ValueError(f"not a model version: {version!r}")
+        return self.root / version
+
+    def current_version(self) -> str:
+        try:
+            version = (self.root / CURRENT_FILE).read_text().strip()
+        except FileNotFoundError:
+            raise NoModelError(f"no model is published in {self.root}; run `scones train`") from None
+        return version
+
+    def current_path(self) -> Path:
+        return self.path(self.current_version())
+
+    def publish(self, model_dir: Path, *, make_current: bool = True) -> Path:
+        """Copy an exported model folder in under its version; optionally make it the served one."""
+        version = ModelMetadata.read(model_dir).version
+        target = self.path(version)
+        if not target.exists():
+            self.root.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=self.root))
+            for item in model_dir.iterdir():
+                if item.is_file():
+                    shutil.copy2(item, staging / item.name)
+            staging.rename(target)
+        if make_current:
+            self.set_current(version)
+        return target
+
+    def set_current(self, version: str) -> None:
+        if not (self.path(version) / METADATA_FILE).is_file():
+            raise NoModelError(f"model version {version!r} is not in {self.root}")
+        pointer = self.root / CURRENT_FILE
+        temporary = pointer.with_name(f".{CURRENT_FILE}.{os.getpid()}")
+        temporary.write_text(version + "\n")
+        temporary.replace(pointer)  # atomic: readers see the old or the new version, never half

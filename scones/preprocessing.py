@@ -1,0 +1,147 @@
+"""Image preprocessing, the one path shared by training, the model server and the serialize Lambda.
+
+Any common upload (PNG, JPEG, WebP, GIF, BMP, TIFF; any mode; EXIF-rotated; any size up to a pixel
+limit) becomes a 32x32 RGB thumbnail, the resolution the model learned from (CIFAR-100). The model
+input is that thumbnail upscaled with Pillow's 8-bit bicubic resize and normalized. Training feeds
+its 32x32 images through the very same `model_input`, so training and serving see identical pixels.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+from typing import Final, Literal
+
+import numpy as np
+import numpy.typing as npt
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+THUMBNAIL_SIZE: Final = 32
+ALLOWED_FORMATS: Final = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")
+BACKGROUND_RGB: Final = (255, 255, 255)
+
+RejectReason = Literal[
+    "empty",
+    "too_large",
+    "not_an_image",
+    "unsupported_format",
+    "truncated",
+    "decompression_bomb",
+    "too_small",
+]
+
+
+class ImageRejected(ValueError):
+    """An upload that cannot become a model input; `reason` is a stable machine-readable code."""
+
+    def __init__(self, reason: RejectReason, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason: RejectReason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """How bytes become a model input. The model's metadata carries the values it was trained with."""
+
+    input_size: int = 96
+    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    max_bytes: int = 25 * 1024 * 1024
+    max_pixels: int = 64_000_000
+    min_side: int = 8
+
+
+DEFAULT_CONFIG: Final = PreprocessConfig()
+
+
+def decode(data: bytes, config: PreprocessConfig = DEFAULT_CONFIG) -> Image.Image:
+    """Decode the first frame of an upload, upright (EXIF orientation applied), guarded against bombs."""
+    if not data:
+        raise ImageRejected("empty", "the object has no bytes")
+    if len(data) > config.max_bytes:
+        raise ImageRejected("too_large", f"{len(data)} bytes is over the limit of {config.max_bytes}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+    except UnidentifiedImageError:
+        raise ImageRejected(
+            "not_an_image", f"not a supported image ({', '.join(ALLOWED_FORMATS)})"
+        ) from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise ImageRejected("decompression_bomb", str(error)) from None
+    width, height = image.size
+    if width * height > config.max_pixels:
+        raise ImageRejected(
+            "decompression_bomb", f"{width}x{height} is over the limit of {config.max_pixels} pixels"
+        )
+    if min(width, height) < config.min_side:
+        raise ImageRejected("too_small", f"{width}x{height} is under {config.min_side} px on a side")
+    if image.format == "JPEG":
+        # DCT-domain downscale: a 12 MP photo decodes at 1/8 size, still far above the thumbnail.
+        image.draft("RGB", (THUMBNAIL_SIZE * 8, THUMBNAIL_SIZE * 8))
+    try:
+        image.load()
+    except (OSError, SyntaxError, ValueError) as error:
+        raise ImageRejected("truncated", f"the image data is incomplete or corrupt ({error})") from None
+    return ImageOps.exif_transpose(image)
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any Pillow mode to 8-bit RGB; transparency is composited over white, 16-bit is scaled, not clipped."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        peak = 65535.0 if image.mode.startswith("I;16") or values.max() > 255 else 255.0
+        scaled = np.clip(np.rint(values * (255.0 / peak)), 0, 255).astype(np.uint8)
+        return Image.fromarray(scaled, mode="L").convert("RGB")
+    if image.mode == "P" and "transparency" in image.info or image.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (*BACKGROUND_RGB, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if image.mode != "RGB":
+        return image.convert("RGB")
+    return image
+
+
+def square_thumbnail(image: Image.Image) -> Image.Image:
+    """Centre square crop, then an antialiased downscale to 32x32: how a photo comes to look like CIFAR."""
+    width, height = image.size
+    side = min(width, height)
+    left, top = (width - side) // 2, (height - side) // 2
+    square = image.crop((left, top, left + side, top + side)) if width != height else image
+    if square.size == (THUMBNAIL_SIZE, THUMBNAIL_SIZE):
+        return square
+    return square.resize((THUMBNAIL_SIZE, THUMBNAIL_SIZE), Image.Resampling.LANCZOS, reducing_gap=3.0)
+
+
+def thumbnail(data: bytes, config: PreprocessConfig = DEFAULT_CONFIG) -> Image.Image:
+    """Bytes of any supported upload to the 32x32 RGB thumbnail the model classifies."""
+    return square_thumbnail(to_rgb(decode(data, config)))
+
+
+def thumbnail_png(data: bytes, config: PreprocessConfig = DEFAULT_CONFIG) -> bytes:
+    """The thumbnail as PNG bytes: a few KB, small enough to pass between workflow steps."""
+    buffer = io.BytesIO()
+    thumbnail(data, config).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def model_input(
+    thumb: Image.Image | npt.NDArray[np.uint8], config: PreprocessConfig = DEFAULT_CONFIG
+) -> npt.NDArray[np.float32]:
+    """A 32x32 RGB thumbnail (image or HxWx3 uint8 array) to the normalized CHW float32 model input."""
+    image = thumb if isinstance(thumb, Image.Image) else Image.fromarray(thumb, mode="RGB")
+    if image.size != (config.input_size, config.input_size):
+        image = image.resize((config.input_size, config.input_size), Image.Resampling.BICUBIC)
+    pixels = np.asarray(image, dtype=np.float32) * np.float32(1.0 / 255.0)
+    mean = np.asarray(config.mean, dtype=np.float32)
+    inv_std = np.float32(1.0) / np.asarray(config.std, dtype=np.float32)
+    normalized: npt.NDArray[np.float32] = ((pixels - mean) * inv_std).transpose(2, 0, 1)
+    return np.ascontiguousarray(normalized)
+
+
+def preprocess(data: bytes, config: PreprocessConfig = DEFAULT_CONFIG) -> npt.NDArray[np.float32]:
+    """Bytes of an upload to the model input: decode, upright, RGB, thumbnail, upscale, normalize."""
+    return model_input(thumbnail(data, config), config)

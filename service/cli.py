@@ -1,0 +1,136 @@
+"""The `scones` command line: stage data, train, evaluate, serve the model, and run the demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from scones.evaluation import DEFAULT_THRESHOLD
+from scones.model_store import ModelStore, NoModelError, default_home
+
+
+def _print_json(document: object) -> None:
+    print(json.dumps(document, indent=2))
+
+
+def cmd_stage(args: argparse.Namespace) -> int:
+    from training.staging import stage
+
+    staged = stage(args.dataset, args.out, cache_dir=default_home() / "cache")
+    if args.bucket:
+        import boto3
+
+        from training.staging import upload
+
+        count = upload(staged.root, args.bucket, boto3.client("s3"), prefix=args.prefix)
+        print(f"uploaded {count} objects to s3://{args.bucket}/{args.prefix}")
+    _print_json({"root": str(staged.root), "counts": staged.counts, "sha256": staged.sha256})
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from service.training_run import train_and_publish
+
+    metadata = train_and_publish(dataset=args.dataset, store=ModelStore.default(), progress=not args.no_progress)
+    _print_json({"version": metadata.version, "metrics": metadata.metrics})
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from scones.evaluation import evaluate_folder
+    from scones.inference import OnnxClassifier
+
+    model_dir = args.model or ModelStore.default().current_path()
+    report = evaluate_folder(args.folder, OnnxClassifier(model_dir, threads=2), threshold=args.threshold)
+    if args.json:
+        _print_json(report)
+    else:
+        print(f"model {report['model_version']} on {report['n']} images of {args.folder}")
+        print(f"  accuracy {report['accuracy']:.4f}  ece {report['ece']:.4f}")
+        accepted = report["accepted_accuracy"]
+        print(
+            f"  at threshold {args.threshold}: coverage {report['coverage']:.4f}, "
+            f"accuracy among accepted {'n/a' if accepted is None else f'{accepted:.4f}'}"
+        )
+        for name, accuracy in report["per_class"].items():
+            print(f"  {name}: {accuracy}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve in the foreground: what a SageMaker container runs (`serve`, port 8080)."""
+    import uvicorn
+
+    from scones.model_server import Endpoint, ModelSlot, create_app
+    from service.endpoint import model_loader
+
+    slot = ModelSlot(lambda: model_loader(args.model, None, args.threads))
+    slot.get()
+    app = create_app({args.name: Endpoint(args.name, slot)}, default=args.name)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=False)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from service.demo import run_demo
+
+    summary = run_demo(dataset=args.dataset, threshold=args.threshold, summary_path=args.summary)
+    return 0 if summary["missing"] == 0 else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="scones", description="Scones Unlimited image-routing service.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    dataset_help = "a folder in the shared CIFAR-100 layout, an archive file or URL (default: $SCONES_DATASET, else the official archive)"
+
+    stage = commands.add_parser("stage", help="stage the bicycle/motorcycle data (and upload it to S3)")
+    stage.add_argument("--dataset", help=dataset_help)
+    stage.add_argument("--out", type=Path, default=default_home() / "data", help="where to write train/ and test/")
+    stage.add_argument("--bucket", help="upload train/, test/ and the .lst files to this bucket")
+    stage.add_argument("--prefix", default="", help="key prefix for the upload")
+    stage.set_defaults(handler=cmd_stage)
+
+    train = commands.add_parser("train", help="stage, train, export and publish the model the endpoint serves")
+    train.add_argument("--dataset", help=dataset_help)
+    train.add_argument("--no-progress", action="store_true", help="no progress bars")
+    train.set_defaults(handler=cmd_train)
+
+    evaluate = commands.add_parser("evaluate", help="evaluate a model on a <class>/<image> folder")
+    evaluate.add_argument("folder", type=Path)
+    evaluate.add_argument("--model", type=Path, help="a model folder (default: the model the service serves)")
+    evaluate.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD)
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    evaluate.set_defaults(handler=cmd_evaluate)
+
+    serve = commands.add_parser("serve", help="run the model server in the foreground (SageMaker contract)")
+    serve.add_argument("--model", type=Path, help="a model folder (default: the current model)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--name", default="scones-classifier", help="endpoint name for the runtime route")
+    serve.add_argument("--threads", type=int, default=1, help="onnxruntime threads per request")
+    serve.set_defaults(handler=cmd_serve)
+
+    demo = commands.add_parser("demo", help="the one-shot main job on the embedded local default")
+    demo.add_argument("--dataset", help=dataset_help)
+    demo.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD)
+    demo.add_argument("--summary", type=Path, help="also write the summary as JSON here")
+    demo.set_defaults(handler=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.handler(args)
+    except NoModelError as error:
+        print(f"scones: {error}", file=sys.stderr)
+        return 2
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Training side: data staging, model training, calibration and ONNX export (needs the `train` extra)."""

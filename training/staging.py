@@ -1,0 +1,191 @@
+"""Stage the bicycle/motorcycle data from the official CIFAR-100 archive or a local folder, and upload it.
+
+The output layout is `<out>/{train,test}/<class>/<file>.png` plus `train.lst` and `test.lst`
+(`<row in the CIFAR-100 pickle>\t<label>\t<class>/<file>`), the layout SageMaker's image
+classification channels use. The class always comes from the CIFAR-100 label, never a file name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import pickle
+import shutil
+import tarfile
+import tempfile
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+from PIL import Image
+
+from scones.labels import CIFAR100_FINE_LABELS, LABELS
+
+CIFAR100_URL: Final = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
+CIFAR100_MD5: Final = "eb9058c3a382ffc7106e4002c42a8d85"  # published on the CIFAR page
+SPLITS: Final = ("train", "test")
+DATASET_ENV: Final = "SCONES_DATASET"
+
+
+@dataclass(frozen=True)
+class StagedImage:
+    split: str
+    row: int
+    label: int
+    name: str
+    data: bytes
+
+    @property
+    def relative_path(self) -> str:
+        return f"{LABELS[self.label]}/{self.name}"
+
+
+@dataclass
+class StagedDataset:
+    """Where the staged data is, how many images each split has, and a hash that identifies it."""
+
+    root: Path
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    sha256: str = ""
+
+    def split_dir(self, split: str) -> Path:
+        return self.root / split
+
+
+class StagingError(RuntimeError):
+    """The source could not be staged (bad checksum, wrong layout, missing files)."""
+
+
+def md5_of(path: Path) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    with path.open("rb") as stream:
+        for chunk in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def download_archive(
+    cache_dir: Path, *, url: str = CIFAR100_URL, md5: str = CIFAR100_MD5, timeout_s: float = 60.0
+) -> Path:
+    """The archive in `cache_dir`, downloaded once and verified against its published MD5."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    target = cache_dir / Path(url.rsplit("/", 1)[-1] or "archive.tar.gz").name
+    if target.is_file() and md5_of(target) == md5:
+        return target
+    handle, partial_name = tempfile.mkstemp(dir=cache_dir, suffix=".partial")
+    partial = Path(partial_name)
+    try:
+        with os.fdopen(handle, "wb") as out, urllib.request.urlopen(url, timeout=timeout_s) as response:
+            shutil.copyfileobj(response, out)
+        actual = md5_of(partial)
+        if actual != md5:
+            raise StagingError(f"checksum mismatch for {url}: got md5 {actual}, expected {md5}")
+        partial.replace(target)
+    finally:
+        partial.unlink(missing_ok=True)
+    return target
+
+
+def _png(pixels: np.ndarray[Any, Any]) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels, mode="RGB").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def images_from_archive(archive: Path) -> Iterator[StagedImage]:
+    """Every bicycle and motorcycle image of the official `cifar-100-python` archive, as PNG."""
+    wanted = {fine: LABELS.index(name) for name, fine in CIFAR100_FINE_LABELS.items()}
+    with tarfile.open(archive, "r:gz") as tar:
+        for split in SPLITS:
+            member = tar.extractfile(f"cifar-100-python/{split}")
+            if member is None:
+                raise StagingError(f"{archive} has no cifar-100-python/{split}")
+            # The official archive is a pickle; only open archives whose checksum was verified.
+            batch = pickle.load(member, encoding="bytes")  # noqa: S301
+            data, fine_labels, names = batch[b"data"], batch[b"fine_labels"], batch[b"filenames"]
+            for row, fine in enumerate(fine_labels):
+                if fine in wanted:
+                    pixels = np.asarray(data[row], dtype=np.uint8).reshape(3, 32, 32).transpose(1, 2, 0)
+                    yield StagedImage(split, row, wanted[fine], names[row].decode(), _png(pixels))
+
+
+def images_from_folder(folder: Path) -> Iterator[StagedImage]:
+    """Images of a folder laid out as the shared copy: `<split>.lst` plus `<split>/<class>/<file>`."""
+    for split in SPLITS:
+        listing = folder / f"{split}.lst"
+        if not listing.is_file():
+            raise StagingError(f"{folder} has no {split}.lst (expected the CIFAR-100 bicycle/motorcycle layout)")
+        for number, line in enumerate(listing.read_text().splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                row_text, label_text, relative = line.split("\t")
+                row, label = int(row_text), int(float(label_text))
+                name = Path(relative).name
+            except ValueError:
+                raise StagingError(f"{listing}:{number}: not `row<TAB>label<TAB>path`: {line!r}") from None
+            if not 0 <= label < len(LABELS):
+                raise StagingError(f"{listing}:{number}: label {label} is not one of 0..{len(LABELS) - 1}")
+            candidates = (folder / split / LABELS[label] / name, folder / split / relative)
+            source = next((path for path in candidates if path.is_file()), None)
+            if source is None:
+                raise StagingError(f"{listing}:{number}: image {relative!r} not found under {folder / split}")
+            yield StagedImage(split, row, label, name, source.read_bytes())
+
+
+def write_dataset(images: Iterator[StagedImage], out_dir: Path) -> StagedDataset:
+    """Write images and `.lst` files; the hash covers every image's split, label, name and bytes."""
+    staged = StagedDataset(root=out_dir, counts={split: dict.fromkeys(LABELS, 0) for split in SPLITS})
+    for split in SPLITS:
+        shutil.rmtree(out_dir / split, ignore_errors=True)
+    listings: dict[str, list[str]] = {split: [] for split in SPLITS}
+    digest = hashlib.sha256()
+    for image in images:
+        path = out_dir / image.split / image.relative_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(image.data)
+        listings[image.split].append(f"{image.row}\t{image.label}\t{image.relative_path}")
+        staged.counts[image.split][LABELS[image.label]] += 1
+        entry = f"{image.split}/{image.relative_path}\t{image.label}\t{hashlib.sha256(image.data).hexdigest()}"
+        digest.update(entry.encode() + b"\n")
+    for split, lines in listings.items():
+        (out_dir / f"{split}.lst").write_text("\n".join(lines) + "\n")
+    staged.sha256 = digest.hexdigest()
+    (out_dir / "staged.json").write_text(json.dumps({"counts": staged.counts, "sha256": staged.sha256}, indent=2))
+    return staged
+
+
+def stage(source: str | Path | None, out_dir: Path, *, cache_dir: Path | None = None) -> StagedDataset:
+    """Stage from a local folder, a local archive file, or an archive URL (default: the official one).
+
+    `source=None` uses $SCONES_DATASET when set, else downloads the official archive into `cache_dir`.
+    """
+    if source is None:
+        source = os.environ.get(DATASET_ENV) or CIFAR100_URL
+    text = str(source)
+    if text.startswith(("http://", "https://", "file://")):
+        md5 = CIFAR100_MD5 if text == CIFAR100_URL else os.environ.get("SCONES_DATASET_MD5", CIFAR100_MD5)
+        archive = download_archive(cache_dir or out_dir / ".cache", url=text, md5=md5)
+        return write_dataset(images_from_archive(archive), out_dir)
+    path = Path(text).expanduser()
+    if path.is_dir():
+        return write_dataset(images_from_folder(path), out_dir)
+    if path.is_file():
+        return write_dataset(images_from_archive(path), out_dir)
+    raise StagingError(f"dataset source {text!r} is neither a folder, an archive file nor a URL")
+
+
+def upload(staged_root: Path, bucket: str, s3: Any, *, prefix: str = "") -> int:
+    """Upload `train/`, `test/` and the `.lst` files to `s3://bucket/<prefix>`; returns the object count."""
+    count = 0
+    for path in sorted(staged_root.rglob("*")):
+        relative = path.relative_to(staged_root).as_posix()
+        if path.is_file() and (relative.endswith(".lst") or relative.split("/", 1)[0] in SPLITS):
+            s3.upload_file(str(path), bucket, f"{prefix}{relative}")
+            count += 1
+    return count
