@@ -99,7 +99,9 @@ class DataCapture:
             f"{now:%Y/%m/%d/%H}/{now:%M-%S}-{now.microsecond // 1000:03d}-{uuid.uuid4()}.jsonl"
         )
         body = "".join(json.dumps(line, separators=(",", ":")) + "\n" for line in lines)
-        self._s3.put_object(Bucket=self.config.bucket, Key=key, Body=body.encode(), ContentType="application/jsonl")
+        self._s3.put_object(
+            Bucket=self.config.bucket, Key=key, Body=body.encode(), ContentType="application/jsonl"
+        )
         return key
 
     def _run(self) -> None:

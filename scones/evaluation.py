@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +28,7 @@ def expected_calibration_error(
     correct = probabilities.argmax(axis=1) == labels
     edges = np.linspace(0.0, 1.0, bins + 1)
     ece = 0.0
-    for low, high in zip(edges[:-1], edges[1:], strict=True):
+    for low, high in itertools.pairwise(edges):
         in_bin = (confidence > low) & (confidence <= high)
         if in_bin.any():
             ece += in_bin.mean() * abs(confidence[in_bin].mean() - correct[in_bin].mean())
@@ -79,7 +80,10 @@ def evaluate_folder(
             labels.append(image.label)
         except ImageRejected as error:
             rejected.append({"path": image.relative_path, "reason": error.reason})
-    batches = [classifier.predict_inputs(np.stack(inputs[i : i + batch_size])) for i in range(0, len(inputs), batch_size)]
+    batches = [
+        classifier.predict_inputs(np.stack(inputs[i : i + batch_size]))
+        for i in range(0, len(inputs), batch_size)
+    ]
     probabilities = np.concatenate(batches) if batches else np.zeros((0, len(LABELS)))
     report = summarize(probabilities, np.asarray(labels, dtype=np.int64), threshold)
     report.update(model_version=classifier.version, rejected=rejected, folder=str(folder))

@@ -82,7 +82,9 @@ def _decode_batch(body: bytes) -> list[bytes]:
         raise ValueError(f"the body is not JSON ({error.msg})") from None
     instances = document.get("instances") if isinstance(document, dict) else document
     if not isinstance(instances, list) or not instances:
-        raise ValueError('expected {"instances": [{"b64": "<base64 image>"}, ...]} or a list of base64 strings')
+        raise ValueError(
+            'expected {"instances": [{"b64": "<base64 image>"}, ...]} or a list of base64 strings'
+        )
     if len(instances) > MAX_BATCH:
         raise ValueError(f"a batch holds at most {MAX_BATCH} images, got {len(instances)}")
     images = []
@@ -103,7 +105,9 @@ def _predict_one(model: OnnxClassifier, body: bytes) -> list[float]:
 
 
 def _predict_batch(model: OnnxClassifier, images: list[bytes]) -> dict[str, Any]:
-    inputs, errors, valid = [], [], []
+    inputs: list[np.ndarray[Any, Any]] = []
+    errors: list[dict[str, str] | None] = []
+    valid: list[int] = []
     for index, data in enumerate(images):
         try:
             inputs.append(preprocess(data, model.preprocess_config))
@@ -115,7 +119,12 @@ def _predict_batch(model: OnnxClassifier, images: list[bytes]) -> dict[str, Any]
     if inputs:
         for index, row in zip(valid, model.predict_inputs(np.stack(inputs)), strict=True):
             predictions[index] = [round(float(p), 6) for p in row]
-    return {"predictions": predictions, "errors": errors, "label_order": model.labels, "model_version": model.version}
+    return {
+        "predictions": predictions,
+        "errors": errors,
+        "label_order": model.labels,
+        "model_version": model.version,
+    }
 
 
 async def invoke(endpoint: Endpoint, request: Request) -> Response:
@@ -139,7 +148,9 @@ async def invoke(endpoint: Endpoint, request: Request) -> Response:
         result = await run_in_threadpool(_predict_batch, model, images)
     else:
         return _error(
-            415, "unsupported_content_type", f"{content_type or 'no content type'}; send an image or {JSON_TYPE}"
+            415,
+            "unsupported_content_type",
+            f"{content_type or 'no content type'}; send an image or {JSON_TYPE}",
         )
     text = json.dumps(result, separators=(",", ":"))
     if endpoint.capture is not None:
@@ -156,9 +167,14 @@ def _sagemaker_model_error(response: Response, endpoint_name: str) -> Response:
         "OriginalStatusCode": response.status_code,
         "OriginalMessage": original,
         "LogStreamArn": f"arn:aws:logs:local:{ACCOUNT_ID}:log-group:/aws/sagemaker/Endpoints/{endpoint_name}",
-        "Message": f"Received {kind.lower()} error ({response.status_code}) from primary with message \"{original}\".",
+        "Message": (
+            f"Received {kind.lower()} error ({response.status_code}) from primary with message "
+            f'"{original}". See {endpoint_name} logs for more information.'
+        ),
     }
-    return JSONResponse(body, status_code=424, headers={"x-amzn-ErrorType": "ModelError:http://internal.amazon.com/"})
+    return JSONResponse(
+        body, status_code=424, headers={"x-amzn-ErrorType": "ModelError:http://internal.amazon.com/"}
+    )
 
 
 def create_app(endpoints: dict[str, Endpoint], default: str) -> Starlette:
@@ -181,7 +197,9 @@ def create_app(endpoints: dict[str, Endpoint], default: str) -> Starlette:
             return JSONResponse(
                 {"message": f"Endpoint {name} of account {ACCOUNT_ID} not found."},
                 status_code=400,
-                headers={"x-amzn-ErrorType": "ValidationError:http://internal.amazon.com/coral/com.amazon.coral.validate/"},
+                headers={
+                    "x-amzn-ErrorType": "ValidationError:http://internal.amazon.com/coral/com.amazon.coral.validate/"
+                },
             )
         response = await invoke(endpoint, request)
         return _sagemaker_model_error(response, name) if response.status_code >= 400 else response

@@ -67,11 +67,12 @@ def decode(data: bytes, config: PreprocessConfig = DEFAULT_CONFIG) -> Image.Imag
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
     except UnidentifiedImageError:
-        raise ImageRejected(
-            "not_an_image", f"not a supported image ({', '.join(ALLOWED_FORMATS)})"
-        ) from None
+        raise ImageRejected("not_an_image", f"not a supported image ({', '.join(ALLOWED_FORMATS)})") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise ImageRejected("decompression_bomb", str(error)) from None
+    except (OSError, SyntaxError, ValueError) as error:
+        # A file cut short inside its header (e.g. a JPEG before its SOF marker) fails while opening.
+        raise ImageRejected("truncated", f"the image header is incomplete or corrupt ({error})") from None
     width, height = image.size
     if width * height > config.max_pixels:
         raise ImageRejected(
@@ -96,7 +97,13 @@ def to_rgb(image: Image.Image) -> Image.Image:
         peak = 65535.0 if image.mode.startswith("I;16") or values.max() > 255 else 255.0
         scaled = np.clip(np.rint(values * (255.0 / peak)), 0, 255).astype(np.uint8)
         return Image.fromarray(scaled, mode="L").convert("RGB")
-    if image.mode == "P" and "transparency" in image.info or image.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
+    if (image.mode == "P" and "transparency" in image.info) or image.mode in (
+        "RGBA",
+        "LA",
+        "PA",
+        "La",
+        "RGBa",
+    ):
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (*BACKGROUND_RGB, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -34,8 +33,14 @@ def cmd_stage(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from service.training_run import train_and_publish
+    from training.train import hyperparameters_from
 
-    metadata = train_and_publish(dataset=args.dataset, store=ModelStore.default(), progress=not args.no_progress)
+    metadata = train_and_publish(
+        dataset=args.dataset,
+        store=ModelStore.default(),
+        progress=not args.no_progress,
+        hyperparameters=hyperparameters_from(args),
+    )
     _print_json({"version": metadata.version, "metrics": metadata.metrics})
     return 0
 
@@ -83,20 +88,31 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from training.train import add_hyperparameter_flags
+
     parser = argparse.ArgumentParser(prog="scones", description="Scones Unlimited image-routing service.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    dataset_help = "a folder in the shared CIFAR-100 layout, an archive file or URL (default: $SCONES_DATASET, else the official archive)"
+    dataset_help = (
+        "a folder in the shared CIFAR-100 layout, an archive file or URL "
+        "(default: $SCONES_DATASET, else the official archive)"
+    )
 
     stage = commands.add_parser("stage", help="stage the bicycle/motorcycle data (and upload it to S3)")
     stage.add_argument("--dataset", help=dataset_help)
-    stage.add_argument("--out", type=Path, default=default_home() / "data", help="where to write train/ and test/")
+    stage.add_argument(
+        "--out", type=Path, default=default_home() / "data", help="where to write train/ and test/"
+    )
     stage.add_argument("--bucket", help="upload train/, test/ and the .lst files to this bucket")
     stage.add_argument("--prefix", default="", help="key prefix for the upload")
     stage.set_defaults(handler=cmd_stage)
 
-    train = commands.add_parser("train", help="stage, train, export and publish the model the endpoint serves")
+    train = commands.add_parser(
+        "train", help="stage, train, export and publish the model the endpoint serves"
+    )
     train.add_argument("--dataset", help=dataset_help)
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
+    train.add_argument("--on", choices=["local"], default="local", help="where to train (SageMaker: issue 4)")
+    add_hyperparameter_flags(train)
     train.set_defaults(handler=cmd_train)
 
     evaluate = commands.add_parser("evaluate", help="evaluate a model on a <class>/<image> folder")

@@ -52,7 +52,9 @@ class LocalEndpoint:
         self.slot = ModelSlot(lambda: model_loader(model_dir, store, threads))
         self.capture = capture
         app = create_app({name: Endpoint(name, self.slot, capture)}, default=name)
-        config = uvicorn.Config(app, host=host, port=self.port, log_level="warning", access_log=False, lifespan="off")
+        config = uvicorn.Config(
+            app, host=host, port=self.port, log_level="warning", access_log=False, lifespan="off"
+        )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name=f"endpoint-{name}", daemon=True)
 

@@ -6,9 +6,13 @@ import logging
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from scones.model_metadata import ModelMetadata
 from scones.model_store import ModelStore, default_home
+
+if TYPE_CHECKING:
+    from training.train import Hyperparameters
 
 logger = logging.getLogger(__name__)
 
@@ -19,7 +23,7 @@ def train_and_publish(
     store: ModelStore,
     data_dir: Path | None = None,
     progress: bool = True,
-    hyperparameters: dict[str, object] | None = None,
+    hyperparameters: Hyperparameters | None = None,
 ) -> ModelMetadata:
     """Stage, train (with the recipe's defaults unless overridden), export, publish and make it current."""
     from training.staging import stage
@@ -27,12 +31,16 @@ def train_and_publish(
 
     started = time.perf_counter()
     staged = stage(dataset, data_dir or default_home() / "data", cache_dir=default_home() / "cache")
-    hp = Hyperparameters(**(hyperparameters or {}))  # type: ignore[arg-type]
+    hp = hyperparameters or Hyperparameters()
     with tempfile.TemporaryDirectory(prefix="scones-model-") as output:
         model_dir = Path(output)
-        metadata = train(staged.split_dir("train"), model_dir, hp, test_dir=staged.split_dir("test"), progress=progress)
+        metadata = train(
+            staged.split_dir("train"), model_dir, hp, test_dir=staged.split_dir("test"), progress=progress
+        )
         total = round(time.perf_counter() - started, 1)
-        metadata = metadata.model_copy(update={"metrics": {**metadata.metrics, "wall_seconds_with_staging": total}})
+        metadata = metadata.model_copy(
+            update={"metrics": {**metadata.metrics, "wall_seconds_with_staging": total}}
+        )
         metadata.write(model_dir)
         store.publish(model_dir)
     logger.info("published model %s in %.1f s", metadata.version, total)

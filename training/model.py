@@ -53,8 +53,7 @@ class Ensemble(nn.Module):
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         """Calibrated class probabilities, in label order."""
-        temperature: torch.Tensor = self.temperature
-        return torch.softmax(self.logits(inputs) / temperature, dim=1)
+        return torch.softmax(self.logits(inputs) / self.get_buffer("temperature"), dim=1)
 
 
 def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, *, steps: int = 200) -> float:

@@ -106,7 +106,7 @@ def images_from_archive(archive: Path) -> Iterator[StagedImage]:
             if member is None:
                 raise StagingError(f"{archive} has no cifar-100-python/{split}")
             # The official archive is a pickle; only open archives whose checksum was verified.
-            batch = pickle.load(member, encoding="bytes")  # noqa: S301
+            batch = pickle.load(member, encoding="bytes")
             data, fine_labels, names = batch[b"data"], batch[b"fine_labels"], batch[b"filenames"]
             for row, fine in enumerate(fine_labels):
                 if fine in wanted:
@@ -119,7 +119,9 @@ def images_from_folder(folder: Path) -> Iterator[StagedImage]:
     for split in SPLITS:
         listing = folder / f"{split}.lst"
         if not listing.is_file():
-            raise StagingError(f"{folder} has no {split}.lst (expected the CIFAR-100 bicycle/motorcycle layout)")
+            raise StagingError(
+                f"{folder} has no {split}.lst (expected the CIFAR-100 bicycle/motorcycle layout)"
+            )
         for number, line in enumerate(listing.read_text().splitlines(), start=1):
             if not line.strip():
                 continue
@@ -151,12 +153,16 @@ def write_dataset(images: Iterator[StagedImage], out_dir: Path) -> StagedDataset
         path.write_bytes(image.data)
         listings[image.split].append(f"{image.row}\t{image.label}\t{image.relative_path}")
         staged.counts[image.split][LABELS[image.label]] += 1
-        entry = f"{image.split}/{image.relative_path}\t{image.label}\t{hashlib.sha256(image.data).hexdigest()}"
+        entry = (
+            f"{image.split}/{image.relative_path}\t{image.label}\t{hashlib.sha256(image.data).hexdigest()}"
+        )
         digest.update(entry.encode() + b"\n")
     for split, lines in listings.items():
         (out_dir / f"{split}.lst").write_text("\n".join(lines) + "\n")
     staged.sha256 = digest.hexdigest()
-    (out_dir / "staged.json").write_text(json.dumps({"counts": staged.counts, "sha256": staged.sha256}, indent=2))
+    (out_dir / "staged.json").write_text(
+        json.dumps({"counts": staged.counts, "sha256": staged.sha256}, indent=2)
+    )
     return staged
 
 
@@ -176,6 +182,9 @@ def stage(source: str | Path | None, out_dir: Path, *, cache_dir: Path | None = 
     if path.is_dir():
         return write_dataset(images_from_folder(path), out_dir)
     if path.is_file():
+        expected = os.environ.get("SCONES_DATASET_MD5", CIFAR100_MD5)
+        if (actual := md5_of(path)) != expected:
+            raise StagingError(f"checksum mismatch for {path}: got md5 {actual}, expected {expected}")
         return write_dataset(images_from_archive(path), out_dir)
     raise StagingError(f"dataset source {text!r} is neither a folder, an archive file nor a URL")
 

@@ -69,7 +69,9 @@ def load_split(folder: Path, limit_per_class: int | None = None) -> Split:
     """A `<class>/<image>` folder through the serving path's thumbnail step (identical pixels)."""
     images: list[LabeledImage] = read_labeled_folder(folder, limit_per_class=limit_per_class)
     pixels = np.stack([np.asarray(thumbnail(image.data), dtype=np.uint8) for image in images])
-    return Split(pixels, np.array([image.label for image in images]), [image.relative_path for image in images])
+    return Split(
+        pixels, np.array([image.label for image in images]), [image.relative_path for image in images]
+    )
 
 
 def carve_validation(split: Split, fraction: float, seed: int) -> tuple[Split, Split]:
@@ -84,7 +86,9 @@ def carve_validation(split: Split, fraction: float, seed: int) -> tuple[Split, S
     is_val[validation] = True
 
     def subset(mask: npt.NDArray[np.bool_]) -> Split:
-        return Split(split.pixels[mask], split.labels[mask], [p for p, m in zip(split.paths, mask, strict=True) if m])
+        return Split(
+            split.pixels[mask], split.labels[mask], [p for p, m in zip(split.paths, mask, strict=True) if m]
+        )
 
     return subset(~is_val), subset(is_val)
 
@@ -111,13 +115,20 @@ def predict_logits(model: Any, split: Split, config: PreprocessConfig, batch: in
     model.eval()
     with torch.inference_mode():
         chunks = [
-            model.logits(batch_inputs(split.pixels[i : i + batch], config)) for i in range(0, len(split.labels), batch)
+            model.logits(batch_inputs(split.pixels[i : i + batch], config))
+            for i in range(0, len(split.labels), batch)
         ]
     return torch.cat(chunks)
 
 
 def train_member(
-    seed: int, train: Split, validation: Split, hp: Hyperparameters, config: PreprocessConfig, *, progress: bool
+    seed: int,
+    train: Split,
+    validation: Split,
+    hp: Hyperparameters,
+    config: PreprocessConfig,
+    *,
+    progress: bool,
 ) -> Any:
     """Fine-tune one pretrained member: AdamW, half-epoch linear warmup, cosine decay."""
     import torch
@@ -158,7 +169,7 @@ def train_member(
             targets = torch.from_numpy(train.labels[index])
             loss = functional.cross_entropy(member(inputs), targets, label_smoothing=hp.label_smoothing)
             optimizer.zero_grad()
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]
             optimizer.step()
             scheduler.step()
             seen += len(index)
@@ -192,7 +203,14 @@ def export_onnx(model: Any, path: Path, input_size: int) -> None:
     )
 
 
-def train(train_dir: Path, model_dir: Path, hp: Hyperparameters, *, test_dir: Path | None = None, progress: bool = True) -> ModelMetadata:
+def train(
+    train_dir: Path,
+    model_dir: Path,
+    hp: Hyperparameters,
+    *,
+    test_dir: Path | None = None,
+    progress: bool = True,
+) -> ModelMetadata:
     """Train, calibrate, export and evaluate; returns the metadata written beside the model."""
     import torch
 
@@ -204,12 +222,16 @@ def train(train_dir: Path, model_dir: Path, hp: Hyperparameters, *, test_dir: Pa
     limit = hp.limit_per_class or None
     full = load_split(train_dir, limit)
     train_split, validation = carve_validation(full, hp.val_fraction, hp.split_seed)
-    members = [train_member(seed, train_split, validation, hp, config, progress=progress) for seed in hp.seed_list]
+    members = [
+        train_member(seed, train_split, validation, hp, config, progress=progress) for seed in hp.seed_list
+    ]
     ensemble = Ensemble(members, flip_tta=hp.flip_tta)
     temperature = 1.0
     if len(validation.labels):
-        temperature = fit_temperature(predict_logits(ensemble, validation, config), torch.from_numpy(validation.labels))
-    ensemble.temperature.fill_(temperature)
+        temperature = fit_temperature(
+            predict_logits(ensemble, validation, config), torch.from_numpy(validation.labels)
+        )
+    ensemble.get_buffer("temperature").fill_(temperature)
     train_seconds = time.perf_counter() - started
 
     model_dir.mkdir(parents=True, exist_ok=True)
@@ -225,7 +247,7 @@ def train(train_dir: Path, model_dir: Path, hp: Hyperparameters, *, test_dir: Pa
     evaluation: dict[str, Any] = {}
     splits = {"validation": validation}
     if test_dir is not None:
-        splits["test"] = load_split(test_dir, limit)
+        splits["test"] = load_split(test_dir)  # always the whole test set
     for name, split in splits.items():
         if len(split.labels):
             probs = probabilities(split)
@@ -260,9 +282,28 @@ def train(train_dir: Path, model_dir: Path, hp: Hyperparameters, *, test_dir: Pa
 def dataset_sha256(split: Split) -> str:
     """Identifies the training data: labels and pixels of every image, in path order."""
     digest = hashlib.sha256()
-    for path, label, pixels in sorted(zip(split.paths, split.labels, split.pixels, strict=True), key=lambda t: t[0]):
+    for path, label, pixels in sorted(
+        zip(split.paths, split.labels, split.pixels, strict=True), key=lambda t: t[0]
+    ):
         digest.update(f"{path}\t{label}\t".encode() + pixels.tobytes())
     return digest.hexdigest()
+
+
+def add_hyperparameter_flags(parser: argparse.ArgumentParser) -> None:
+    """One `--flag` per Hyperparameters field, defaulting to the recipe."""
+    group = parser.add_argument_group("hyperparameters (the recipe's defaults unless given)")
+    for name, value in asdict(Hyperparameters()).items():
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool):
+            group.add_argument(
+                flag, type=lambda text: str(text).lower() in ("1", "true", "yes"), default=value
+            )
+        else:
+            group.add_argument(flag, type=type(value), default=value)
+
+
+def hyperparameters_from(args: argparse.Namespace) -> Hyperparameters:
+    return Hyperparameters(**{name: getattr(args, name) for name in asdict(Hyperparameters())})
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -271,13 +312,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--test", type=Path, default=os.environ.get("SM_CHANNEL_TEST"))
     parser.add_argument("--model-dir", type=Path, default=Path(os.environ.get("SM_MODEL_DIR", "model")))
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    defaults = Hyperparameters()
-    for name, value in asdict(defaults).items():
-        flag = "--" + name.replace("_", "-")
-        if isinstance(value, bool):
-            parser.add_argument(flag, type=lambda text: str(text).lower() in ("1", "true", "yes"), default=value)
-        else:
-            parser.add_argument(flag, type=type(value), default=value)
+    add_hyperparameter_flags(parser)
     args = parser.parse_args(argv)
     if args.train is None:
         parser.error("--train (or SM_CHANNEL_TRAIN) is required")
@@ -286,9 +321,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    hp = Hyperparameters(**{name: getattr(args, name) for name in asdict(Hyperparameters())})
+    hp = hyperparameters_from(args)
     metadata = train(args.train, args.model_dir, hp, test_dir=args.test, progress=not args.no_progress)
-    print(json.dumps({"version": metadata.version, "model_dir": str(args.model_dir), "metrics": metadata.metrics}, indent=2))
+    print(
+        json.dumps(
+            {"version": metadata.version, "model_dir": str(args.model_dir), "metrics": metadata.metrics},
+            indent=2,
+        )
+    )
     return 0
 
 

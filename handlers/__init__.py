@@ -1,0 +1,1 @@
+"""The Lambda functions of the workflow: thin powertools handlers over plain logic (torch-free)."""
