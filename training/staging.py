@@ -15,6 +15,7 @@ import pickle
 import shutil
 import tarfile
 import tempfile
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -80,8 +81,11 @@ def download_archive(
     handle, partial_name = tempfile.mkstemp(dir=cache_dir, suffix=".partial")
     partial = Path(partial_name)
     try:
-        with os.fdopen(handle, "wb") as out, urllib.request.urlopen(url, timeout=timeout_s) as response:
-            shutil.copyfileobj(response, out)
+        try:
+            with os.fdopen(handle, "wb") as out, urllib.request.urlopen(url, timeout=timeout_s) as response:
+                shutil.copyfileobj(response, out)
+        except (urllib.error.URLError, TimeoutError) as error:
+            raise StagingError(f"could not download {url}: {error}") from None
         actual = md5_of(partial)
         if actual != md5:
             raise StagingError(f"checksum mismatch for {url}: got md5 {actual}, expected {md5}")
@@ -102,7 +106,10 @@ def images_from_archive(archive: Path) -> Iterator[StagedImage]:
     wanted = {fine: LABELS.index(name) for name, fine in CIFAR100_FINE_LABELS.items()}
     with tarfile.open(archive, "r:gz") as tar:
         for split in SPLITS:
-            member = tar.extractfile(f"cifar-100-python/{split}")
+            try:
+                member = tar.extractfile(f"cifar-100-python/{split}")
+            except KeyError:  # tarfile's way of saying the member is absent
+                member = None
             if member is None:
                 raise StagingError(f"{archive} has no cifar-100-python/{split}")
             # The official archive is a pickle; only open archives whose checksum was verified.
@@ -141,28 +148,38 @@ def images_from_folder(folder: Path) -> Iterator[StagedImage]:
 
 
 def write_dataset(images: Iterator[StagedImage], out_dir: Path) -> StagedDataset:
-    """Write images and `.lst` files; the hash covers every image's split, label, name and bytes."""
+    """Write images and `.lst` files; the hash covers every image's split, label, name and bytes.
+
+    Everything is written to a scratch folder first and moved in at the end, so a staging that
+    fails half-way leaves the previous staged data as it was.
+    """
     staged = StagedDataset(root=out_dir, counts={split: dict.fromkeys(LABELS, 0) for split in SPLITS})
-    for split in SPLITS:
-        shutil.rmtree(out_dir / split, ignore_errors=True)
-    listings: dict[str, list[str]] = {split: [] for split in SPLITS}
-    digest = hashlib.sha256()
-    for image in images:
-        path = out_dir / image.split / image.relative_path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(image.data)
-        listings[image.split].append(f"{image.row}\t{image.label}\t{image.relative_path}")
-        staged.counts[image.split][LABELS[image.label]] += 1
-        entry = (
-            f"{image.split}/{image.relative_path}\t{image.label}\t{hashlib.sha256(image.data).hexdigest()}"
-        )
-        digest.update(entry.encode() + b"\n")
-    for split, lines in listings.items():
-        (out_dir / f"{split}.lst").write_text("\n".join(lines) + "\n")
-    staged.sha256 = digest.hexdigest()
-    (out_dir / "staged.json").write_text(
-        json.dumps({"counts": staged.counts, "sha256": staged.sha256}, indent=2)
-    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=".incoming-", dir=out_dir))
+    try:
+        listings: dict[str, list[str]] = {split: [] for split in SPLITS}
+        digest = hashlib.sha256()
+        for image in images:
+            path = scratch / image.split / image.relative_path
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(image.data)
+            listings[image.split].append(f"{image.row}\t{image.label}\t{image.relative_path}")
+            staged.counts[image.split][LABELS[image.label]] += 1
+            image_sha = hashlib.sha256(image.data).hexdigest()
+            digest.update(f"{image.split}/{image.relative_path}\t{image.label}\t{image_sha}\n".encode())
+        for split, lines in listings.items():
+            (scratch / split).mkdir(exist_ok=True)
+            (scratch / f"{split}.lst").write_text("\n".join(lines) + "\n")
+        staged.sha256 = digest.hexdigest()
+        summary = {"counts": staged.counts, "sha256": staged.sha256}
+        (scratch / "staged.json").write_text(json.dumps(summary, indent=2))
+        for name in (*SPLITS, *(f"{split}.lst" for split in SPLITS), "staged.json"):
+            target = out_dir / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            (scratch / name).replace(target)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     return staged
 
 

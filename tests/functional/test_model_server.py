@@ -1,0 +1,237 @@
+"""The model server over real HTTP on loopback: the container contract, batches, errors, concurrency."""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import io
+import json
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from scones.model_metadata import ModelMetadata
+from scones.model_server import MAX_BATCH
+from service.endpoint import LocalEndpoint
+from training.staging import StagedDataset
+
+pytestmark = pytest.mark.slow
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def post(url: str, body: bytes, content_type: str | None) -> Reply:
+    """POST over a fresh connection; 4xx/5xx replies are returned, not raised."""
+    request = urllib.request.Request(url, data=body, method="POST")
+    if content_type is not None:
+        request.add_header("Content-Type", content_type)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return Reply(
+                response.status, {k.lower(): v for k, v in response.headers.items()}, response.read()
+            )
+    except urllib.error.HTTPError as error:
+        return Reply(error.code, {k.lower(): v for k, v in error.headers.items()}, error.read())
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+@pytest.fixture(scope="module")
+def test_pngs(staged: StagedDataset) -> list[bytes]:
+    """A few real staged test images of each class, in a fixed order."""
+    root = staged.split_dir("test")
+    paths = sorted(root.glob("bicycle/*.png"))[:4] + sorted(root.glob("motorcycle/*.png"))[:4]
+    assert len(paths) == 8
+    return [path.read_bytes() for path in paths]
+
+
+@pytest.fixture(scope="module")
+def invocations(endpoint: LocalEndpoint) -> str:
+    return f"{endpoint.url}/invocations"
+
+
+def predict_one(url: str, data: bytes, content_type: str = "image/png") -> list[float]:
+    reply = post(url, data, content_type)
+    assert reply.status == 200, reply.body
+    result: list[float] = reply.json()
+    return result
+
+
+def assert_probabilities(value: Any) -> None:
+    assert isinstance(value, list)
+    assert len(value) == 2
+    assert all(isinstance(p, float) and 0.0 <= p <= 1.0 for p in value)
+    assert sum(value) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_ping(endpoint: LocalEndpoint) -> None:
+    with urllib.request.urlopen(f"{endpoint.url}/ping", timeout=10) as response:
+        assert response.status == 200
+
+
+@pytest.mark.parametrize("content_type", ["image/png", "application/x-image", "image/png; charset=binary"])
+def test_png_answers_probabilities_and_headers(
+    invocations: str,
+    test_pngs: list[bytes],
+    small_model_metadata: ModelMetadata,
+    content_type: str,
+) -> None:
+    reply = post(invocations, test_pngs[0], content_type)
+    assert reply.status == 200, reply.body
+    assert reply.headers["content-type"].startswith("application/json")
+    assert_probabilities(reply.json())
+    version = small_model_metadata.version
+    assert reply.headers["x-model-version"] == version
+    assert reply.headers["x-label-order"] == "bicycle,motorcycle"
+    attributes = reply.headers["x-amzn-sagemaker-custom-attributes"]
+    assert f"model-version={version}" in attributes.split(";")
+    assert "label-order=bicycle,motorcycle" in attributes.split(";")
+
+
+def test_jpeg_answers_probabilities(invocations: str, test_pngs: list[bytes]) -> None:
+    buffer = io.BytesIO()
+    Image.open(io.BytesIO(test_pngs[0])).convert("RGB").save(buffer, format="JPEG", quality=95)
+    jpeg = buffer.getvalue()
+    assert jpeg[:2] == b"\xff\xd8"
+    result = predict_one(invocations, jpeg, "image/jpeg")
+    assert_probabilities(result)
+    # The same picture, only lossy-compressed: the answer moves a little, not to another class.
+    png_result = predict_one(invocations, test_pngs[0])
+    assert max(abs(a - b) for a, b in zip(result, png_result, strict=True)) < 0.25
+
+
+@pytest.mark.parametrize("form", ["instances", "list"])
+def test_json_batch_matches_single_images(
+    invocations: str, test_pngs: list[bytes], small_model_metadata: ModelMetadata, form: str
+) -> None:
+    singles = [predict_one(invocations, data) for data in test_pngs]
+    encoded = [b64(data) for data in test_pngs]
+    document: Any = {"instances": [{"b64": e} for e in encoded]} if form == "instances" else encoded
+    reply = post(invocations, json.dumps(document).encode(), "application/json")
+    assert reply.status == 200, reply.body
+    result = reply.json()
+    assert result["label_order"] == ["bicycle", "motorcycle"]
+    assert result["model_version"] == small_model_metadata.version
+    assert result["errors"] == [None] * len(test_pngs)
+    assert len(result["predictions"]) == len(test_pngs)
+    for batched, single in zip(result["predictions"], singles, strict=True):
+        assert_probabilities(batched)
+        assert batched == pytest.approx(single, abs=1e-5)
+    assert reply.headers["x-model-version"] == small_model_metadata.version
+
+
+def test_batch_with_one_garbage_item(invocations: str, test_pngs: list[bytes]) -> None:
+    items = [b64(test_pngs[0]), b64(b"this is not an image at all"), b64(test_pngs[5])]
+    reply = post(
+        invocations, json.dumps({"instances": [{"b64": i} for i in items]}).encode(), "application/json"
+    )
+    assert reply.status == 200, reply.body
+    result = reply.json()
+    predictions, errors = result["predictions"], result["errors"]
+    assert predictions[1] is None
+    assert errors[1]["error"] == "not_an_image"
+    assert errors[1]["message"]
+    assert errors[0] is None
+    assert errors[2] is None
+    assert predictions[0] == pytest.approx(predict_one(invocations, test_pngs[0]), abs=1e-5)
+    assert predictions[2] == pytest.approx(predict_one(invocations, test_pngs[5]), abs=1e-5)
+
+
+def test_batch_of_max_size_is_accepted(invocations: str, test_pngs: list[bytes]) -> None:
+    items = [b64(test_pngs[i % len(test_pngs)]) for i in range(MAX_BATCH)]
+    reply = post(invocations, json.dumps(items).encode(), "application/json")
+    assert reply.status == 200, reply.body
+    assert len(reply.json()["predictions"]) == MAX_BATCH
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status", "code"),
+    [
+        (b"\x89PNG...", "text/plain", 415, "unsupported_content_type"),
+        (b"\x89PNG...", None, 415, "unsupported_content_type"),
+        (b"GIF? no. just some bytes", "image/png", 400, "not_an_image"),
+        (b"", "image/png", 400, "empty"),
+        (b"", "image/jpeg", 400, "empty"),
+        (b'{"instances": [', "application/json", 400, "bad_request"),
+        (b'{"instances": []}', "application/json", 400, "bad_request"),
+        (b'{"instances": [{"b64": 5}]}', "application/json", 400, "bad_request"),
+        (b'{"instances": [{"b64": "not base64!"}]}', "application/json", 400, "bad_request"),
+        (b'{"something": "else"}', "application/json", 400, "bad_request"),
+    ],
+)
+def test_errors(invocations: str, body: bytes, content_type: str | None, status: int, code: str) -> None:
+    reply = post(invocations, body, content_type)
+    assert reply.status == status, reply.body
+    error = reply.json()
+    assert error["error"] == code
+    assert isinstance(error["message"], str)
+    assert error["message"]
+
+
+def test_truncated_png_is_rejected(invocations: str, test_pngs: list[bytes]) -> None:
+    reply = post(invocations, test_pngs[0][: len(test_pngs[0]) // 2], "image/png")
+    assert reply.status == 400
+    assert reply.json()["error"] == "truncated"
+
+
+def test_batch_over_the_maximum_is_rejected(invocations: str, test_pngs: list[bytes]) -> None:
+    items = [b64(test_pngs[0])] * (MAX_BATCH + 1)
+    reply = post(
+        invocations, json.dumps({"instances": [{"b64": i} for i in items]}).encode(), "application/json"
+    )
+    assert reply.status == 400
+    error = reply.json()
+    assert error["error"] == "bad_request"
+    assert str(MAX_BATCH) in error["message"]
+
+
+def test_get_on_invocations_is_not_allowed(invocations: str) -> None:
+    with pytest.raises(urllib.error.HTTPError) as raised:
+        urllib.request.urlopen(invocations, timeout=10)
+    assert raised.value.code == 405
+
+
+def test_concurrent_requests_match_sequential(endpoint: LocalEndpoint, test_pngs: list[bytes]) -> None:
+    url = f"{endpoint.url}/invocations"
+    expected = [predict_one(url, data) for data in test_pngs]
+
+    def worker(thread: int) -> list[tuple[int, list[float], str]]:
+        # One keep-alive connection per thread, as a real client pool would hold.
+        connection = http.client.HTTPConnection(endpoint.host, endpoint.port, timeout=30)
+        results = []
+        try:
+            for request in range(5):
+                index = (thread + request) % len(test_pngs)
+                connection.request(
+                    "POST", "/invocations", body=test_pngs[index], headers={"Content-Type": "image/png"}
+                )
+                response = connection.getresponse()
+                body = response.read()
+                assert response.status == 200, body
+                results.append((index, json.loads(body), response.headers["X-Model-Version"]))
+        finally:
+            connection.close()
+        return results
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        outcomes = [result for batch in pool.map(worker, range(16)) for result in batch]
+    assert len(outcomes) == 16 * 5
+    versions = {version for _, _, version in outcomes}
+    assert len(versions) == 1
+    for index, probabilities, _ in outcomes:
+        assert probabilities == expected[index]

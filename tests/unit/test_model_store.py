@@ -1,0 +1,60 @@
+"""The local model store: publishing versions and switching the served one atomically."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from scones.model_metadata import ModelMetadata
+from scones.model_store import ModelStore, NoModelError
+
+
+def write_model(folder: Path, version: str) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "model.onnx").write_bytes(b"onnx bytes of " + version.encode())
+    ModelMetadata(
+        version=version,
+        input_size=96,
+        mean=(0.5, 0.5, 0.5),
+        std=(0.5, 0.5, 0.5),
+        architecture="test",
+        created_at="2026-11-24T00:00:00+00:00",
+    ).write(folder)
+    return folder
+
+
+def test_empty_store_has_no_current_model(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path / "models")
+    assert store.versions() == []
+    with pytest.raises(NoModelError, match="scones train"):
+        store.current_path()
+
+
+def test_publish_copies_the_folder_and_makes_it_current(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path / "models")
+    published = store.publish(write_model(tmp_path / "out", "v1"))
+    assert published == tmp_path / "models" / "v1"
+    assert (published / "model.onnx").read_bytes() == b"onnx bytes of v1"
+    assert store.current_version() == "v1"
+    assert store.current_path() == published
+
+
+def test_publish_without_switching_keeps_the_served_version(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path / "models")
+    store.publish(write_model(tmp_path / "a", "v1"))
+    store.publish(write_model(tmp_path / "b", "v2"), make_current=False)
+    assert store.versions() == ["v1", "v2"]
+    assert store.current_version() == "v1"
+    store.set_current("v2")
+    assert store.current_version() == "v2"
+    assert not list(store.root.glob(".CURRENT*")), "no temporary pointer files are left behind"
+
+
+def test_unknown_or_unsafe_versions_are_refused(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path / "models")
+    with pytest.raises(NoModelError):
+        store.set_current("v9")
+    for bad in ("", "../etc", ".hidden", "a/b"):
+        with pytest.raises(ValueError, match="not a model version"):
+            store.path(bad)
