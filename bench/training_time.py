@@ -12,6 +12,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from scones.model_store import ModelStore
 from training.staging import stage
@@ -39,24 +40,25 @@ def main() -> None:
         ModelStore(root / "models").publish(root / "model")
         finished = time.perf_counter()
     test = metadata.metrics.get("test", {})
-    result = {
+    seconds = {
+        "staging": round(staged_at - started, 1),
+        "training_calibration_export_evaluation": round(trained_at - staged_at, 1),
+        "publish": round(finished - trained_at, 2),
+        "total": round(finished - started, 1),
+    }
+    result: dict[str, Any] = {
         "recipe": metadata.hyperparameters,
         "architecture": metadata.architecture,
         "cpu_count": os.cpu_count(),
-        "seconds": {
-            "staging": round(staged_at - started, 1),
-            "training_calibration_export_evaluation": round(trained_at - staged_at, 1),
-            "publish": round(finished - trained_at, 2),
-            "total": round(finished - started, 1),
-        },
+        "seconds": seconds,
         "test": {key: test.get(key) for key in ("n", "accuracy", "coverage", "accepted_accuracy", "ece")},
         "temperature": metadata.temperature,
     }
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        for phase, seconds in result["seconds"].items():
-            print(f"{phase:>40}: {seconds} s")
+        for phase, value in seconds.items():
+            print(f"{phase:>40}: {value} s")
         print(f"{'test':>40}: {result['test']}")
 
 

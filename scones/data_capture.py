@@ -72,6 +72,7 @@ class DataCapture:
         self._buffer: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name="data-capture", daemon=True)
         self._thread.start()
 
@@ -84,7 +85,7 @@ class DataCapture:
             self._buffer.append(line)
             full = len(self._buffer) >= self.config.max_buffered
         if full:
-            self.flush()
+            self._wake.set()  # the writer thread flushes now: a request never waits on, or fails with, S3
         return True
 
     def flush(self) -> str | None:
@@ -104,14 +105,21 @@ class DataCapture:
         )
         return key
 
+    def _flush_logged(self) -> None:
+        try:
+            self.flush()
+        except Exception:  # capture must never take the endpoint down; the batch is dropped
+            logger.exception("data capture flush to s3://%s failed", self.config.bucket)
+
     def _run(self) -> None:
-        while not self._stop.wait(self.config.flush_interval_s):
-            try:
-                self.flush()
-            except Exception:  # capture must never take the endpoint down; the batch is dropped
-                logger.exception("data capture flush to s3://%s failed", self.config.bucket)
+        while not self._stop.is_set():
+            self._wake.wait(self.config.flush_interval_s)
+            self._wake.clear()
+            self._flush_logged()
 
     def close(self) -> None:
+        """Stop the writer thread and write what is still buffered (failures are logged, not raised)."""
         self._stop.set()
+        self._wake.set()
         self._thread.join(timeout=5)
-        self.flush()
+        self._flush_logged()

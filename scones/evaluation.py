@@ -10,13 +10,14 @@ import numpy as np
 import numpy.typing as npt
 
 from scones.datasets import read_labeled_folder
+from scones.defaults import CONFIDENCE_THRESHOLD
 from scones.labels import LABELS
 from scones.preprocessing import ImageRejected, preprocess
 
 if TYPE_CHECKING:
     from scones.inference import OnnxClassifier
 
-DEFAULT_THRESHOLD = 0.85
+DEFAULT_THRESHOLD = CONFIDENCE_THRESHOLD
 ECE_BINS = 15
 
 

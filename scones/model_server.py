@@ -80,6 +80,10 @@ def _decode_batch(body: bytes) -> list[bytes]:
         document = json.loads(body)
     except json.JSONDecodeError as error:
         raise ValueError(f"the body is not JSON ({error.msg})") from None
+    except UnicodeDecodeError:
+        raise ValueError("the body is not JSON (not UTF-8 text)") from None
+    except RecursionError:  # deeply nested arrays: a client error, not a server fault
+        raise ValueError("the body is not JSON we accept (nested too deeply)") from None
     instances = document.get("instances") if isinstance(document, dict) else document
     if not isinstance(instances, list) or not instances:
         raise ValueError(

@@ -17,6 +17,8 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from scones.defaults import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, MIN_IMAGE_SIDE
+
 THUMBNAIL_SIZE: Final = 32
 ALLOWED_FORMATS: Final = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")
 BACKGROUND_RGB: Final = (255, 255, 255)
@@ -48,9 +50,9 @@ class PreprocessConfig:
     input_size: int = 96
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
-    max_bytes: int = 25 * 1024 * 1024
-    max_pixels: int = 64_000_000
-    min_side: int = 8
+    max_bytes: int = MAX_IMAGE_BYTES
+    max_pixels: int = MAX_IMAGE_PIXELS
+    min_side: int = MIN_IMAGE_SIDE
 
 
 DEFAULT_CONFIG: Final = PreprocessConfig()
@@ -87,7 +89,10 @@ def decode(data: bytes, config: PreprocessConfig = DEFAULT_CONFIG) -> Image.Imag
         image.load()
     except (OSError, SyntaxError, ValueError) as error:
         raise ImageRejected("truncated", f"the image data is incomplete or corrupt ({error})") from None
-    return ImageOps.exif_transpose(image)
+    upright = ImageOps.exif_transpose(image)
+    upright.format = image.format  # the copy forgets what it was decoded from
+    upright.info["frames"] = int(getattr(image, "n_frames", 1))
+    return upright
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -128,11 +133,30 @@ def thumbnail(data: bytes, config: PreprocessConfig = DEFAULT_CONFIG) -> Image.I
     return square_thumbnail(to_rgb(decode(data, config)))
 
 
-def thumbnail_png(data: bytes, config: PreprocessConfig = DEFAULT_CONFIG) -> bytes:
-    """The thumbnail as PNG bytes: a few KB, small enough to pass between workflow steps."""
+@dataclass(frozen=True)
+class SourceInfo:
+    """What the upload was, for the outcome record (never the pixels)."""
+
+    format: str
+    mode: str
+    width: int
+    height: int
+    frames: int
+
+
+def thumbnail_png(data: bytes, config: PreprocessConfig = DEFAULT_CONFIG) -> tuple[bytes, SourceInfo]:
+    """The thumbnail as PNG (a few KB: small enough to pass between workflow steps) and the source's facts."""
+    image = decode(data, config)
+    info = SourceInfo(
+        format=str(image.format or "unknown"),
+        mode=image.mode,
+        width=image.width,
+        height=image.height,
+        frames=int(image.info.get("frames", 1)),
+    )
     buffer = io.BytesIO()
-    thumbnail(data, config).save(buffer, format="PNG")
-    return buffer.getvalue()
+    square_thumbnail(to_rgb(image)).save(buffer, format="PNG")
+    return buffer.getvalue(), info
 
 
 def model_input(

@@ -37,6 +37,17 @@ def build_member(variant: str, *, num_classes: int, image_size: int) -> nn.Modul
     return model
 
 
+def freeze_prefix(member: nn.Module, blocks: int) -> None:
+    """Freeze the stem and the first `blocks` MBConv blocks: less to train, less to distort, faster steps."""
+    if blocks <= 0:
+        return
+    frozen = [member.get_submodule("_conv_stem"), member.get_submodule("_bn0")]
+    frozen += list(member.get_submodule("_blocks").children())[:blocks]
+    for module in frozen:
+        for parameter in module.parameters():
+            parameter.requires_grad_(False)
+
+
 class Ensemble(nn.Module):
     """Mean logits of the members over the image and its mirror, divided by a fitted temperature."""
 

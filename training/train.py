@@ -46,6 +46,7 @@ class Hyperparameters:
     lr: float = 1e-3
     weight_decay: float = 0.01
     label_smoothing: float = 0.0
+    freeze_blocks: int = 0  # keep the stem and this many first blocks at their ImageNet weights
     seeds: str = "0"
     val_fraction: float = 0.1
     split_seed: int = 1234
@@ -135,13 +136,15 @@ def train_member(
     from torch.nn import functional
     from tqdm import tqdm
 
-    from training.model import Ensemble, build_member
+    from training.model import Ensemble, build_member, freeze_prefix
 
     torch.manual_seed(seed)
     random.seed(seed)
     rng = np.random.default_rng(seed)
     member = build_member(hp.variant, num_classes=len(LABELS), image_size=hp.image_size)
-    optimizer = torch.optim.AdamW(member.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+    freeze_prefix(member, hp.freeze_blocks)
+    trainable = [parameter for parameter in member.parameters() if parameter.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=hp.lr, weight_decay=hp.weight_decay)
     steps_per_epoch = math.ceil(len(train.labels) / hp.batch_size)
     total, warmup = hp.epochs * steps_per_epoch, max(1, steps_per_epoch // 2)
 

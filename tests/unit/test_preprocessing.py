@@ -337,7 +337,8 @@ def test_normalization_uses_the_configured_mean_and_std() -> None:
 
 def test_thumbnail_png_decodes_to_the_thumbnail() -> None:
     data = encode(halves(300, 200, RED, BLUE), "JPEG", quality=95)
-    png = thumbnail_png(data)
+    png, info = thumbnail_png(data)
+    assert (info.format, info.mode, info.width, info.height, info.frames) == ("JPEG", "RGB", 300, 200, 1)
     assert png.startswith(b"\x89PNG\r\n\x1a\n")
     with Image.open(io.BytesIO(png)) as decoded:
         assert decoded.format == "PNG"

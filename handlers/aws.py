@@ -1,0 +1,111 @@
+"""boto3-backed implementations of the steps' ports (S3, the SageMaker endpoint, Step Functions)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, ReadTimeoutError
+
+from handlers.settings import FunctionSettings
+from scones.steps import EndpointUnavailable, ModelRejected, ObjectMissing, Prediction, TransientError
+
+RETRYABLE_CODES = frozenset(
+    {"SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout", "Throttling", "ThrottlingException"}
+)
+
+
+def client(
+    service: str, settings: FunctionSettings, *, endpoint_url: str | None = None, **config: Any
+) -> Any:
+    """A client for this function's region; the local engine adds its endpoint URL."""
+    return boto3.session.Session().client(
+        service,  # type: ignore[call-overload]
+        region_name=settings.region,
+        endpoint_url=endpoint_url or settings.endpoint_url,
+        config=Config(retries={"mode": "standard", "max_attempts": 3}, **config),
+    )
+
+
+def _status(error: ClientError) -> int:
+    return int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+
+
+class S3ObjectStore:
+    def __init__(self, s3: Any) -> None:
+        self._s3 = s3
+
+    def _call(self, operation: str, **kwargs: Any) -> Any:
+        try:
+            return getattr(self._s3, operation)(**kwargs)
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code", "")
+            if code in ("NoSuchKey", "404", "NotFound"):
+                raise ObjectMissing(f"s3://{kwargs['Bucket']}/{kwargs['Key']} does not exist") from None
+            if code in RETRYABLE_CODES or _status(error) >= 500:
+                raise TransientError(f"S3 {operation} failed: {code}") from error
+            raise
+        except (BotoCoreError, ConnectionError) as error:
+            raise TransientError(f"S3 {operation} failed: {error}") from error
+
+    def size(self, bucket: str, key: str) -> int:
+        return int(self._call("head_object", Bucket=bucket, Key=key)["ContentLength"])
+
+    def read(self, bucket: str, key: str) -> bytes:
+        body: bytes = self._call("get_object", Bucket=bucket, Key=key)["Body"].read()
+        return body
+
+    def write_json(self, bucket: str, key: str, body: str) -> None:
+        self._call("put_object", Bucket=bucket, Key=key, Body=body.encode(), ContentType="application/json")
+
+
+def _custom_attributes(text: str) -> dict[str, str]:
+    pairs = (item.split("=", 1) for item in text.split(";") if "=" in item)
+    return {name.strip(): value.strip() for name, value in pairs}
+
+
+class EndpointClassifier:
+    """A SageMaker real-time endpoint (or the local one) behind `invoke_endpoint`."""
+
+    def __init__(self, runtime: Any, endpoint_name: str) -> None:
+        self._runtime = runtime
+        self._endpoint_name = endpoint_name
+
+    def classify(self, png: bytes) -> Prediction:
+        try:
+            response = self._runtime.invoke_endpoint(
+                EndpointName=self._endpoint_name, ContentType="image/png", Accept="application/json", Body=png
+            )
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code", "")
+            original = int(str(error.response.get("OriginalStatusCode") or 0))
+            if code == "ModelError" and 400 <= original < 500 and original != 429:
+                raise ModelRejected(error.response.get("OriginalMessage") or str(error)) from None
+            raise EndpointUnavailable(f"endpoint {self._endpoint_name}: {code or error}") from None
+        except (BotoCoreError, ConnectionError, ReadTimeoutError) as error:
+            raise EndpointUnavailable(f"endpoint {self._endpoint_name}: {error}") from None
+        probabilities = json.loads(response["Body"].read())
+        attributes = _custom_attributes(response.get("CustomAttributes", ""))
+        labels = attributes.get("label-order", "")
+        return Prediction(
+            probabilities=[float(p) for p in probabilities],
+            label_order=labels.split(",") if labels else [],
+            model_version=attributes.get("model-version", "unknown"),
+        )
+
+
+class StepFunctionsStarter:
+    def __init__(self, stepfunctions: Any, state_machine_arn: str) -> None:
+        self._sfn = stepfunctions
+        self._arn = state_machine_arn
+
+    def start(self, name: str, payload: str) -> bool:
+        try:
+            self._sfn.start_execution(stateMachineArn=self._arn, name=name, input=payload)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") == "ExecutionAlreadyExists":
+                return False
+            raise
+        return True

@@ -1,0 +1,47 @@
+"""Lambda `classify`: send the thumbnail to the SageMaker endpoint and keep its probabilities."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from handlers.runtime import Event, LambdaHandler, MetricUnit, lazy_entry_point, observability
+from handlers.settings import ClassifySettings
+
+
+def build(environment: Mapping[str, str]) -> LambdaHandler:
+    from handlers.aws import EndpointClassifier, client
+    from scones.steps import classify
+
+    settings = ClassifySettings.from_environment(environment)
+    obs = observability(settings)
+    runtime = client(
+        "sagemaker-runtime",
+        settings,
+        endpoint_url=settings.sagemaker_runtime_url,
+        read_timeout=settings.endpoint_timeout_s,
+        connect_timeout=min(settings.endpoint_timeout_s, 5.0),
+    )
+    classifier = EndpointClassifier(runtime, settings.endpoint_name)
+
+    @obs.logger.inject_lambda_context(clear_state=True)
+    @obs.tracer.capture_lambda_handler
+    def handler(event: Event, context: Any) -> dict[str, Any]:
+        obs.logger.thread_safe_append_keys(
+            object_key=event["object"]["key"], execution_id=event.get("execution_id")
+        )
+        try:
+            state = classify(event, classifier)
+        finally:
+            obs.logger.thread_safe_clear_keys()
+        result = state["classification"]
+        with obs.metrics(model_version=result["model_version"]) as metrics:
+            metrics.add_metric(
+                name="InferenceLatency", unit=MetricUnit.Milliseconds, value=state["timings_ms"]["classify"]
+            )
+        return state
+
+    return handler
+
+
+handler = lazy_entry_point(build)

@@ -1,0 +1,62 @@
+"""What every handler module shares: powertools observability from settings, and the lazy entry point.
+
+A handler module defines `build(environment) -> handler`; its `handler` (the Lambda entry point)
+builds once from os.environ on the first call. The local engine calls `build` with each function's
+own environment instead, so no process-wide state is swapped between functions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
+
+from handlers.settings import FunctionSettings
+
+Event = dict[str, Any]
+LambdaHandler = Callable[[Event, Any], Any]
+Builder = Callable[[Mapping[str, str]], LambdaHandler]
+
+__all__ = ["Event", "LambdaHandler", "MetricUnit", "Observability", "lazy_entry_point", "observability"]
+
+
+@dataclass(frozen=True)
+class Observability:
+    logger: Logger
+    tracer: Tracer
+    settings: FunctionSettings
+
+    @contextlib.contextmanager
+    def metrics(self, **dimensions: str) -> Iterator[EphemeralMetrics]:
+        """Metrics of one invocation, flushed as one EMF line when the block ends (even on error)."""
+        metrics = EphemeralMetrics(namespace=self.settings.metrics_namespace, service=self.settings.service)
+        for name, value in dimensions.items():
+            metrics.add_dimension(name=name, value=value)
+        try:
+            yield metrics
+        finally:
+            metrics.flush_metrics(raise_on_empty_metrics=False)
+
+
+def observability(settings: FunctionSettings) -> Observability:
+    """Structured JSON logs, X-Ray tracing (off in the local engine) and metrics for one function."""
+    logger = Logger(service=settings.service, level=settings.log_level)
+    tracer = Tracer(service=settings.service, disabled=settings.tracing_disabled, auto_patch=False)
+    return Observability(logger=logger, tracer=tracer, settings=settings)
+
+
+def lazy_entry_point(build: Builder) -> LambdaHandler:
+    """The module-level `handler`: built from os.environ on first use (imports stay fast)."""
+    built: list[LambdaHandler] = []
+
+    def handler(event: Event, context: Any) -> Any:
+        if not built:
+            built.append(build(os.environ))
+        return built[0](event, context)
+
+    return handler

@@ -1,0 +1,106 @@
+"""Uploaded objects: parsing S3 "Object Created" events, execution names, and outcome record keys."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+from urllib.parse import unquote_plus
+
+INBOX_PREFIX: Final = "inbox/"
+OutcomeKind = Literal["results", "review", "failed"]
+OUTCOME_PREFIXES: Final[tuple[OutcomeKind, ...]] = ("results", "review", "failed")
+_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
+EXECUTION_NAME_LIMIT: Final = 80
+
+
+class NotAnUpload(ValueError):
+    """An event that must start nothing: another event type, another prefix, or a folder marker."""
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    """One version of one uploaded object: what an outcome is recorded for."""
+
+    bucket: str
+    key: str
+    etag: str
+    size: int | None = None
+    version_id: str | None = None
+    sequencer: str | None = None
+
+    @property
+    def identity(self) -> str:
+        """Bucket, key and version: equal for duplicate deliveries, different for a changed object."""
+        version = self.version_id or self.etag
+        return f"{self.bucket}/{self.key}@{version}"
+
+    def execution_name(self) -> str:
+        """A Step Functions execution name unique to this object version (≤ 80 chars, [A-Za-z0-9_-])."""
+        digest = hashlib.sha256(self.identity.encode()).hexdigest()[:32]
+        readable = _NAME_UNSAFE.sub("-", self.key.removeprefix(INBOX_PREFIX)).strip("-")
+        room = EXECUTION_NAME_LIMIT - len(digest) - 1
+        return f"{readable[:room]}-{digest}" if readable else digest
+
+    def outcome_key(self, kind: OutcomeKind) -> str:
+        """`<kind>/<key below inbox/>/<etag>.json`: one record per object version, never a local path."""
+        relative = self.key.removeprefix(INBOX_PREFIX)
+        version = (self.version_id or self.etag).strip('"') or "unknown"
+        return f"{kind}/{relative}/{version}.json"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "bucket": self.bucket,
+            "key": self.key,
+            "etag": self.etag,
+            "size": self.size,
+            "version_id": self.version_id,
+            "sequencer": self.sequencer,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ObjectRef:
+        return cls(
+            bucket=str(data["bucket"]),
+            key=str(data["key"]),
+            etag=str(data.get("etag") or ""),
+            size=data.get("size"),
+            version_id=data.get("version_id"),
+            sequencer=data.get("sequencer"),
+        )
+
+
+def decode_event_key(raw: str) -> str:
+    """S3 notifications carry the key URL-encoded (a space as `+`); this is the key S3 APIs take."""
+    return unquote_plus(raw)
+
+
+def object_from_event(event: dict[str, Any], *, prefix: str = INBOX_PREFIX) -> ObjectRef:
+    """The object of an S3 "Object Created" EventBridge event, from AWS or from moto.
+
+    AWS names the field `etag`; moto 5.2 sends `eTag`. Raises NotAnUpload for anything that must
+    not start a workflow run.
+    """
+    if event.get("source") != "aws.s3" or event.get("detail-type") != "Object Created":
+        raise NotAnUpload(f"not an S3 Object Created event: {event.get('source')}/{event.get('detail-type')}")
+    detail = event.get("detail") or {}
+    obj = detail.get("object") or {}
+    bucket = (detail.get("bucket") or {}).get("name")
+    raw_key = obj.get("key")
+    if not bucket or not raw_key:
+        raise NotAnUpload("the event names no bucket or key")
+    key = decode_event_key(str(raw_key))
+    if not key.startswith(prefix):
+        raise NotAnUpload(f"{key!r} is outside {prefix}")
+    if key.endswith("/"):
+        raise NotAnUpload(f"{key!r} is a folder marker")
+    version_id = obj.get("version-id")
+    return ObjectRef(
+        bucket=str(bucket),
+        key=key,
+        etag=str(obj.get("etag") or obj.get("eTag") or "").strip('"'),
+        size=obj.get("size"),
+        version_id=None if version_id in (None, "", "null") else str(version_id),
+        sequencer=obj.get("sequencer"),
+    )

@@ -1,0 +1,184 @@
+"""The workflow's steps as plain functions: no boto3 at import, AWS access injected through small ports.
+
+Each step takes the workflow state (a small JSON dict) and returns the next one. Errors that the
+state machine retries or catches are raised as the exception classes below; their class names are
+the `Error` names the ASL matches on.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from scones.labels import LABELS
+from scones.objects import ObjectRef
+from scones.outcomes import OUTCOME_FOLDER, Outcome, OutcomeRecord, failure_reason
+from scones.preprocessing import ImageRejected, PreprocessConfig, thumbnail_png
+
+State = dict[str, Any]
+
+
+class TransientError(Exception):
+    """A dependency failed in a way worth retrying (throttling, 5xx, connection reset)."""
+
+
+class ObjectMissing(Exception):
+    """The object was deleted (or never existed) by the time it was read."""
+
+
+class EndpointUnavailable(Exception):
+    """The model endpoint is down, overloaded, timing out or answering 5xx: retried with backoff."""
+
+
+class ModelRejected(Exception):
+    """The model endpoint refused the input (4xx): retrying cannot help."""
+
+
+class ObjectStore(Protocol):
+    """The S3 operations the steps need."""
+
+    def size(self, bucket: str, key: str) -> int: ...
+
+    def read(self, bucket: str, key: str) -> bytes: ...
+
+    def write_json(self, bucket: str, key: str, body: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class Prediction:
+    probabilities: list[float]
+    label_order: list[str]
+    model_version: str
+
+
+class ImageClassifier(Protocol):
+    """The model endpoint: PNG bytes in, probabilities out."""
+
+    def classify(self, png: bytes) -> Prediction: ...
+
+
+class ExecutionStarter(Protocol):
+    """Starts a workflow run; returns False when a run of that name already exists."""
+
+    def start(self, name: str, payload: str) -> bool: ...
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def elapsed_ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 2)
+
+
+def start_run(obj: ObjectRef, starter: ExecutionStarter) -> tuple[str, bool]:
+    """Start the run for one object version under its deterministic name; (name, started)."""
+    name = obj.execution_name()
+    payload = json.dumps({"object": obj.as_dict(), "received_at": now_iso()})
+    return name, starter.start(name, payload)
+
+
+def serialize(state: State, store: ObjectStore, config: PreprocessConfig) -> State:
+    """Read and validate the object; hand on only a 32x32 PNG thumbnail and facts about the source."""
+    started = time.perf_counter()
+    obj = ObjectRef.from_dict(state["object"])
+    size = store.size(obj.bucket, obj.key)
+    if size > config.max_bytes:
+        raise ImageRejected("too_large", f"{size} bytes is over the limit of {config.max_bytes}")
+    png, info = thumbnail_png(store.read(obj.bucket, obj.key), config)
+    return {
+        **state,
+        "image": {
+            "thumbnail_png_b64": base64.b64encode(png).decode("ascii"),
+            "source": {"format": info.format, "mode": info.mode, "width": info.width, "height": info.height},
+            "bytes": size,
+        },
+        "timings_ms": {**state.get("timings_ms", {}), "serialize": elapsed_ms(started)},
+    }
+
+
+def classify(state: State, classifier: ImageClassifier) -> State:
+    """Ask the endpoint; the thumbnail is dropped from the state once it has been classified."""
+    started = time.perf_counter()
+    png = base64.b64decode(state["image"]["thumbnail_png_b64"])
+    prediction = classifier.classify(png)
+    if prediction.label_order != list(LABELS) or len(prediction.probabilities) != len(LABELS):
+        raise ModelRejected(
+            f"the endpoint answers in label order {prediction.label_order}, expected {list(LABELS)}"
+        )
+    probabilities = dict(zip(LABELS, (round(float(p), 6) for p in prediction.probabilities), strict=True))
+    label = max(probabilities, key=lambda name: probabilities[name])
+    image = {key: value for key, value in state["image"].items() if key != "thumbnail_png_b64"}
+    return {
+        **state,
+        "image": image,
+        "classification": {
+            "probabilities": probabilities,
+            "label": label,
+            "confidence": probabilities[label],
+            "model_version": prediction.model_version,
+        },
+        "timings_ms": {**state.get("timings_ms", {}), "classify": elapsed_ms(started)},
+    }
+
+
+def filter_by_confidence(state: State, threshold: float) -> State:
+    """Accept at or above the threshold, else send to review; the outcome record is built here."""
+    obj = ObjectRef.from_dict(state["object"])
+    classification = state["classification"]
+    outcome: Outcome = "accepted" if classification["confidence"] >= threshold else "review"
+    record = OutcomeRecord(
+        outcome=outcome,
+        bucket=obj.bucket,
+        key=obj.key,
+        etag=obj.etag,
+        version_id=obj.version_id,
+        size=obj.size,
+        execution_id=state.get("execution_id"),
+        received_at=state.get("received_at"),
+        label=classification["label"],
+        confidence=classification["confidence"],
+        probabilities=classification["probabilities"],
+        threshold=threshold,
+        model_version=classification["model_version"],
+        timings_ms=state.get("timings_ms", {}),
+        source=state.get("image", {}).get("source"),
+    )
+    return {**state, "record": record.model_dump(mode="json", exclude_none=True)}
+
+
+def failure_record(state: State) -> OutcomeRecord:
+    obj = ObjectRef.from_dict(state["object"])
+    reason, error_type, message = failure_reason(state.get("error") or {})
+    return OutcomeRecord(
+        outcome="failed",
+        bucket=obj.bucket,
+        key=obj.key,
+        etag=obj.etag,
+        version_id=obj.version_id,
+        size=obj.size,
+        execution_id=state.get("execution_id"),
+        received_at=state.get("received_at"),
+        reason=reason,
+        error_type=error_type,
+        error_message=message[:1000],
+        replay=obj.as_dict(),
+    )
+
+
+def record_outcome(state: State, store: ObjectStore) -> State:
+    """Write the outcome record (a failure record when the state carries an error) next to the data."""
+    failed = bool(state.get("error"))
+    record = failure_record(state) if failed else OutcomeRecord.model_validate(state["record"])
+    record.recorded_at = now_iso()
+    obj = ObjectRef.from_dict(state["object"])
+    key = obj.outcome_key(OUTCOME_FOLDER[record.outcome])
+    store.write_json(obj.bucket, key, record.to_json())
+    return {
+        "object": state["object"],
+        "record": {**record.model_dump(mode="json", exclude_none=True), "record_key": key},
+    }

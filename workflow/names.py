@@ -1,0 +1,64 @@
+"""Resource names of the stack, defined once for the local stack and the SAM template's parity test."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+METRICS_NAMESPACE: Final = "SconesUnlimited"
+DEFAULT_ENDPOINT_NAME: Final = "scones-classifier"
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    logical_id: str  # the SAM resource id; the ASL placeholder is `${<logical_id>Arn}`
+    handler: str  # module.attribute, as Lambda's Handler setting
+    timeout_s: int
+    memory_mb: int
+
+
+FUNCTIONS: Final = (
+    FunctionSpec("StartFunction", "handlers.start.handler", 10, 256),
+    FunctionSpec("SerializeFunction", "handlers.serialize.handler", 30, 1024),
+    FunctionSpec("ClassifyFunction", "handlers.classify.handler", 30, 256),
+    FunctionSpec("FilterFunction", "handlers.filter.handler", 10, 256),
+    FunctionSpec("RecordFunction", "handlers.record.handler", 10, 256),
+)
+
+
+@dataclass(frozen=True)
+class StackNames:
+    """Physical names for one stack; `prefix` keeps several stacks apart in one account."""
+
+    prefix: str = "scones"
+
+    @property
+    def bucket(self) -> str:
+        return f"{self.prefix}-data"
+
+    @property
+    def state_machine(self) -> str:
+        return f"{self.prefix}-image-workflow"
+
+    @property
+    def rule(self) -> str:
+        return f"{self.prefix}-inbox-object-created"
+
+    @property
+    def review_queue(self) -> str:
+        return f"{self.prefix}-review"
+
+    @property
+    def dead_letter_queue(self) -> str:
+        return f"{self.prefix}-failed"
+
+    @property
+    def event_dead_letter_queue(self) -> str:
+        return f"{self.prefix}-undelivered-events"
+
+    @property
+    def endpoint(self) -> str:
+        return DEFAULT_ENDPOINT_NAME
+
+    def function(self, spec: FunctionSpec) -> str:
+        return f"{self.prefix}-{spec.logical_id.removesuffix('Function').lower()}"
