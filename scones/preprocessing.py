@@ -92,6 +92,7 @@ def decode(data: bytes, config: PreprocessConfig = DEFAULT_CONFIG) -> Image.Imag
     upright = ImageOps.exif_transpose(image)
     upright.format = image.format  # the copy forgets what it was decoded from
     upright.info["frames"] = int(getattr(image, "n_frames", 1))
+    upright.info["source_size"] = (width, height)  # before the JPEG draft downscale
     return upright
 
 
@@ -150,8 +151,8 @@ def thumbnail_png(data: bytes, config: PreprocessConfig = DEFAULT_CONFIG) -> tup
     info = SourceInfo(
         format=str(image.format or "unknown"),
         mode=image.mode,
-        width=image.width,
-        height=image.height,
+        width=int(image.info.get("source_size", image.size)[0]),
+        height=int(image.info.get("source_size", image.size)[1]),
         frames=int(image.info.get("frames", 1)),
     )
     buffer = io.BytesIO()

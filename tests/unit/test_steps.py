@@ -1,0 +1,199 @@
+"""The workflow's step logic, run against in-memory fakes of its ports (fakes over mocks)."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from dataclasses import dataclass, field
+
+import pytest
+from PIL import Image
+
+from scones.objects import ObjectRef
+from scones.preprocessing import ImageRejected, PreprocessConfig
+from scones.steps import (
+    ModelRejected,
+    ObjectMissing,
+    Prediction,
+    State,
+    classify,
+    filter_by_confidence,
+    record_outcome,
+    serialize,
+    start_run,
+)
+
+
+@dataclass
+class MemoryStore:
+    objects: dict[tuple[str, str], bytes] = field(default_factory=dict)
+
+    def size(self, bucket: str, key: str) -> int:
+        return len(self.read(bucket, key))
+
+    def read(self, bucket: str, key: str) -> bytes:
+        try:
+            return self.objects[(bucket, key)]
+        except KeyError:
+            raise ObjectMissing(f"s3://{bucket}/{key} does not exist") from None
+
+    def write_json(self, bucket: str, key: str, body: str) -> None:
+        self.objects[(bucket, key)] = body.encode()
+
+
+@dataclass
+class FixedClassifier:
+    probabilities: list[float]
+    label_order: list[str] = field(default_factory=lambda: ["bicycle", "motorcycle"])
+    seen: list[bytes] = field(default_factory=list)
+
+    def classify(self, png: bytes) -> Prediction:
+        self.seen.append(png)
+        return Prediction(self.probabilities, self.label_order, "v-test")
+
+
+@dataclass
+class MemoryStarter:
+    started: dict[str, str] = field(default_factory=dict)
+
+    def start(self, name: str, payload: str) -> bool:
+        if name in self.started:
+            return False
+        self.started[name] = payload
+        return True
+
+
+def photo(width: int = 4000, height: int = 3000) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), (200, 30, 30)).save(buffer, format="JPEG", quality=80)
+    return buffer.getvalue()
+
+
+OBJ = ObjectRef("bucket", "inbox/ride.jpg", "etag1", size=0)
+
+
+def initial_state(obj: ObjectRef = OBJ) -> State:
+    return {"object": obj.as_dict(), "received_at": "2026-11-24T00:00:00.000Z", "execution_id": "arn:exec:1"}
+
+
+def test_duplicate_delivery_starts_one_run() -> None:
+    starter = MemoryStarter()
+    first = start_run(OBJ, starter)
+    second = start_run(OBJ, starter)
+    changed = start_run(ObjectRef(OBJ.bucket, OBJ.key, "etag2"), starter)
+    assert first[1] is True and second == (first[0], False) and changed[1] is True
+    payload = json.loads(starter.started[first[0]])
+    assert payload["object"]["key"] == "inbox/ride.jpg" and payload["received_at"].endswith("Z")
+
+
+def test_serialize_hands_on_a_small_thumbnail_not_the_photo() -> None:
+    data = photo()
+    store = MemoryStore({("bucket", "inbox/ride.jpg"): data})
+    state = serialize(initial_state(), store, PreprocessConfig())
+    assert len(json.dumps(state)) < 16 * 1024, "the state stays far below Step Functions' 256 KB"
+    thumb = Image.open(io.BytesIO(base64.b64decode(state["image"]["thumbnail_png_b64"])))
+    assert thumb.size == (32, 32) and thumb.format == "PNG"
+    assert state["image"]["source"] == {"format": "JPEG", "mode": "RGB", "width": 4000, "height": 3000}
+    assert state["image"]["bytes"] == len(data)
+    assert state["object"] == initial_state()["object"] and state["timings_ms"]["serialize"] > 0
+
+
+def test_serialize_rejects_too_large_objects_without_reading_them() -> None:
+    store = MemoryStore({("bucket", "inbox/ride.jpg"): photo(64, 64)})
+    with pytest.raises(ImageRejected) as rejected:
+        serialize(initial_state(), store, PreprocessConfig(max_bytes=100))
+    assert rejected.value.reason == "too_large"
+
+
+def test_serialize_of_a_deleted_object_raises_object_missing() -> None:
+    with pytest.raises(ObjectMissing):
+        serialize(initial_state(), MemoryStore(), PreprocessConfig())
+
+
+def test_classify_drops_the_thumbnail_and_names_the_label() -> None:
+    store = MemoryStore({("bucket", "inbox/ride.jpg"): photo(64, 64)})
+    classifier = FixedClassifier([0.1, 0.9])
+    state = classify(serialize(initial_state(), store, PreprocessConfig()), classifier)
+    assert "thumbnail_png_b64" not in state["image"]
+    assert state["classification"] == {
+        "probabilities": {"bicycle": 0.1, "motorcycle": 0.9},
+        "label": "motorcycle",
+        "confidence": 0.9,
+        "model_version": "v-test",
+    }
+    assert classifier.seen[0].startswith(b"\x89PNG")
+
+
+def test_classify_refuses_an_endpoint_with_another_label_order() -> None:
+    store = MemoryStore({("bucket", "inbox/ride.jpg"): photo(64, 64)})
+    state = serialize(initial_state(), store, PreprocessConfig())
+    with pytest.raises(ModelRejected, match="label order"):
+        classify(state, FixedClassifier([0.1, 0.9], ["motorcycle", "bicycle"]))
+
+
+@pytest.mark.parametrize(
+    ("confidence", "outcome"), [(0.85, "accepted"), (0.8499, "review"), (0.99, "accepted")]
+)
+def test_filter_routes_on_the_threshold(confidence: float, outcome: str) -> None:
+    state = initial_state() | {
+        "classification": {
+            "probabilities": {"bicycle": confidence, "motorcycle": 1 - confidence},
+            "label": "bicycle",
+            "confidence": confidence,
+            "model_version": "v-test",
+        },
+        "timings_ms": {"serialize": 1.0, "classify": 2.0},
+    }
+    record = filter_by_confidence(state, 0.85)["record"]
+    assert record["outcome"] == outcome
+    assert record["threshold"] == 0.85 and record["execution_id"] == "arn:exec:1"
+    assert record["timings_ms"] == {"serialize": 1.0, "classify": 2.0}
+
+
+def test_record_writes_one_record_per_object_version() -> None:
+    store = MemoryStore()
+    state = initial_state() | {
+        "record": {
+            "outcome": "review",
+            "bucket": "bucket",
+            "key": "inbox/ride.jpg",
+            "etag": "etag1",
+            "confidence": 0.6,
+        }
+    }
+    result = record_outcome(state, store)
+    written = json.loads(store.objects[("bucket", "review/ride.jpg/etag1.json")])
+    assert written["outcome"] == "review" and written["recorded_at"].endswith("Z")
+    assert result["record"]["record_key"] == "review/ride.jpg/etag1.json"
+
+
+def test_failures_are_recorded_with_a_reason_code_and_a_replay_reference() -> None:
+    store = MemoryStore()
+    cause = json.dumps({"errorMessage": "not_an_image: not a supported image", "errorType": "ImageRejected"})
+    state = initial_state() | {"error": {"Error": "ImageRejected", "Cause": cause}}
+    record = record_outcome(state, store)["record"]
+    assert record["outcome"] == "failed" and record["reason"] == "not_an_image"
+    assert record["replay"]["key"] == "inbox/ride.jpg"
+    assert ("bucket", "failed/ride.jpg/etag1.json") in store.objects
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        ({"Error": "ObjectMissing", "Cause": "{}"}, "object_missing"),
+        (
+            {
+                "Error": "EndpointUnavailable",
+                "Cause": '{"errorMessage": "down", "errorType": "EndpointUnavailable"}',
+            },
+            "endpoint_unavailable",
+        ),
+        ({"Error": "States.Timeout", "Cause": "Task timed out"}, "timeout"),
+        ({"Error": "SQS.SqsException", "Cause": "queue refused"}, "review_queue_unavailable"),
+        ({"Error": "KeyError", "Cause": "boom"}, "internal_error"),
+    ],
+)
+def test_failure_reason_codes(error: dict[str, str], reason: str) -> None:
+    record = record_outcome(initial_state() | {"error": error}, MemoryStore())["record"]
+    assert record["reason"] == reason
