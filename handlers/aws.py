@@ -21,9 +21,14 @@ def client(
     service: str, settings: FunctionSettings, *, endpoint_url: str | None = None, **config: Any
 ) -> Any:
     """A client for this function's region; the local engine adds its endpoint URL."""
-    return boto3.session.Session().client(
-        service,  # type: ignore[call-overload]
+    session = boto3.session.Session(
+        aws_access_key_id=settings.access_key_id,
+        aws_secret_access_key=settings.secret_access_key,
+        aws_session_token=settings.session_token,
         region_name=settings.region,
+    )
+    return session.client(
+        service,  # type: ignore[call-overload]
         endpoint_url=endpoint_url or settings.endpoint_url,
         config=Config(retries={"mode": "standard", "max_attempts": 3}, **config),
     )

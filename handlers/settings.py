@@ -27,6 +27,10 @@ class FunctionSettings(BaseModel):
     region: str = Field(default="us-east-1", alias="AWS_REGION")
     # Only for the local engine: the moto server (and the model router) behind every AWS client.
     endpoint_url: str | None = Field(default=None, alias="AWS_ENDPOINT_URL")
+    # Lambda puts the function's credentials in its environment; read them from the same mapping.
+    access_key_id: str | None = Field(default=None, alias="AWS_ACCESS_KEY_ID", repr=False)
+    secret_access_key: str | None = Field(default=None, alias="AWS_SECRET_ACCESS_KEY", repr=False)
+    session_token: str | None = Field(default=None, alias="AWS_SESSION_TOKEN", repr=False)
 
     @classmethod
     def from_environment(cls, environment: Mapping[str, str]) -> Self:

@@ -1,0 +1,141 @@
+"""The embedded local default: the whole stack on one machine, started by one call and shut down cleanly.
+
+moto's `ThreadedMotoServer` on a free 127.0.0.1 port serves S3, EventBridge, Step Functions,
+Lambda, SQS, CloudWatch and IAM, with the adapters of `service.moto_adapters` closing its gaps; the
+model server runs beside it as the SageMaker endpoint. Resources are created from the same
+definitions the AWS template uses (`service.provision`). boto3 and the AWS CLI reach it through
+`AWS_ENDPOINT_URL`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import boto3
+from botocore.config import Config
+
+from scones.defaults import CONFIDENCE_THRESHOLD
+from scones.model_store import ModelStore
+from service.endpoint import LocalEndpoint, free_port
+from service.provision import REGION, StackResources, provision
+from workflow.names import FUNCTIONS, StackNames
+
+def handler_factory(handler: str) -> Any:
+    """`handlers.serialize.handler` → the module's `build(environment)`: one handler per function config."""
+    module_name, _, _ = handler.rpartition(".")
+    module = importlib.import_module(module_name)
+    return module.build
+
+
+@dataclass
+class StackInfo:
+    aws_endpoint_url: str
+    model_endpoint_url: str
+    resources: StackResources
+    names: StackNames
+
+
+class LocalStack:
+    """Start with `with LocalStack() as stack:`; `stack.client("s3")` talks to it."""
+
+    def __init__(
+        self,
+        *,
+        store: ModelStore | None = None,
+        model_dir: Path | None = None,
+        names: StackNames | None = None,
+        threshold: float = CONFIDENCE_THRESHOLD,
+        endpoint_threads: int = 1,
+        log_level: str = "WARNING",
+        port: int = 0,
+    ) -> None:
+        self.names = names or StackNames()
+        self.threshold = threshold
+        self.log_level = log_level
+        self._port = port or free_port()
+        self._endpoint = LocalEndpoint(
+            name=self.names.endpoint, store=store, model_dir=model_dir, threads=endpoint_threads
+        )
+        self._server: Any = None
+        self._adapters: Any = None
+        self.info: StackInfo | None = None
+
+    @property
+    def aws_endpoint_url(self) -> str:
+        return f"http://127.0.0.1:{self._port}"
+
+    @property
+    def resources(self) -> StackResources:
+        if self.info is None:
+            raise RuntimeError("the local stack is not running")
+        return self.info.resources
+
+    def client(self, service: str, **config: Any) -> Any:
+        """A boto3 client for the running stack (dummy credentials, loopback only)."""
+        session = boto3.session.Session(
+            region_name=REGION, aws_access_key_id="local", aws_secret_access_key="local"
+        )
+        return session.client(
+            service,  # type: ignore[call-overload]
+            endpoint_url=self.aws_endpoint_url,
+            config=Config(retries={"mode": "standard", "max_attempts": 3}, **config),
+        )
+
+    def start(self) -> Self:
+        from moto.core.config import default_user_config
+        from moto.server import ThreadedMotoServer
+
+        import service.moto_adapters as adapters
+
+        self._endpoint.start()
+        # Process-wide moto settings, set once before any resource exists (they select the backends).
+        default_user_config.update(
+            {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
+        )
+        # moto's Step Functions tasks call back into the server at localhost:$MOTO_PORT; read per call,
+        # it is process configuration set once here, never per invocation.
+        os.environ["MOTO_PORT"] = str(self._port)
+        factories: Mapping[str, Any] = {spec.handler: handler_factory(spec.handler) for spec in FUNCTIONS}
+        self._adapters = adapters.install_all(
+            factories, sagemaker_endpoints={self.names.endpoint: self._endpoint.url}
+        )
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self._port, verbose=False)
+        self._server.start()
+        resources = provision(
+            self.client,
+            self.names,
+            aws_endpoint_url=self.aws_endpoint_url,
+            sagemaker_runtime_url=self._endpoint.url,
+            threshold=self.threshold,
+            log_level=self.log_level,
+        )
+        self.info = StackInfo(self.aws_endpoint_url, self._endpoint.url, resources, self.names)
+        return self
+
+    def stop(self) -> None:
+        import service.moto_adapters as adapters
+
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+        adapters.uninstall_all()
+        self._endpoint.stop()
+        self.info = None
+
+    def __enter__(self) -> Self:
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.stop()
