@@ -80,6 +80,73 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_up(args: argparse.Namespace) -> int:
+    """Run the local stack in the foreground until Ctrl-C or SIGTERM."""
+    import signal
+    import threading
+
+    from service.local_stack import LocalStack
+
+    store = ModelStore.default()
+    store.current_version()  # fail early, with the hint to train, when no model is published
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    with LocalStack(store=store, threshold=args.threshold, port=args.port, log_level=args.log_level) as stack:
+        resources = stack.resources
+        url = stack.aws_endpoint_url
+        print(
+            f"""scones local stack is up (model {store.current_version()})
+  AWS endpoint (S3, SQS, Step Functions, ...): {url}
+  model endpoint {stack.names.endpoint}: {stack.info.model_endpoint_url if stack.info else ""}
+  data bucket:   s3://{resources.bucket}   (drop images under inbox/)
+  review queue:  {resources.review_queue_url}
+  failure DLQ:   {resources.dead_letter_queue_url}
+
+Try it (any credentials work; region us-east-1):
+  export AWS_ENDPOINT_URL={url} AWS_DEFAULT_REGION=us-east-1
+  export AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local
+  aws s3 cp photo.jpg s3://{resources.bucket}/inbox/photo.jpg
+  aws s3 ls --recursive s3://{resources.bucket}/results/
+  aws sqs receive-message --queue-url {resources.review_queue_url}
+  scones submit photo.jpg --wait
+Ctrl-C stops it.""",
+            flush=True,
+        )
+        try:
+            while not stopping.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            pass
+        print("stopping the local stack")
+    return 0
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    """Upload images into the inbox of the stack `AWS_ENDPOINT_URL` (or AWS) points at."""
+    import boto3
+
+    from service.outcome_watch import wait_for_outcomes
+
+    s3 = boto3.client("s3", endpoint_url=args.endpoint_url) if args.endpoint_url else boto3.client("s3")
+    keys = []
+    for path in args.paths:
+        key = f"{args.prefix.rstrip('/')}/{path.name}"
+        s3.upload_file(str(path), args.bucket, key)
+        keys.append(key)
+        print(f"uploaded {path} to s3://{args.bucket}/{key}")
+    if not args.wait:
+        return 0
+    index = wait_for_outcomes(s3, args.bucket, keys, timeout_s=args.timeout)
+    for key in keys:
+        record = index.records.get(key)
+        if record is None:
+            print(f"{key}: no outcome within {args.timeout} s")
+            continue
+        detail = record.get("reason") or f"{record.get('label')} ({record.get('confidence')})"
+        print(f"{key}: {record['outcome']} {detail}")
+    return 0 if len(index.records) == len(keys) else 1
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from service.demo import run_demo
 
@@ -129,6 +196,25 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--name", default="scones-classifier", help="endpoint name for the runtime route")
     serve.add_argument("--threads", type=int, default=1, help="onnxruntime threads per request")
     serve.set_defaults(handler=cmd_serve)
+
+    up = commands.add_parser("up", help="run the local stack in the foreground until Ctrl-C")
+    up.add_argument(
+        "--port", type=int, default=4566, help="the AWS endpoint's port on 127.0.0.1 (0: any free)"
+    )
+    up.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD)
+    up.add_argument("--log-level", default="INFO", help="the functions' log level")
+    up.set_defaults(handler=cmd_up)
+
+    from workflow.names import StackNames
+
+    submit = commands.add_parser("submit", help="upload images into the inbox (local stack or AWS)")
+    submit.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    submit.add_argument("--bucket", default=StackNames().bucket)
+    submit.add_argument("--prefix", default="inbox", help="key prefix (default: inbox)")
+    submit.add_argument("--endpoint-url", help="default: $AWS_ENDPOINT_URL, else AWS itself")
+    submit.add_argument("--wait", action="store_true", help="wait for each upload's outcome and print it")
+    submit.add_argument("--timeout", type=float, default=120.0, help="seconds to wait with --wait")
+    submit.set_defaults(handler=cmd_submit)
 
     demo = commands.add_parser("demo", help="the one-shot main job on the embedded local default")
     demo.add_argument("--dataset", help=dataset_help)

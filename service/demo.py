@@ -1,106 +1,127 @@
 """`scones demo`: the one-shot main job on the embedded local default.
 
-Stages the data and trains if no model is published yet, starts the local SageMaker-compatible
-endpoint, classifies every `test/` image through boto3's `sagemaker-runtime` client, routes each by
-the confidence threshold, and prints a summary (also written as JSON with `--summary`).
+Starts the local stack, stages the data and trains if no model is published yet, drops every
+`test/` image into the inbox, waits for every outcome, and prints a summary (counts per outcome,
+accuracy against the known labels, upload → outcome latency), also written as JSON with `--summary`.
 """
 
 from __future__ import annotations
 
 import json
-import statistics
 import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import boto3
 import numpy as np
-from botocore.config import Config
 
 from scones.datasets import read_labeled_folder
-from scones.evaluation import DEFAULT_THRESHOLD, summarize
+from scones.evaluation import DEFAULT_THRESHOLD
+from scones.labels import LABELS
 from scones.model_store import ModelStore, NoModelError, default_home
-from service.endpoint import LocalEndpoint
+from service.local_stack import LocalStack
+from service.outcome_watch import wait_for_outcomes
 
 
 def percentile(values: list[float], q: float) -> float:
-    return float(np.percentile(np.asarray(values), q)) if values else 0.0
+    return round(float(np.percentile(np.asarray(values), q)), 1) if values else 0.0
 
 
-def run_demo(
-    *, dataset: str | None = None, threshold: float = DEFAULT_THRESHOLD, summary_path: Path | None = None
-) -> dict[str, Any]:
-    from training.staging import stage
-
-    store = ModelStore.default()
-    staged = stage(dataset, default_home() / "data", cache_dir=default_home() / "cache")
+def ensure_model(store: ModelStore, dataset: str | None) -> str:
     try:
         version = store.current_version()
         print(f"serving the published model {version}")
     except NoModelError:
         from service.training_run import train_and_publish
 
-        print("no model published yet: training one (about four minutes on two cores)")
+        print("no model published yet: staging the data and training one (a few minutes on two cores)")
         version = train_and_publish(dataset=dataset, store=store).version
+    return version
 
+
+def run_demo(
+    *,
+    dataset: str | None = None,
+    threshold: float = DEFAULT_THRESHOLD,
+    summary_path: Path | None = None,
+    timeout_s: float = 600.0,
+    concurrency: int = 8,
+) -> dict[str, Any]:
+    from training.staging import stage
+
+    store = ModelStore.default()
+    version = ensure_model(store, dataset)
+    staged = stage(dataset, default_home() / "data", cache_dir=default_home() / "cache")
     images = read_labeled_folder(staged.split_dir("test"))
-    outcomes = {"accepted": 0, "review": 0, "failed": 0}
-    probabilities: list[list[float]] = []
-    labels: list[int] = []
-    latencies: list[float] = []
-    with LocalEndpoint(store=store, threads=2) as endpoint:
-        runtime = boto3.client(
-            "sagemaker-runtime",
-            endpoint_url=endpoint.url,
-            region_name="us-east-1",
-            aws_access_key_id="local",
-            aws_secret_access_key="local",
-            config=Config(retries={"max_attempts": 1}),
-        )
-        for image in images:
-            started = time.perf_counter()
-            try:
-                response = runtime.invoke_endpoint(
-                    EndpointName=endpoint.name, ContentType="image/png", Body=image.data
-                )
-                result = json.loads(response["Body"].read())
-            except Exception:
-                outcomes["failed"] += 1
-                continue
-            finally:
-                latencies.append((time.perf_counter() - started) * 1000)
-            probabilities.append(result)
-            labels.append(image.label)
-            outcomes["accepted" if max(result) >= threshold else "review"] += 1
+    run = uuid.uuid4().hex[:8]
+    labels = {
+        f"inbox/demo-{run}/{i:03d}-{image.relative_path.split('/')[-1]}": image
+        for i, image in enumerate(images)
+    }
 
-    quality = summarize(np.asarray(probabilities), np.asarray(labels), threshold)
+    with LocalStack(store=store, threshold=threshold) as stack:
+        s3 = stack.client("s3", max_pool_connections=concurrency)
+        bucket = stack.resources.bucket
+        print(f"local stack up: S3 at {stack.aws_endpoint_url}, bucket {bucket}")
+        uploaded_at: dict[str, float] = {}
+
+        def upload(key: str) -> None:
+            uploaded_at[key] = time.time()
+            s3.put_object(Bucket=bucket, Key=key, Body=labels[key].data, ContentType="image/png")
+
+        started = time.monotonic()
+        with ThreadPoolExecutor(concurrency) as pool:
+            list(pool.map(upload, labels))
+        print(f"uploaded {len(labels)} images to s3://{bucket}/inbox/demo-{run}/; waiting for their outcomes")
+        index = wait_for_outcomes(s3, bucket, labels, timeout_s=timeout_s)
+        wall = time.monotonic() - started
+
+    outcomes = {"accepted": 0, "review": 0, "failed": 0}
+    latencies, correct, classified = [], 0, 0
+    for key, record in index.records.items():
+        outcomes[record["outcome"]] += 1
+        recorded = datetime.fromisoformat(record["recorded_at"].replace("Z", "+00:00")).timestamp()
+        latencies.append((recorded - uploaded_at[key]) * 1000)
+        if record["outcome"] != "failed":
+            classified += 1
+            correct += int(record["label"] == LABELS[labels[key].label])
+    accepted = [r for r in index.records.values() if r["outcome"] == "accepted"]
+    accepted_correct = sum(
+        int(r["label"] == LABELS[labels[key].label])
+        for key, r in index.records.items()
+        if r["outcome"] == "accepted"
+    )
     summary: dict[str, Any] = {
         "model_version": version,
-        "uploaded": len(images),
+        "uploaded": len(labels),
         "outcomes": outcomes,
-        "missing": len(images) - sum(outcomes.values()),
-        "duplicated": 0,
-        "accuracy": quality["accuracy"],
-        "accepted_accuracy": quality["accepted_accuracy"],
-        "coverage": quality["coverage"],
-        "ece": quality["ece"],
+        "missing": len(labels) - len(index.records),
+        "duplicated": len(index.duplicates),
+        "accuracy": round(correct / classified, 4) if classified else None,
+        "accepted_accuracy": round(accepted_correct / len(accepted), 4) if accepted else None,
+        "coverage": round(len(accepted) / len(labels), 4),
         "threshold": threshold,
-        "latency_ms": {
-            "p50": round(percentile(latencies, 50), 2),
-            "p95": round(percentile(latencies, 95), 2),
-        },
+        "latency_ms": {"p50": percentile(latencies, 50), "p95": percentile(latencies, 95)},
+        "wall_seconds": round(wall, 1),
+        "images_per_s": round(len(index.records) / wall, 1) if wall else None,
     }
     print(
-        f"\n{summary['uploaded']} images: {outcomes['accepted']} accepted, {outcomes['review']} to review, "
-        f"{outcomes['failed']} failed, {summary['missing']} missing"
+        f"\n{summary['uploaded']} uploaded: {outcomes['accepted']} accepted, "
+        f"{outcomes['review']} sent to review, {outcomes['failed']} failed; "
+        f"{summary['missing']} missing, {summary['duplicated']} duplicated"
     )
     print(
-        f"accuracy {quality['accuracy']:.4f}; at threshold {threshold}: coverage {quality['coverage']:.4f}, "
-        f"accuracy among accepted {quality['accepted_accuracy']}; ECE {quality['ece']:.4f}"
+        f"accuracy {summary['accuracy']} against the known labels; accuracy among accepted "
+        f"{summary['accepted_accuracy']} at threshold {threshold} (coverage {summary['coverage']})"
     )
-    print(f"latency per image p50 {summary['latency_ms']['p50']} ms, p95 {summary['latency_ms']['p95']} ms")
-    if latencies:
-        print(f"mean {statistics.fmean(latencies):.2f} ms over {len(latencies)} requests")
+    print(
+        f"upload → outcome latency p50 {summary['latency_ms']['p50']} ms, "
+        f"p95 {summary['latency_ms']['p95']} ms; "
+        f"{summary['images_per_s']} images/s over {summary['wall_seconds']} s"
+    )
     if summary_path is not None:
         summary_path.write_text(json.dumps(summary, indent=2) + "\n")
+        print(f"summary written to {summary_path}")
     return summary

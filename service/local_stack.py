@@ -10,6 +10,7 @@ definitions the AWS template uses (`service.provision`). boto3 and the AWS CLI r
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,6 +26,13 @@ from scones.model_store import ModelStore
 from service.endpoint import LocalEndpoint, free_port
 from service.provision import REGION, StackResources, provision
 from workflow.names import FUNCTIONS, StackNames
+
+
+def quiet_moto_logs() -> None:
+    """The server's per-request lines and moto's notes on Fail states would drown the service's own logs."""
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    logging.getLogger("moto").setLevel(logging.ERROR)
+
 
 def handler_factory(handler: str) -> Any:
     """`handlers.serialize.handler` → the module's `build(environment)`: one handler per function config."""
@@ -105,6 +113,7 @@ class LocalStack:
         self._adapters = adapters.install_all(
             factories, sagemaker_endpoints={self.names.endpoint: self._endpoint.url}
         )
+        quiet_moto_logs()
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self._port, verbose=False)
         self._server.start()
         resources = provision(

@@ -23,6 +23,7 @@ SMALL_RECIPE: dict[str, object] = {
     "limit_per_class": 40,
     "val_fraction": 0.2,
     "seeds": "0",
+    "ema_decay": 0.0,  # a handful of steps: averaging would keep mostly the untrained head
 }
 
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import importlib
 import io
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 from torch import nn
@@ -46,6 +47,41 @@ def freeze_prefix(member: nn.Module, blocks: int) -> None:
     for module in frozen:
         for parameter in module.parameters():
             parameter.requires_grad_(False)
+
+
+class WeightAverage:
+    """An exponential moving average of a model's weights (buffers are copied, then recalibrated)."""
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.model = copy.deepcopy(model)
+        for parameter in self.model.parameters():
+            parameter.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        averaged = self.model.state_dict()
+        for name, value in model.state_dict().items():
+            if value.dtype.is_floating_point:
+                averaged[name].mul_(self.decay).add_(value, alpha=1 - self.decay)
+            else:
+                averaged[name].copy_(value)
+
+
+@torch.no_grad()
+def recalibrate_batch_norm(model: nn.Module, batches: Iterable[torch.Tensor]) -> None:
+    """Replace BatchNorm running statistics by exact averages over `batches` of training inputs."""
+    norms = [module for module in model.modules() if isinstance(module, nn.BatchNorm2d)]
+    momenta = [norm.momentum for norm in norms]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # cumulative average
+    model.train()
+    for inputs in batches:
+        model(inputs)
+    for norm, momentum in zip(norms, momenta, strict=True):
+        norm.momentum = momentum
+    model.eval()
 
 
 class Ensemble(nn.Module):

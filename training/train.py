@@ -40,13 +40,15 @@ class Hyperparameters:
     """The training recipe; every field is a `--flag` (SageMaker passes hyperparameters as flags)."""
 
     variant: str = "lite0"
-    image_size: int = 96
+    image_size: int = 128
     epochs: int = 6
     batch_size: int = 32
     lr: float = 1e-3
     weight_decay: float = 0.01
     label_smoothing: float = 0.0
-    freeze_blocks: int = 0  # keep the stem and this many first blocks at their ImageNet weights
+    freeze_blocks: int = 4  # keep the stem and this many first blocks at their ImageNet weights
+    ema_decay: float = 0.98  # 0: off; else evaluate an exponential moving average of the weights
+    recalibrate_bn: bool = True  # recompute BatchNorm statistics on the final weights
     seeds: str = "0"
     val_fraction: float = 0.1
     split_seed: int = 1234
@@ -136,7 +138,7 @@ def train_member(
     from torch.nn import functional
     from tqdm import tqdm
 
-    from training.model import Ensemble, build_member, freeze_prefix
+    from training.model import Ensemble, WeightAverage, build_member, freeze_prefix, recalibrate_batch_norm
 
     torch.manual_seed(seed)
     random.seed(seed)
@@ -154,6 +156,7 @@ def train_member(
         return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    average = WeightAverage(member, hp.ema_decay) if hp.ema_decay > 0 else None
     single = Ensemble([member], flip_tta=False)
     for epoch in range(hp.epochs):
         member.train()
@@ -175,6 +178,8 @@ def train_member(
             loss.backward()  # type: ignore[no-untyped-call]
             optimizer.step()
             scheduler.step()
+            if average is not None:
+                average.update(member)
             seen += len(index)
             loss_sum += float(loss.item()) * len(index)
             bar.set_postfix(loss=f"{loss_sum / seen:.3f}")
@@ -184,6 +189,12 @@ def train_member(
             bar.set_postfix(loss=f"{loss_sum / seen:.3f}", val_acc=f"{accuracy:.3f}")
             bar.refresh()
         bar.close()
+    if average is not None:
+        member = average.model
+    if hp.recalibrate_bn:
+        # BatchNorm's running statistics lag the weights (momentum 0.01): measure them afresh.
+        batches = (batch_inputs(train.pixels[i : i + 100], config) for i in range(0, len(train.labels), 100))
+        recalibrate_batch_norm(member, batches)
     member.eval()
     return member
 

@@ -27,7 +27,17 @@ def test_sagemaker_entry_point_reads_the_sm_environment(staged: StagedDataset, t
         "SM_CHANNEL_TEST": str(staged.split_dir("test")),
         "SM_MODEL_DIR": str(model_dir),
     }
-    hyperparameters = ["--epochs", "1", "--image-size", "32", "--limit-per-class", "8", "--no-progress"]
+    hyperparameters = [
+        "--epochs",
+        "1",
+        "--image-size",
+        "32",
+        "--limit-per-class",
+        "8",
+        "--ema-decay",
+        "0",
+        "--no-progress",
+    ]
     completed = subprocess.run(
         [sys.executable, str(REPO / "training" / "train.py"), *hyperparameters],
         env=environment,

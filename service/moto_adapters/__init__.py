@@ -1,0 +1,183 @@
+"""moto's gaps, closed for the embedded local AWS stack: one small adapter module per emulated AWS behaviour.
+
+| module              | the AWS behaviour it emulates                                                  |
+| ------------------- | ------------------------------------------------------------------------------ |
+| `lambda_runtime`    | Lambda Invoke running our Python handlers in-process (timeouts, errors, logs)  |
+| `event_delivery`    | EventBridge rules delivering to Lambda / Step Functions targets (retries, DLQ) |
+| `s3_events`         | S3's EventBridge "Object Created" / "Object Deleted" events, shaped as AWS's    |
+| `emf_metrics`       | CloudWatch Logs extracting Embedded Metric Format lines into metrics           |
+| `sagemaker_runtime` | SageMaker Runtime InvokeEndpoint, forwarded to a local model server            |
+| `jsonpath_cache`    | (speed) Step Functions' JSONPath parsing, cached                               |
+
+Every adapter patches moto internals, so each module declares the `MOTO_VERSION` it was written and
+tested against, and importing this package fails with `MotoVersionMismatch` when the installed moto
+is a different version: re-verify the adapters (tests/integration/test_moto_adapters.py) before
+moving the pin. Each module has `install(...)`/`uninstall()`; `install_all(...)` installs them all and
+`uninstall_all()` undoes it. The patches are process-global: one embedded stack per process.
+`service.moto_adapters.server.start_moto_server()` starts moto's server with everything installed.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+MOTO_VERSION = "5.2.5"
+
+
+class MotoVersionMismatch(RuntimeError):
+    """The installed moto is not the version the adapters were written against."""
+
+
+def check_moto_version(expected: str = MOTO_VERSION) -> None:
+    try:
+        installed = importlib.metadata.version("moto")
+    except importlib.metadata.PackageNotFoundError:
+        raise MotoVersionMismatch(
+            f"moto is not installed; the local AWS stack needs moto[server]=={expected}"
+        ) from None
+    if installed != expected:
+        raise MotoVersionMismatch(
+            f"service.moto_adapters patches moto internals and was written against moto {expected}, "
+            f"but moto {installed} is installed. Install moto[server]=={expected}, or re-verify every "
+            f"adapter against {installed} (run tests/integration/test_moto_adapters.py) and update "
+            "MOTO_VERSION in each module."
+        )
+
+
+check_moto_version()
+
+from service.moto_adapters import (  # noqa: E402 - only after the version check
+    emf_metrics,
+    event_delivery,
+    jsonpath_cache,
+    lambda_runtime,
+    s3_events,
+    sagemaker_runtime,
+)
+from service.moto_adapters.event_delivery import (  # noqa: E402
+    EventTargetDelivery,
+    ExecutionNamer,
+    RetryPolicy,
+    random_execution_name,
+)
+from service.moto_adapters.lambda_runtime import HandlerFactory, InProcessLambdaRuntime  # noqa: E402
+from service.moto_adapters.sagemaker_runtime import EndpointRegistry  # noqa: E402
+
+ADAPTERS = (jsonpath_cache, lambda_runtime, event_delivery, s3_events, sagemaker_runtime, emf_metrics)
+
+for _adapter in ADAPTERS:
+    if _adapter.MOTO_VERSION != MOTO_VERSION:
+        raise MotoVersionMismatch(
+            f"{_adapter.__name__} was written against moto {_adapter.MOTO_VERSION}, "
+            f"the package pins {MOTO_VERSION}"
+        )
+
+
+@dataclass(frozen=True)
+class InstalledAdapters:
+    """The live parts of an installation: register handlers or endpoints on them while the stack runs."""
+
+    runtime: InProcessLambdaRuntime
+    delivery: EventTargetDelivery
+    endpoints: EndpointRegistry
+
+    def uninstall(self) -> None:
+        uninstall_all()
+
+
+class _State:
+    current: InstalledAdapters | None = None
+
+
+_state = _State()
+
+
+def install_all(
+    lambda_factories: Mapping[str, HandlerFactory] | None = None,
+    *,
+    sagemaker_endpoints: EndpointRegistry | Mapping[str, str] | None = None,
+    event_retry: RetryPolicy | None = None,
+    execution_name: ExecutionNamer = random_execution_name,
+    delivery_workers: int = 4,
+    lambda_async_workers: int = 4,
+    echo_lambda_output: bool = False,
+    jsonpath_cache_size: int = 1024,
+) -> InstalledAdapters:
+    """Install every adapter (replacing a previous installation) and return its live parts."""
+    uninstall_all()
+    runtime = InProcessLambdaRuntime(
+        lambda_factories or {}, async_workers=lambda_async_workers, echo_output=echo_lambda_output
+    )
+    delivery = EventTargetDelivery(
+        runtime, retry=event_retry, max_workers=delivery_workers, execution_name=execution_name
+    )
+    try:
+        jsonpath_cache.install(jsonpath_cache_size)
+        lambda_runtime.install(runtime)
+        event_delivery.install(delivery)
+        s3_events.install()
+        endpoints = sagemaker_runtime.install(sagemaker_endpoints or {})
+    except BaseException:
+        _uninstall_modules()
+        delivery.shutdown(wait=False)
+        runtime.shutdown(wait=False)
+        raise
+    _state.current = InstalledAdapters(runtime, delivery, endpoints)
+    return _state.current
+
+
+def _uninstall_modules() -> None:
+    for adapter in (sagemaker_runtime, s3_events, event_delivery, lambda_runtime, jsonpath_cache):
+        adapter.uninstall()
+
+
+def uninstall_all() -> None:
+    """Undo `install_all`: restore moto, then finish in-flight deliveries and invocations."""
+    installed, _state.current = _state.current, None
+    _uninstall_modules()
+    if installed is not None:
+        installed.delivery.shutdown(wait=True)
+        installed.runtime.shutdown(wait=True)
+
+
+def current() -> InstalledAdapters | None:
+    """The installation `install_all` made, if it is still installed."""
+    return _state.current
+
+
+@contextmanager
+def adapters_installed(
+    lambda_factories: Mapping[str, HandlerFactory] | None = None,
+    *,
+    sagemaker_endpoints: EndpointRegistry | Mapping[str, str] | None = None,
+    event_retry: RetryPolicy | None = None,
+) -> Iterator[InstalledAdapters]:
+    """`install_all` for the duration of a `with` block."""
+    installed = install_all(
+        lambda_factories, sagemaker_endpoints=sagemaker_endpoints, event_retry=event_retry
+    )
+    try:
+        yield installed
+    finally:
+        uninstall_all()
+
+
+__all__ = [
+    "ADAPTERS",
+    "MOTO_VERSION",
+    "EndpointRegistry",
+    "EventTargetDelivery",
+    "HandlerFactory",
+    "InProcessLambdaRuntime",
+    "InstalledAdapters",
+    "MotoVersionMismatch",
+    "RetryPolicy",
+    "adapters_installed",
+    "check_moto_version",
+    "current",
+    "install_all",
+    "uninstall_all",
+]

@@ -1,0 +1,46 @@
+"""Reversible attribute replacement: the one mechanism every adapter uses to patch moto."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+_MISSING = object()
+
+
+@dataclass(frozen=True)
+class _Saved:
+    owner: object
+    name: str
+    original: object  # _MISSING when the attribute was inherited rather than set on `owner`
+
+
+class PatchSet:
+    """Replacements of attributes on moto's modules and classes, undone in reverse order by `restore`."""
+
+    def __init__(self, adapter: str) -> None:
+        self.adapter = adapter
+        self._saved: list[_Saved] = []
+        self._lock = threading.Lock()
+
+    @property
+    def active(self) -> bool:
+        return bool(self._saved)
+
+    def replace(self, owner: object, name: str, value: object) -> object:
+        """Set `owner.name = value`; return what `owner.name` resolved to before (the thing to wrap)."""
+        with self._lock:
+            current = getattr(owner, name)
+            own = vars(owner).get(name, _MISSING) if hasattr(owner, "__dict__") else current
+            self._saved.append(_Saved(owner, name, own))
+            setattr(owner, name, value)
+            return current
+
+    def restore(self) -> None:
+        with self._lock:
+            while self._saved:
+                saved = self._saved.pop()
+                if saved.original is _MISSING:
+                    delattr(saved.owner, saved.name)
+                else:
+                    setattr(saved.owner, saved.name, saved.original)

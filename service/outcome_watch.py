@@ -1,0 +1,58 @@
+"""Find the outcome records of uploaded objects: what `scones submit --wait`, the demo and tests poll."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from scones.objects import INBOX_PREFIX, OUTCOME_PREFIXES
+
+
+@dataclass
+class OutcomeIndex:
+    """Outcome records by object key; `duplicates` lists keys that got more than one record."""
+
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)
+    record_keys: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def duplicates(self) -> dict[str, list[str]]:
+        return {key: found for key, found in self.record_keys.items() if len(found) > 1}
+
+
+def object_key_of(record_key: str) -> str:
+    """`results/a/b.png/<etag>.json` → `inbox/a/b.png`."""
+    _, _, rest = record_key.partition("/")
+    return INBOX_PREFIX + rest.rsplit("/", 1)[0]
+
+
+def list_record_keys(s3: Any, bucket: str) -> list[str]:
+    keys: list[str] = []
+    paginator = s3.get_paginator("list_objects_v2")
+    for prefix in OUTCOME_PREFIXES:
+        for page in paginator.paginate(Bucket=bucket, Prefix=f"{prefix}/"):
+            keys.extend(item["Key"] for item in page.get("Contents", []))
+    return keys
+
+
+def wait_for_outcomes(
+    s3: Any, bucket: str, object_keys: Iterable[str], *, timeout_s: float = 300.0, poll_s: float = 0.2
+) -> OutcomeIndex:
+    """Poll until every object key has an outcome record (or the timeout); then read the records."""
+    wanted = set(object_keys)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found: dict[str, list[str]] = {}
+        for record_key in list_record_keys(s3, bucket):
+            found.setdefault(object_key_of(record_key), []).append(record_key)
+        if wanted <= found.keys() or time.monotonic() > deadline:
+            break
+        time.sleep(poll_s)
+    index = OutcomeIndex(record_keys={key: found[key] for key in wanted if key in found})
+    for key, record_keys in index.record_keys.items():
+        body = s3.get_object(Bucket=bucket, Key=record_keys[0])["Body"].read()
+        index.records[key] = json.loads(body)
+    return index
