@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,15 +22,9 @@ from botocore.config import Config
 
 from scones.defaults import CONFIDENCE_THRESHOLD
 from scones.model_store import ModelStore
-from service.endpoint import LocalEndpoint, free_port
+from service.endpoint import LocalEndpoint
 from service.provision import REGION, StackResources, provision
 from workflow.names import FUNCTIONS, StackNames
-
-
-def quiet_moto_logs() -> None:
-    """The server's per-request lines and moto's notes on Fail states would drown the service's own logs."""
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    logging.getLogger("moto").setLevel(logging.ERROR)
 
 
 def handler_factory(handler: str) -> Any:
@@ -66,7 +59,7 @@ class LocalStack:
         self.names = names or StackNames()
         self.threshold = threshold
         self.log_level = log_level
-        self._port = port or free_port()
+        self._requested_port = port or None
         self._endpoint = LocalEndpoint(
             name=self.names.endpoint, store=store, model_dir=model_dir, threads=endpoint_threads
         )
@@ -76,7 +69,10 @@ class LocalStack:
 
     @property
     def aws_endpoint_url(self) -> str:
-        return f"http://127.0.0.1:{self._port}"
+        if self._server is None:
+            raise RuntimeError("the local stack is not running")
+        url: str = self._server.endpoint_url
+        return url
 
     @property
     def resources(self) -> StackResources:
@@ -96,26 +92,16 @@ class LocalStack:
         )
 
     def start(self) -> Self:
-        from moto.core.config import default_user_config
-        from moto.server import ThreadedMotoServer
-
-        import service.moto_adapters as adapters
+        from service.moto_adapters.server import start_moto_server
 
         self._endpoint.start()
-        # Process-wide moto settings, set once before any resource exists (they select the backends).
-        default_user_config.update(
-            {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
-        )
-        # moto's Step Functions tasks call back into the server at localhost:$MOTO_PORT; read per call,
-        # it is process configuration set once here, never per invocation.
-        os.environ["MOTO_PORT"] = str(self._port)
         factories: Mapping[str, Any] = {spec.handler: handler_factory(spec.handler) for spec in FUNCTIONS}
-        self._adapters = adapters.install_all(
-            factories, sagemaker_endpoints={self.names.endpoint: self._endpoint.url}
+        self._server = start_moto_server(
+            factories,
+            sagemaker_endpoints={self.names.endpoint: self._endpoint.url},
+            port=self._requested_port,
         )
-        quiet_moto_logs()
-        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self._port, verbose=False)
-        self._server.start()
+        logging.getLogger("moto").setLevel(logging.ERROR)  # moto narrates every Fail state at WARNING
         resources = provision(
             self.client,
             self.names,
@@ -128,12 +114,9 @@ class LocalStack:
         return self
 
     def stop(self) -> None:
-        import service.moto_adapters as adapters
-
         if self._server is not None:
             self._server.stop()
             self._server = None
-        adapters.uninstall_all()
         self._endpoint.stop()
         self.info = None
 

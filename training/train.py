@@ -164,10 +164,11 @@ def train_member(
         bar = tqdm(
             range(0, len(order), hp.batch_size),
             desc=f"seed {seed} epoch {epoch + 1}/{hp.epochs}",
-            disable=not progress,
+            disable=not (progress and sys.stderr.isatty()),
             leave=True,
             file=sys.stderr,
         )
+        epoch_started = time.perf_counter()
         seen, loss_sum = 0, 0.0
         for start in bar:
             index = order[start : start + hp.batch_size]
@@ -183,11 +184,16 @@ def train_member(
             seen += len(index)
             loss_sum += float(loss.item()) * len(index)
             bar.set_postfix(loss=f"{loss_sum / seen:.3f}")
+        summary = f"loss={loss_sum / seen:.3f}"
         if len(validation.labels):
             logits = predict_logits(single, validation, config)
             accuracy = float((logits.argmax(1).numpy() == validation.labels).mean())
+            summary += f" val_acc={accuracy:.3f}"
             bar.set_postfix(loss=f"{loss_sum / seen:.3f}", val_acc=f"{accuracy:.3f}")
             bar.refresh()
+        if progress and bar.disable:  # logs (SageMaker, CI): one line per epoch instead of a bar
+            elapsed = time.perf_counter() - epoch_started
+            print(f"seed {seed} epoch {epoch + 1}/{hp.epochs} {summary} ({elapsed:.1f} s)", file=sys.stderr)
         bar.close()
     if average is not None:
         member = average.model

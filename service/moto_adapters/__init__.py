@@ -8,6 +8,7 @@
 | `emf_metrics`       | CloudWatch Logs extracting Embedded Metric Format lines into metrics           |
 | `sagemaker_runtime` | SageMaker Runtime InvokeEndpoint, forwarded to a local model server            |
 | `jsonpath_cache`    | (speed) Step Functions' JSONPath parsing, cached                               |
+| `task_clients`      | (speed) Step Functions' service integrations reusing their AWS clients         |
 
 Every adapter patches moto internals, so each module declares the `MOTO_VERSION` it was written and
 tested against, and importing this package fails with `MotoVersionMismatch` when the installed moto
@@ -56,6 +57,7 @@ from service.moto_adapters import (  # noqa: E402 - only after the version check
     lambda_runtime,
     s3_events,
     sagemaker_runtime,
+    task_clients,
 )
 from service.moto_adapters.event_delivery import (  # noqa: E402
     EventTargetDelivery,
@@ -66,7 +68,15 @@ from service.moto_adapters.event_delivery import (  # noqa: E402
 from service.moto_adapters.lambda_runtime import HandlerFactory, InProcessLambdaRuntime  # noqa: E402
 from service.moto_adapters.sagemaker_runtime import EndpointRegistry  # noqa: E402
 
-ADAPTERS = (jsonpath_cache, lambda_runtime, event_delivery, s3_events, sagemaker_runtime, emf_metrics)
+ADAPTERS = (
+    jsonpath_cache,
+    task_clients,
+    lambda_runtime,
+    event_delivery,
+    s3_events,
+    sagemaker_runtime,
+    emf_metrics,
+)
 
 for _adapter in ADAPTERS:
     if _adapter.MOTO_VERSION != MOTO_VERSION:
@@ -116,6 +126,7 @@ def install_all(
     )
     try:
         jsonpath_cache.install(jsonpath_cache_size)
+        task_clients.install()
         lambda_runtime.install(runtime)
         event_delivery.install(delivery)
         s3_events.install()
@@ -130,7 +141,14 @@ def install_all(
 
 
 def _uninstall_modules() -> None:
-    for adapter in (sagemaker_runtime, s3_events, event_delivery, lambda_runtime, jsonpath_cache):
+    for adapter in (
+        sagemaker_runtime,
+        s3_events,
+        event_delivery,
+        lambda_runtime,
+        task_clients,
+        jsonpath_cache,
+    ):
         adapter.uninstall()
 
 

@@ -1,0 +1,195 @@
+"""Drop an image into the inbox of the local stack and get exactly one outcome: the product's main job."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import service.moto_adapters as adapters
+from scones.objects import ObjectRef
+from service.local_stack import LocalStack
+from service.outcome_watch import list_record_keys, wait_for_outcomes
+from training.staging import StagedDataset
+
+
+def upload(stack: LocalStack, data: bytes, name: str) -> str:
+    key = f"inbox/{uuid.uuid4().hex[:8]}/{name}"
+    stack.client("s3").put_object(Bucket=stack.resources.bucket, Key=key, Body=data)
+    return key
+
+
+def outcome(stack: LocalStack, key: str, timeout_s: float = 60) -> dict[str, Any]:
+    index = wait_for_outcomes(
+        stack.client("s3"), stack.resources.bucket, [key], timeout_s=timeout_s, poll_s=0.05
+    )
+    assert key in index.records, f"no outcome for {key} within {timeout_s} s"
+    assert not index.duplicates, index.duplicates
+    return index.records[key]
+
+
+def set_threshold(stack: LocalStack, threshold: float) -> None:
+    """Reconfigure the filter function as on AWS: the runtime rebuilds it from its new environment."""
+    lam = stack.client("lambda")
+    name = "scones-filter"
+    variables = lam.get_function_configuration(FunctionName=name)["Environment"]["Variables"]
+    lam.update_function_configuration(
+        FunctionName=name, Environment={"Variables": variables | {"CONFIDENCE_THRESHOLD": str(threshold)}}
+    )
+
+
+def test_test_image_is_classified_and_recorded(stack: LocalStack, staged: StagedDataset) -> None:
+    data = next((staged.split_dir("test") / "motorcycle").iterdir()).read_bytes()
+    key = upload(stack, data, "ride.png")
+    record = outcome(stack, key)
+    assert record["outcome"] in ("accepted", "review")
+    assert record["key"] == key and record["bucket"] == stack.resources.bucket
+    assert set(record["probabilities"]) == {"bicycle", "motorcycle"}
+    assert abs(sum(record["probabilities"].values()) - 1) < 1e-4
+    assert record["label"] == max(record["probabilities"], key=record["probabilities"].__getitem__)
+    assert record["threshold"] == 0.85 and record["model_version"]
+    assert record["execution_id"].startswith("arn:aws:states:")
+    assert {"serialize", "classify"} <= record["timings_ms"].keys()
+    execution = stack.client("stepfunctions").describe_execution(executionArn=record["execution_id"])
+    assert execution["status"] == "SUCCEEDED"
+
+
+def test_accepted_and_review_routes_follow_the_threshold(stack: LocalStack, staged: StagedDataset) -> None:
+    data = next((staged.split_dir("test") / "bicycle").iterdir()).read_bytes()
+    sqs = stack.client("sqs")
+    try:
+        set_threshold(stack, 0.0)
+        accepted = outcome(stack, upload(stack, data, "sure.png"))
+        set_threshold(stack, 1.0)
+        review_key = upload(stack, data, "unsure.png")
+        review = outcome(stack, review_key)
+    finally:
+        set_threshold(stack, 0.85)
+    assert accepted["outcome"] == "accepted" and accepted["threshold"] == 0.0
+    assert review["outcome"] == "review" and review["threshold"] == 1.0
+    obj = ObjectRef(review["bucket"], review["key"], review["etag"])
+    records = stack.client("s3").list_objects_v2(Bucket=stack.resources.bucket, Prefix="review/")["Contents"]
+    assert obj.outcome_key("review") in {item["Key"] for item in records}
+    messages = []
+    for _ in range(10):
+        received = sqs.receive_message(QueueUrl=stack.resources.review_queue_url, MaxNumberOfMessages=10)
+        messages += [json.loads(m["Body"]) for m in received.get("Messages", [])]
+        if any(m["key"] == review_key for m in messages):
+            break
+    mine = [m for m in messages if m["key"] == review_key]
+    assert (
+        len(mine) == 1
+        and mine[0]["outcome"] == "review"
+        and mine[0]["probabilities"] == review["probabilities"]
+    )
+
+
+def test_a_12_megapixel_photo_goes_through(stack: LocalStack) -> None:
+    height, width = 3000, 4000
+    rows = np.linspace(0, 255, height, dtype=np.float32)[:, None, None]
+    cols = np.linspace(0, 255, width, dtype=np.float32)[None, :, None]
+    pixels = np.concatenate(
+        [
+            np.broadcast_to(rows, (height, width, 1)),
+            np.broadcast_to(cols, (height, width, 1)),
+            np.full((height, width, 1), 90, np.float32),
+        ],
+        axis=2,
+    ).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG", quality=90)
+    assert len(buffer.getvalue()) > 256 * 1024, "bigger than a Step Functions state could carry"
+    record = outcome(stack, upload(stack, buffer.getvalue(), "phone photo.jpg"))
+    assert record["outcome"] in ("accepted", "review")
+    assert record["source"] == {"format": "JPEG", "mode": "RGB", "width": width, "height": height}
+
+
+def test_garbage_ends_in_failed_with_a_reason_and_a_dlq_message(stack: LocalStack) -> None:
+    key = upload(stack, b"<html>not an image</html>", "page.jpg")
+    record = outcome(stack, key)
+    assert record["outcome"] == "failed" and record["reason"] == "not_an_image"
+    assert record["replay"]["key"] == key
+    sqs = stack.client("sqs")
+    bodies = []
+    for _ in range(10):
+        received = sqs.receive_message(QueueUrl=stack.resources.dead_letter_queue_url, MaxNumberOfMessages=10)
+        bodies += [json.loads(m["Body"]) for m in received.get("Messages", [])]
+        if any(b["key"] == key for b in bodies):
+            break
+    assert [b["reason"] for b in bodies if b["key"] == key] == ["not_an_image"]
+    execution = stack.client("stepfunctions").describe_execution(executionArn=record["execution_id"])
+    assert execution["status"] == "FAILED"
+
+
+def test_duplicate_delivery_starts_one_execution(stack: LocalStack, staged: StagedDataset) -> None:
+    data = next((staged.split_dir("test") / "bicycle").iterdir()).read_bytes()
+    key = upload(stack, data, "twice.png")
+    first = outcome(stack, key)
+    event = json.loads(
+        (Path(__file__).parents[1] / "events" / "s3_object_created_aws_docs_sample.json").read_text()
+    )
+    event["detail"]["bucket"]["name"] = stack.resources.bucket
+    event["detail"]["object"] = {"key": key, "etag": first["etag"], "size": len(data), "sequencer": "00"}
+    answer = stack.client("lambda").invoke(FunctionName="scones-start", Payload=json.dumps(event))
+    result = json.loads(answer["Payload"].read())
+    assert result["started"] is False
+    executions = stack.client("stepfunctions").list_executions(
+        stateMachineArn=stack.resources.state_machine_arn
+    )
+    name = ObjectRef(stack.resources.bucket, key, first["etag"]).execution_name()
+    assert [e["name"] for e in executions["executions"]].count(name) == 1
+    assert outcome(stack, key)["execution_id"] == first["execution_id"]
+
+
+def test_objects_outside_the_inbox_start_nothing(stack: LocalStack) -> None:
+    s3 = stack.client("s3")
+    s3.put_object(Bucket=stack.resources.bucket, Key="elsewhere/x.png", Body=b"\x89PNG")
+    s3.put_object(Bucket=stack.resources.bucket, Key="inbox/folder/", Body=b"")
+    installed = adapters.current()
+    assert installed is not None and installed.delivery.wait_idle(30)
+    record_keys = list_record_keys(s3, stack.resources.bucket)
+    assert not any(
+        "elsewhere" in key or key.startswith(("results/folder/", "failed/folder/")) for key in record_keys
+    )
+
+
+def test_metrics_land_in_cloudwatch(stack: LocalStack, staged: StagedDataset) -> None:
+    data = next((staged.split_dir("test") / "bicycle").iterdir()).read_bytes()
+    outcome(stack, upload(stack, data, "counted.png"))
+    cloudwatch = stack.client("cloudwatch")
+    end = time.time() + 60
+    result = cloudwatch.get_metric_data(
+        MetricDataQueries=[
+            {
+                "Id": "received",
+                "MetricStat": {
+                    "Metric": {
+                        "Namespace": "SconesUnlimited",
+                        "MetricName": "ImagesReceived",
+                        "Dimensions": [{"Name": "service", "Value": "start"}],
+                    },
+                    "Period": 3600,
+                    "Stat": "Sum",
+                },
+            }
+        ],
+        StartTime=end - 3600,
+        EndTime=end,
+    )
+    assert sum(result["MetricDataResults"][0]["Values"]) >= 1
+
+
+@pytest.mark.parametrize("handler", ["start", "serialize", "classify", "filter", "record"])
+def test_handler_modules_never_import_torch(handler: str) -> None:
+    import subprocess
+    import sys
+
+    code = f"import sys, handlers.{handler}; sys.exit('torch' in sys.modules or 'onnxruntime' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], check=False, timeout=60).returncode == 0
