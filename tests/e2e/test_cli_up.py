@@ -1,0 +1,100 @@
+"""`scones up` as a user runs it, driven by the real AWS CLI over `--endpoint-url`."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+
+from scones.model_store import ModelStore
+from service.outcome_watch import wait_for_outcomes
+from training.staging import StagedDataset
+
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="module")
+def scones_up(model_store: ModelStore) -> Iterator[str]:
+    """`scones up --port 0` in its own process; yields the AWS endpoint URL it prints."""
+    environment = {**os.environ, "SCONES_HOME": str(model_store.root.parent), "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        [str(BIN / "scones"), "up", "--port", "0"],
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdout is not None
+    url = None
+    deadline = time.monotonic() + 120
+    lines = []
+    while url is None and time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        match = re.search(r"AWS endpoint .*: (http://127\.0\.0\.1:\d+)", line)
+        url = match.group(1) if match else None
+    assert url, "scones up did not come up:\n" + "".join(lines)
+    try:
+        yield url
+    finally:
+        process.send_signal(signal.SIGTERM)  # our own child, by PID
+        try:
+            remaining = process.communicate(timeout=60)[0]
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise
+        assert process.returncode == 0, remaining
+        assert "stopping the local stack" in remaining
+
+
+def test_aws_cli_upload_produces_an_outcome(scones_up: str, staged: StagedDataset, tmp_path: Path) -> None:
+    aws = shutil.which("aws", path=str(BIN)) or shutil.which("aws")
+    assert aws, "the AWS CLI (awscli) is a dev dependency"
+    image = tmp_path / "from cli.png"
+    image.write_bytes(next((staged.split_dir("test") / "bicycle").iterdir()).read_bytes())
+    environment = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": "local",
+        "AWS_SECRET_ACCESS_KEY": "local",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    copied = subprocess.run(
+        [aws, "--endpoint-url", scones_up, "s3", "cp", str(image), "s3://scones-data/inbox/from cli.png"],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert copied.returncode == 0, copied.stderr
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=scones_up,
+        region_name="us-east-1",
+        aws_access_key_id="local",
+        aws_secret_access_key="local",
+    )
+    index = wait_for_outcomes(s3, "scones-data", ["inbox/from cli.png"], timeout_s=60, poll_s=0.1)
+    record = index.records["inbox/from cli.png"]
+    assert record["outcome"] in ("accepted", "review")
+    listed = subprocess.run(
+        [aws, "--endpoint-url", scones_up, "s3", "ls", "--recursive", "s3://scones-data/"],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    folder = {"accepted": "results", "review": "review"}[record["outcome"]]
+    assert f"{folder}/from cli.png/{record['etag']}.json" in listed.stdout
