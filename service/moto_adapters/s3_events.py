@@ -37,6 +37,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import quote_plus
 
 from service.moto_adapters._patching import PatchSet
 
@@ -95,7 +96,8 @@ def _event_name(event_name: object) -> str:
 def build_event(account_id: str, bucket: FakeBucket, event_name: str, key: Any) -> dict[str, Any] | None:
     """The EventBridge event AWS sends for `event_name` on `key`, or None when we do not model it."""
     operation = event_name.rsplit(":", maxsplit=1)[-1]
-    obj: dict[str, Any] = {"key": key.name}
+    # S3 URL-encodes the key in its notifications ("red flower.jpg" arrives as "red+flower.jpg").
+    obj: dict[str, Any] = {"key": quote_plus(key.name, safe="/")}
     if event_name.startswith("s3:ObjectCreated:"):
         detail_type = "Object Created"
         obj.update(size=key.size, etag=str(key.etag).strip('"'))

@@ -312,8 +312,8 @@ def test_s3_put_delivers_an_aws_shaped_event_to_the_lambda_target(aws: Aws) -> N
     events = RECORDER.get(function)
     assert len(events) == 2, "only the two inbox/ objects match the rule, once each"
     by_key = {event["detail"]["object"]["key"]: event for event in events}
-    assert set(by_key) == {"inbox/a b.jpg", "inbox/c.jpg"}
-    a, c = by_key["inbox/a b.jpg"], by_key["inbox/c.jpg"]
+    assert set(by_key) == {"inbox/a+b.jpg", "inbox/c.jpg"}, "keys arrive URL-encoded, as from S3"
+    a, c = by_key["inbox/a+b.jpg"], by_key["inbox/c.jpg"]
     assert a["id"] != c["id"]
     uuid.UUID(a["id"])
     for event, put in ((a, first), (c, second)):
