@@ -33,8 +33,13 @@ test: lint typecheck
 demo: $(INSTALLED)
 	$(BIN)/scones demo
 
+# Benchmarks, one after another on an otherwise idle machine (speed is measured here, not in tests).
 bench: $(INSTALLED)
-	$(BIN)/python bench/run_all.py
+	$(BIN)/python bench/training_time.py
+	$(BIN)/python bench/endpoint_latency.py --threads 2
+	$(BIN)/python bench/preprocessing_cost.py
+	$(BIN)/python bench/handler_import.py
+	$(BIN)/python bench/flow.py
 
 clean:
 	rm -rf $(VENV) .scones .pytest_cache .mypy_cache .ruff_cache

@@ -49,10 +49,10 @@ class Hyperparameters:
     freeze_blocks: int = 4  # keep the stem and this many first blocks at their ImageNet weights
     ema_decay: float = 0.98  # 0: off; else evaluate an exponential moving average of the weights
     recalibrate_bn: bool = True  # recompute BatchNorm statistics on the final weights
-    seeds: str = "0"
+    seeds: str = "0,1"
     val_fraction: float = 0.1
     split_seed: int = 1234
-    flip_tta: bool = True
+    flip_tta: bool = False
     threads: int = 0  # 0: all cores
     limit_per_class: int = 0  # 0: all images; small values make quick smoke runs
 

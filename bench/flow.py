@@ -1,0 +1,150 @@
+"""Benchmark: upload → outcome through the whole local chain, and what the orchestration costs.
+
+For bursts of 1, 50 and 500 images (real `test/` images, cycled) it uploads into the inbox of a
+fresh local stack and measures each image's upload → outcome-record latency (p50/p95) and the
+sustained throughput (outcomes per second over the burst). It then runs the same steps by calling
+the five handlers directly in one process (same S3, same endpoint, no EventBridge/Step Functions)
+and reports the ratio. Run alone on an idle machine: `python bench/flow.py [--sizes 1,50,500] [--json]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from scones.datasets import read_labeled_folder
+from scones.model_store import ModelStore
+from service.local_stack import LocalStack
+from service.outcome_watch import wait_for_outcomes
+from service.provision import function_environment
+from training.staging import stage
+from workflow.names import FUNCTIONS
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    array = np.asarray(values)
+    return {
+        "p50": round(float(np.percentile(array, 50)), 1),
+        "p95": round(float(np.percentile(array, 95)), 1),
+    }
+
+
+def burst(stack: LocalStack, images: list[bytes], size: int, concurrency: int = 8) -> dict[str, Any]:
+    s3 = stack.client("s3", max_pool_connections=concurrency)
+    bucket = stack.resources.bucket
+    run = uuid.uuid4().hex[:8]
+    keys = [f"inbox/bench-{run}/{i:04d}.png" for i in range(size)]
+    uploaded_at: dict[str, float] = {}
+
+    def upload(index: int) -> None:
+        uploaded_at[keys[index]] = time.time()
+        s3.put_object(Bucket=bucket, Key=keys[index], Body=images[index % len(images)])
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(upload, range(size)))
+    index = wait_for_outcomes(s3, bucket, keys, timeout_s=900, poll_s=0.05)
+    wall = time.monotonic() - started
+    latencies = [
+        (datetime.fromisoformat(record["recorded_at"].replace("Z", "+00:00")).timestamp() - uploaded_at[key])
+        * 1000
+        for key, record in index.records.items()
+    ]
+    return {
+        "images": size,
+        "outcomes": len(index.records),
+        "latency_ms": percentiles(latencies),
+        "images_per_s": round(len(index.records) / wall, 1),
+    }
+
+
+def direct(stack: LocalStack, images: list[bytes], size: int) -> dict[str, Any]:
+    """The same five steps called in-process one after another: the work without the orchestration."""
+    import importlib
+
+    from workflow.names import StackNames
+
+    names = StackNames()
+    handlers = {}
+    for spec in FUNCTIONS:
+        environment = function_environment(
+            spec,
+            names,
+            aws_endpoint_url=stack.aws_endpoint_url,
+            sagemaker_runtime_url=stack.info.model_endpoint_url if stack.info else "",
+            threshold=0.85,
+            state_machine_arn=stack.resources.state_machine_arn,
+        )
+        module = importlib.import_module(spec.handler.rsplit(".", 1)[0])
+        handlers[spec.logical_id] = module.build(environment)
+    s3 = stack.client("s3")
+    durations = []
+
+    class Context:
+        function_name = "bench"
+        memory_limit_in_mb = 256
+        invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:bench"
+        aws_request_id = "bench"
+
+    for i in range(size):
+        key = f"direct/{uuid.uuid4().hex[:8]}/{i}.png"
+        s3.put_object(Bucket=stack.resources.bucket, Key=key, Body=images[i % len(images)])
+        started = time.perf_counter()
+        state: dict[str, Any] = {"object": {"bucket": stack.resources.bucket, "key": key, "etag": str(i)}}
+        for step in ("SerializeFunction", "ClassifyFunction", "FilterFunction", "RecordFunction"):
+            state = handlers[step](state, Context())
+        durations.append((time.perf_counter() - started) * 1000)
+    return {
+        "images": size,
+        "latency_ms": percentiles(durations),
+        "mean_ms": round(statistics.fmean(durations), 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--sizes", default="1,50,500")
+    parser.add_argument("--dataset", default=os.environ.get("SCONES_DATASET"))
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="scones-bench-flow-") as scratch:
+        staged = stage(args.dataset, Path(scratch) / "data")
+        images = [image.data for image in read_labeled_folder(staged.split_dir("test"))]
+    results: dict[str, Any] = {"bursts": []}
+    with LocalStack(store=ModelStore.default()) as stack:
+        burst(stack, images, 4)  # warm-up: builds every function's handler once
+        for size in (int(text) for text in args.sizes.split(",")):
+            results["bursts"].append(burst(stack, images, size))
+        results["direct"] = direct(stack, images, 50)
+        single = next((b for b in results["bursts"] if b["images"] == 1), results["bursts"][0])
+        results["orchestration_overhead_ratio"] = round(
+            single["latency_ms"]["p50"] / results["direct"]["latency_ms"]["p50"], 1
+        )
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        for row in results["bursts"]:
+            print(
+                f"{row['images']:>4} images: p50 {row['latency_ms']['p50']} ms, "
+                f"p95 {row['latency_ms']['p95']} ms, {row['images_per_s']} images/s"
+            )
+        print(f"direct handler calls: p50 {results['direct']['latency_ms']['p50']} ms per image")
+        print(
+            "orchestration overhead (single image p50 / direct p50): "
+            f"{results['orchestration_overhead_ratio']}x"
+        )
+
+
+if __name__ == "__main__":
+    main()
