@@ -47,7 +47,7 @@ class ImageRejected(ValueError):
 class PreprocessConfig:
     """How bytes become a model input. The model's metadata carries the values it was trained with."""
 
-    input_size: int = 96
+    input_size: int = 128  # the recipe's input size; a served model's metadata carries its own
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
     max_bytes: int = MAX_IMAGE_BYTES

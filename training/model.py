@@ -94,9 +94,13 @@ class Ensemble(nn.Module):
         self.register_buffer("temperature", torch.tensor(float(temperature)))
 
     def logits(self, inputs: torch.Tensor) -> torch.Tensor:
-        views = [inputs, torch.flip(inputs, dims=[3])] if self.flip_tta else [inputs]
-        outputs = [member(view) for member in self.members for view in views]
-        return torch.stack(outputs).mean(dim=0)
+        """Mean logits; the mirrored views ride in the same batch (one pass, better use of the cores)."""
+        count = inputs.shape[0]
+        views = torch.cat([inputs, torch.flip(inputs, dims=[3])]) if self.flip_tta else inputs
+        outputs = torch.stack([member(views) for member in self.members]).mean(dim=0)
+        if self.flip_tta:
+            outputs = (outputs[:count] + outputs[count:]) / 2
+        return outputs
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         """Calibrated class probabilities, in label order."""

@@ -30,7 +30,7 @@ from scones.datasets import LabeledImage, read_labeled_folder
 from scones.evaluation import DEFAULT_THRESHOLD, summarize
 from scones.labels import LABELS
 from scones.model_metadata import ONNX_FILE, ModelMetadata, file_sha256
-from scones.preprocessing import PreprocessConfig, model_input, thumbnail
+from scones.preprocessing import DEFAULT_CONFIG, PreprocessConfig, model_input, thumbnail
 
 Pixels = npt.NDArray[np.uint8]
 
@@ -40,7 +40,7 @@ class Hyperparameters:
     """The training recipe; every field is a `--flag` (SageMaker passes hyperparameters as flags)."""
 
     variant: str = "lite0"
-    image_size: int = 128
+    image_size: int = DEFAULT_CONFIG.input_size
     epochs: int = 6
     batch_size: int = 32
     lr: float = 1e-3
@@ -49,10 +49,10 @@ class Hyperparameters:
     freeze_blocks: int = 4  # keep the stem and this many first blocks at their ImageNet weights
     ema_decay: float = 0.98  # 0: off; else evaluate an exponential moving average of the weights
     recalibrate_bn: bool = True  # recompute BatchNorm statistics on the final weights
-    seeds: str = "0,1"
+    seeds: str = "0"
     val_fraction: float = 0.1
     split_seed: int = 1234
-    flip_tta: bool = False
+    flip_tta: bool = True
     threads: int = 0  # 0: all cores
     limit_per_class: int = 0  # 0: all images; small values make quick smoke runs
 
@@ -107,9 +107,11 @@ def augment(pixels: Pixels, rng: np.random.Generator) -> Pixels:
 
 
 def batch_inputs(pixels: Sequence[Pixels] | Pixels, config: PreprocessConfig) -> Any:
+    """A batch tensor in channels-last memory: about twice as fast on CPU for these depthwise convs."""
     import torch
 
-    return torch.from_numpy(np.stack([model_input(p, config) for p in pixels]))
+    batch = torch.from_numpy(np.stack([model_input(p, config) for p in pixels]))
+    return batch.contiguous(memory_format=torch.channels_last)
 
 
 def predict_logits(model: Any, split: Split, config: PreprocessConfig, batch: int = 100) -> Any:
@@ -144,6 +146,7 @@ def train_member(
     random.seed(seed)
     rng = np.random.default_rng(seed)
     member = build_member(hp.variant, num_classes=len(LABELS), image_size=hp.image_size)
+    member = member.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     freeze_prefix(member, hp.freeze_blocks)
     trainable = [parameter for parameter in member.parameters() if parameter.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=hp.lr, weight_decay=hp.weight_decay)

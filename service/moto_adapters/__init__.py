@@ -9,6 +9,7 @@
 | `sagemaker_runtime` | SageMaker Runtime InvokeEndpoint, forwarded to a local model server            |
 | `jsonpath_cache`    | (speed) Step Functions' JSONPath parsing, cached                               |
 | `task_clients`      | (speed) Step Functions' service integrations reusing their AWS clients         |
+| `asl_parse_cache`   | (speed) Step Functions parsing a definition once, not per execution            |
 
 Every adapter patches moto internals, so each module declares the `MOTO_VERSION` it was written and
 tested against, and importing this package fails with `MotoVersionMismatch` when the installed moto
@@ -51,6 +52,7 @@ def check_moto_version(expected: str = MOTO_VERSION) -> None:
 check_moto_version()
 
 from service.moto_adapters import (  # noqa: E402 - only after the version check
+    asl_parse_cache,
     emf_metrics,
     event_delivery,
     jsonpath_cache,
@@ -69,6 +71,7 @@ from service.moto_adapters.lambda_runtime import HandlerFactory, InProcessLambda
 from service.moto_adapters.sagemaker_runtime import EndpointRegistry  # noqa: E402
 
 ADAPTERS = (
+    asl_parse_cache,
     jsonpath_cache,
     task_clients,
     lambda_runtime,
@@ -126,6 +129,7 @@ def install_all(
     )
     try:
         jsonpath_cache.install(jsonpath_cache_size)
+        asl_parse_cache.install()
         task_clients.install()
         lambda_runtime.install(runtime)
         event_delivery.install(delivery)
