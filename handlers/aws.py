@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from typing import Any
 
 import boto3
@@ -17,21 +18,43 @@ RETRYABLE_CODES = frozenset(
 )
 
 
+_clients: dict[tuple[Any, ...], Any] = {}
+_clients_lock = threading.Lock()
+
+
 def client(
     service: str, settings: FunctionSettings, *, endpoint_url: str | None = None, **config: Any
 ) -> Any:
-    """A client for this function's region; the local engine adds its endpoint URL."""
-    session = boto3.session.Session(
-        aws_access_key_id=settings.access_key_id,
-        aws_secret_access_key=settings.secret_access_key,
-        aws_session_token=settings.session_token,
-        region_name=settings.region,
+    """A client for this function's region and credentials; the local engine adds its endpoint URL.
+
+    Clients are thread-safe and costly to create (service models, endpoint rules), so one is shared
+    by every handler built with the same settings, as a warm Lambda environment would keep it.
+    """
+    key = (
+        service,
+        settings.region,
+        endpoint_url or settings.endpoint_url,
+        settings.access_key_id,
+        settings.secret_access_key,
+        settings.session_token,
+        tuple(sorted(config.items())),
     )
-    return session.client(
-        service,  # type: ignore[call-overload]
-        endpoint_url=endpoint_url or settings.endpoint_url,
-        config=Config(retries={"mode": "standard", "max_attempts": 3}, **config),
-    )
+    with _clients_lock:
+        if key not in _clients:
+            session = boto3.session.Session(
+                aws_access_key_id=settings.access_key_id,
+                aws_secret_access_key=settings.secret_access_key,
+                aws_session_token=settings.session_token,
+                region_name=settings.region,
+            )
+            _clients[key] = session.client(
+                service,  # type: ignore[call-overload]
+                endpoint_url=endpoint_url or settings.endpoint_url,
+                config=Config(
+                    retries={"mode": "standard", "max_attempts": 3}, max_pool_connections=32, **config
+                ),
+            )
+        return _clients[key]
 
 
 def _status(error: ClientError) -> int:
