@@ -78,12 +78,18 @@ class S3ObjectStore:
         except (BotoCoreError, ConnectionError) as error:
             raise TransientError(f"S3 {operation} failed: {error}") from error
 
-    def size(self, bucket: str, key: str) -> int:
-        return int(self._call("head_object", Bucket=bucket, Key=key)["ContentLength"])
-
-    def read(self, bucket: str, key: str) -> bytes:
-        body: bytes = self._call("get_object", Bucket=bucket, Key=key)["Body"].read()
-        return body
+    def read(self, bucket: str, key: str, max_bytes: int) -> tuple[int, bytes | None]:
+        """One GET; the body is left unread (and the connection closed) when it is over `max_bytes`."""
+        response = self._call("get_object", Bucket=bucket, Key=key)
+        size = int(response["ContentLength"])
+        if size > max_bytes:
+            response["Body"].close()
+            return size, None
+        try:
+            body: bytes = response["Body"].read()
+        except (BotoCoreError, ConnectionError) as error:
+            raise TransientError(f"S3 read of s3://{bucket}/{key} failed: {error}") from error
+        return size, body
 
     def write_json(self, bucket: str, key: str, body: str) -> None:
         self._call("put_object", Bucket=bucket, Key=key, Body=body.encode(), ContentType="application/json")

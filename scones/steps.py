@@ -41,9 +41,9 @@ class ModelRejected(Exception):
 class ObjectStore(Protocol):
     """The S3 operations the steps need."""
 
-    def size(self, bucket: str, key: str) -> int: ...
-
-    def read(self, bucket: str, key: str) -> bytes: ...
+    def read(self, bucket: str, key: str, max_bytes: int) -> tuple[int, bytes | None]:
+        """(size, bytes); bytes is None, unread, when the object is larger than `max_bytes`."""
+        ...
 
     def write_json(self, bucket: str, key: str, body: str) -> None: ...
 
@@ -86,10 +86,10 @@ def serialize(state: State, store: ObjectStore, config: PreprocessConfig) -> Sta
     """Read and validate the object; hand on only a 32x32 PNG thumbnail and facts about the source."""
     started = time.perf_counter()
     obj = ObjectRef.from_dict(state["object"])
-    size = store.size(obj.bucket, obj.key)
-    if size > config.max_bytes:
+    size, data = store.read(obj.bucket, obj.key, config.max_bytes)
+    if data is None:
         raise ImageRejected("too_large", f"{size} bytes is over the limit of {config.max_bytes}")
-    png, info = thumbnail_png(store.read(obj.bucket, obj.key), config)
+    png, info = thumbnail_png(data, config)
     return {
         **state,
         "image": {

@@ -29,14 +29,12 @@ from scones.steps import (
 class MemoryStore:
     objects: dict[tuple[str, str], bytes] = field(default_factory=dict)
 
-    def size(self, bucket: str, key: str) -> int:
-        return len(self.read(bucket, key))
-
-    def read(self, bucket: str, key: str) -> bytes:
+    def read(self, bucket: str, key: str, max_bytes: int) -> tuple[int, bytes | None]:
         try:
-            return self.objects[(bucket, key)]
+            data = self.objects[(bucket, key)]
         except KeyError:
             raise ObjectMissing(f"s3://{bucket}/{key} does not exist") from None
+        return len(data), data if len(data) <= max_bytes else None
 
     def write_json(self, bucket: str, key: str, body: str) -> None:
         self.objects[(bucket, key)] = body.encode()
