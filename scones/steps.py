@@ -126,20 +126,27 @@ def classify(state: State, classifier: ImageClassifier) -> State:
     }
 
 
+def _about(state: State) -> dict[str, Any]:
+    """The fields every outcome record starts with: which object version, which run, since when."""
+    obj = ObjectRef.from_dict(state["object"])
+    return {
+        "bucket": obj.bucket,
+        "key": obj.key,
+        "etag": obj.etag,
+        "version_id": obj.version_id,
+        "size": obj.size,
+        "execution_id": state.get("execution_id"),
+        "received_at": state.get("received_at"),
+    }
+
+
 def filter_by_confidence(state: State, threshold: float) -> State:
     """Accept at or above the threshold, else send to review; the outcome record is built here."""
-    obj = ObjectRef.from_dict(state["object"])
     classification = state["classification"]
     outcome: Outcome = "accepted" if classification["confidence"] >= threshold else "review"
     record = OutcomeRecord(
         outcome=outcome,
-        bucket=obj.bucket,
-        key=obj.key,
-        etag=obj.etag,
-        version_id=obj.version_id,
-        size=obj.size,
-        execution_id=state.get("execution_id"),
-        received_at=state.get("received_at"),
+        **_about(state),
         label=classification["label"],
         confidence=classification["confidence"],
         probabilities=classification["probabilities"],
@@ -152,21 +159,14 @@ def filter_by_confidence(state: State, threshold: float) -> State:
 
 
 def failure_record(state: State) -> OutcomeRecord:
-    obj = ObjectRef.from_dict(state["object"])
     reason, error_type, message = failure_reason(state.get("error") or {})
     return OutcomeRecord(
         outcome="failed",
-        bucket=obj.bucket,
-        key=obj.key,
-        etag=obj.etag,
-        version_id=obj.version_id,
-        size=obj.size,
-        execution_id=state.get("execution_id"),
-        received_at=state.get("received_at"),
+        **_about(state),
         reason=reason,
         error_type=error_type,
         error_message=message[:1000],
-        replay=obj.as_dict(),
+        replay=ObjectRef.from_dict(state["object"]).as_dict(),
     )
 
 
