@@ -1,0 +1,86 @@
+"""The `scones` command line as a user runs it (a real process)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from scones.model_metadata import ModelMetadata
+from training.staging import StagedDataset
+
+SCONES = str(Path(sys.executable).parent / "scones")
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([SCONES, *args], capture_output=True, text=True, timeout=300, check=False)
+
+
+def test_evaluate_json_matches_training_time_evaluation(
+    staged: StagedDataset, small_model: Path, small_model_metadata: ModelMetadata
+) -> None:
+    completed = run("evaluate", str(staged.split_dir("test")), "--model", str(small_model), "--json")
+    assert completed.returncode == 0, completed.stderr
+    report = json.loads(completed.stdout)
+    assert {
+        "n",
+        "accuracy",
+        "per_class",
+        "coverage",
+        "accepted_accuracy",
+        "ece",
+        "confusion",
+    } <= report.keys()
+    expected = small_model_metadata.metrics["test"]
+    assert report["n"] == expected["n"] == 200
+    assert report["accuracy"] == pytest.approx(expected["accuracy"])
+    assert report["coverage"] == pytest.approx(expected["coverage"])
+    assert report["ece"] == pytest.approx(expected["ece"], abs=1e-5)
+    assert report["confusion"] == expected["confusion"]
+
+
+def test_evaluate_with_another_threshold(staged: StagedDataset, small_model: Path) -> None:
+    low = json.loads(
+        run(
+            "evaluate",
+            str(staged.split_dir("test")),
+            "--model",
+            str(small_model),
+            "--threshold",
+            "0.5",
+            "--json",
+        ).stdout
+    )
+    high = json.loads(
+        run(
+            "evaluate",
+            str(staged.split_dir("test")),
+            "--model",
+            str(small_model),
+            "--threshold",
+            "0.99",
+            "--json",
+        ).stdout
+    )
+    assert low["coverage"] == 1.0 and low["coverage"] >= high["coverage"]
+
+
+@pytest.mark.parametrize("command", ["stage", "train", "evaluate", "serve", "up", "submit", "demo"])
+def test_every_command_has_help(command: str) -> None:
+    completed = run(command, "--help")
+    assert completed.returncode == 0 and "usage: scones" in completed.stdout
+
+
+def test_without_a_published_model_the_cli_says_what_to_do(tmp_path: Path, staged: StagedDataset) -> None:
+    completed = subprocess.run(
+        [SCONES, "evaluate", str(staged.split_dir("test"))],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={"SCONES_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
+    )
+    assert completed.returncode == 2 and "scones train" in completed.stderr
