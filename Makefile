@@ -14,8 +14,9 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 # torch==2.13.0 is pinned in the `train` extra: pip takes the machine's local CPU wheel.
-$(INSTALLED): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[serve,train,dev]'
+# constraints.txt holds the exact versions the tests ran with (fast, reproducible installs).
+$(INSTALLED): pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[serve,train,dev]'
 	touch $@
 
 install: $(INSTALLED)
