@@ -39,7 +39,9 @@ def aws() -> Iterator[LocalMotoServer]:
 
 def run(aws: LocalMotoServer, arn: str, value: int) -> dict[str, Any]:
     sfn = aws.client("stepfunctions")
-    execution = sfn.start_execution(stateMachineArn=arn, input=json.dumps({"value": value}))["executionArn"]
+    execution = sfn.start_execution(
+        stateMachineArn=arn, name=f"run-{value}", input=json.dumps({"value": value})
+    )["executionArn"]
     deadline = time.monotonic() + 30
     while (described := sfn.describe_execution(executionArn=execution))["status"] == "RUNNING":
         assert time.monotonic() < deadline, "execution did not finish"
@@ -52,14 +54,14 @@ def test_executions_share_one_parse_and_one_client_and_still_succeed(aws: LocalM
     sqs = aws.client("sqs")
     queue = sqs.create_queue(QueueName="speed-adapters")["QueueUrl"]
     definition = json.dumps(DEFINITION).replace("${QueueUrl}", queue)
+    before = asl_parse_cache.cached_definitions()
     arn = aws.client("stepfunctions").create_state_machine(
         name="speed-adapters", definition=definition, roleArn="arn:aws:iam::123456789012:role/states"
     )["stateMachineArn"]
-    before = asl_parse_cache.cached_definitions()
     results = [run(aws, arn, value) for value in (1, 2, 3)]
     assert [r["status"] for r in results] == ["SUCCEEDED"] * 3
     assert [json.loads(r["output"]) for r in results] == [{"value": v, "doubled": 2 * v} for v in (1, 2, 3)]
-    assert asl_parse_cache.cached_definitions() == before + 1, "three executions, one parse"
+    assert asl_parse_cache.cached_definitions() == before + 1, "validation and three executions, one parse"
     assert task_clients.cached_clients() >= 1
     bodies = sorted(
         json.loads(m["Body"])["value"]
