@@ -13,10 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import service.moto_adapters as adapters
 from scones.objects import ObjectRef
 from service.local_stack import LocalStack
-from service.outcome_watch import list_record_keys, wait_for_outcomes
+from service.outcome_watch import wait_for_outcomes
 from training.staging import StagedDataset
 
 
@@ -146,18 +145,6 @@ def test_duplicate_delivery_starts_one_execution(stack: LocalStack, staged: Stag
     name = ObjectRef(stack.resources.bucket, key, first["etag"]).execution_name()
     assert [e["name"] for e in executions["executions"]].count(name) == 1
     assert outcome(stack, key)["execution_id"] == first["execution_id"]
-
-
-def test_objects_outside_the_inbox_start_nothing(stack: LocalStack) -> None:
-    s3 = stack.client("s3")
-    s3.put_object(Bucket=stack.resources.bucket, Key="elsewhere/x.png", Body=b"\x89PNG")
-    s3.put_object(Bucket=stack.resources.bucket, Key="inbox/folder/", Body=b"")
-    installed = adapters.current()
-    assert installed is not None and installed.delivery.wait_idle(30)
-    record_keys = list_record_keys(s3, stack.resources.bucket)
-    assert not any(
-        "elsewhere" in key or key.startswith(("results/folder/", "failed/folder/")) for key in record_keys
-    )
 
 
 def test_metrics_land_in_cloudwatch(stack: LocalStack, staged: StagedDataset) -> None:
