@@ -34,7 +34,7 @@ ACCOUNT_ID: Final = "123456789012"
 
 
 class ModelSlot:
-    """The model an endpoint serves; `swap` replaces it atomically while requests are in flight."""
+    """The model an endpoint serves, loaded on first use (the one place a later swap would go)."""
 
     def __init__(self, loader: Callable[[], OnnxClassifier]) -> None:
         self._loader = loader
@@ -49,9 +49,6 @@ class ModelSlot:
                     self._model = self._loader()
                 model = self._model
         return model
-
-    def swap(self, model: OnnxClassifier) -> None:
-        self._model = model  # a single reference assignment: each request keeps the model it started with
 
 
 @dataclass

@@ -64,7 +64,6 @@ class LocalStack:
             name=self.names.endpoint, store=store, model_dir=model_dir, threads=endpoint_threads
         )
         self._server: Any = None
-        self._adapters: Any = None
         self.info: StackInfo | None = None
 
     @property

@@ -15,7 +15,6 @@ from typing import Any, Final
 WORKFLOW_DIR: Final = Path(__file__).resolve().parent
 STATE_MACHINE_FILE: Final = WORKFLOW_DIR / "state_machine.asl.json"
 EVENT_PATTERN_FILE: Final = WORKFLOW_DIR / "event_pattern.json"
-TEMPLATE_FILE: Final = WORKFLOW_DIR / "template.yaml"
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9]+)\}")
 
 
