@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -42,29 +43,16 @@ def test_evaluate_json_matches_training_time_evaluation(
     assert report["confusion"] == expected["confusion"]
 
 
+def evaluate_json(folder: Path, model: Path, threshold: str) -> dict[str, Any]:
+    completed = run("evaluate", str(folder), "--model", str(model), "--threshold", threshold, "--json")
+    assert completed.returncode == 0, completed.stderr
+    report: dict[str, Any] = json.loads(completed.stdout)
+    return report
+
+
 def test_evaluate_with_another_threshold(staged: StagedDataset, small_model: Path) -> None:
-    low = json.loads(
-        run(
-            "evaluate",
-            str(staged.split_dir("test")),
-            "--model",
-            str(small_model),
-            "--threshold",
-            "0.5",
-            "--json",
-        ).stdout
-    )
-    high = json.loads(
-        run(
-            "evaluate",
-            str(staged.split_dir("test")),
-            "--model",
-            str(small_model),
-            "--threshold",
-            "0.99",
-            "--json",
-        ).stdout
-    )
+    low = evaluate_json(staged.split_dir("test"), small_model, "0.5")
+    high = evaluate_json(staged.split_dir("test"), small_model, "0.99")
     assert low["coverage"] == 1.0 and low["coverage"] >= high["coverage"]
 
 
