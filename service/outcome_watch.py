@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -29,28 +30,45 @@ def object_key_of(record_key: str) -> str:
     return INBOX_PREFIX + rest.rsplit("/", 1)[0]
 
 
-def list_record_keys(s3: Any, bucket: str) -> list[str]:
+def list_record_keys(s3: Any, bucket: str, folder: str = "") -> list[str]:
+    """Every outcome record key, or only those of objects under `inbox/<folder>`."""
     keys: list[str] = []
     paginator = s3.get_paginator("list_objects_v2")
     for prefix in OUTCOME_PREFIXES:
-        for page in paginator.paginate(Bucket=bucket, Prefix=f"{prefix}/"):
+        for page in paginator.paginate(Bucket=bucket, Prefix=f"{prefix}/{folder}"):
             keys.extend(item["Key"] for item in page.get("Contents", []))
     return keys
+
+
+def common_folder(object_keys: Iterable[str]) -> str:
+    """The deepest folder below `inbox/` holding every key (`a/b/` for `inbox/a/b/1.png`...), or ""."""
+    folders = [key.removeprefix(INBOX_PREFIX).rpartition("/")[0] for key in object_keys]
+    if not folders:
+        return ""
+    shared = os.path.commonpath(folders) if all(folders) else ""
+    return f"{shared}/" if shared else ""
 
 
 def wait_for_outcomes(
     s3: Any, bucket: str, object_keys: Iterable[str], *, timeout_s: float = 300.0, poll_s: float = 0.2
 ) -> OutcomeIndex:
-    """Poll until every object key has an outcome record (or the timeout); then read the records."""
+    """Poll until every object key has an outcome record (or the timeout); then read the records.
+
+    Lists only the records below the keys' common folder, and waits longer between polls the
+    longer the wait, up to 1 s: a watcher in the stack's own process must not slow the stack down.
+    """
     wanted = set(object_keys)
+    folder = common_folder(wanted)
     deadline = time.monotonic() + timeout_s
+    pause = poll_s
     while True:
         found: dict[str, list[str]] = {}
-        for record_key in list_record_keys(s3, bucket):
+        for record_key in list_record_keys(s3, bucket, folder):
             found.setdefault(object_key_of(record_key), []).append(record_key)
         if wanted <= found.keys() or time.monotonic() > deadline:
             break
-        time.sleep(poll_s)
+        time.sleep(pause)
+        pause = min(pause * 1.5, max(poll_s, 1.0))
     index = OutcomeIndex(record_keys={key: found[key] for key in wanted if key in found})
     for key, record_keys in index.record_keys.items():
         body = s3.get_object(Bucket=bucket, Key=record_keys[0])["Body"].read()

@@ -10,6 +10,7 @@
 | `jsonpath_cache`    | (speed) Step Functions' JSONPath parsing, cached                               |
 | `task_clients`      | (speed) Step Functions' service integrations reusing their AWS clients         |
 | `asl_parse_cache`   | (speed) Step Functions parsing a definition once, not per execution            |
+| `dispatch_cache`    | (speed) the server finding a request's service without listing its package     |
 
 Every adapter patches moto internals, so each module declares the `MOTO_VERSION` it was written and
 tested against, and importing this package fails with `MotoVersionMismatch` when the installed moto
@@ -53,6 +54,7 @@ check_moto_version()
 
 from service.moto_adapters import (  # noqa: E402 - only after the version check
     asl_parse_cache,
+    dispatch_cache,
     emf_metrics,
     event_delivery,
     jsonpath_cache,
@@ -72,6 +74,7 @@ from service.moto_adapters.sagemaker_runtime import EndpointRegistry  # noqa: E4
 
 ADAPTERS = (
     asl_parse_cache,
+    dispatch_cache,
     jsonpath_cache,
     task_clients,
     lambda_runtime,
@@ -130,6 +133,7 @@ def install_all(
     try:
         jsonpath_cache.install(jsonpath_cache_size)
         asl_parse_cache.install()
+        dispatch_cache.install()
         task_clients.install()
         lambda_runtime.install(runtime)
         event_delivery.install(delivery)
@@ -151,6 +155,8 @@ def _uninstall_modules() -> None:
         event_delivery,
         lambda_runtime,
         task_clients,
+        dispatch_cache,
+        asl_parse_cache,
         jsonpath_cache,
     ):
         adapter.uninstall()

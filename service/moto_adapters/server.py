@@ -27,7 +27,9 @@ from types import TracebackType
 from typing import Any, Final, Self
 
 from moto.core.config import default_user_config
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from moto.server import ThreadedMotoServer
+from werkzeug.serving import make_server
 
 from service.endpoint import free_port
 from service.moto_adapters import (
@@ -49,14 +51,33 @@ STACK_CONFIG: Final[dict[str, Any]] = {
 _BIND_ATTEMPTS: Final = 3
 
 
+class _KeepAliveRequestHandler(MotoRequestHandler):
+    """(speed) HTTP/1.1: boto3 reuses its connections instead of opening one, and a thread, per request.
+
+    werkzeug's handler speaks HTTP/1.0 unless told otherwise, so moto 5.2.5's server closes every
+    connection after one response; the Step Functions interpreter, the handlers and the clients of
+    the stack then pay a TCP connect and a new server thread for each call.
+    """
+
+    protocol_version = "HTTP/1.1"
+
+
 class _CheckedMotoServer(ThreadedMotoServer):
-    """ThreadedMotoServer whose `start()` reports a failure to bind instead of waiting forever."""
+    """ThreadedMotoServer that keeps connections alive and whose `start()` reports a failure to bind."""
 
     startup_error: BaseException | None = None
 
     def _server_entry(self) -> None:
         try:
-            super()._server_entry()
+            self._server = make_server(
+                self._ip_address,
+                self._port,
+                DomainDispatcherApplication(create_backend_app),
+                threaded=True,
+                request_handler=_KeepAliveRequestHandler,
+            )
+            self._server_ready_event.set()
+            self._server.serve_forever()
         except BaseException as error:
             self.startup_error = error
             self._server_ready_event.set()

@@ -68,3 +68,101 @@ def test_executions_share_one_parse_and_one_client_and_still_succeed(aws: LocalM
         for m in sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]
     )
     assert bodies == [1, 2, 3]
+
+
+RETRYING = {
+    "StartAt": "Send",
+    "States": {
+        "Send": {
+            "Type": "Task",
+            "Resource": "arn:aws:states:::sqs:sendMessage",
+            "Parameters": {"QueueUrl": "http://127.0.0.1:1/123456789012/missing", "MessageBody.$": "$"},
+            "Retry": [
+                {"ErrorEquals": ["States.ALL"], "IntervalSeconds": 1, "MaxAttempts": 2, "BackoffRate": 1}
+            ],
+            "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Gave up"}],
+            "End": True,
+        },
+        "Gave up": {"Type": "Pass", "End": True},
+    },
+}
+
+
+def test_concurrent_executions_of_one_shared_program_count_their_retries_apart(aws: LocalMotoServer) -> None:
+    """Retry attempt numbers live in each execution's heap, so sharing the parsed program is safe."""
+    sfn = aws.client("stepfunctions")
+    arn = sfn.create_state_machine(
+        name="shared-retries",
+        definition=json.dumps(RETRYING),
+        roleArn="arn:aws:iam::123456789012:role/states",
+    )["stateMachineArn"]
+    executions = [
+        sfn.start_execution(stateMachineArn=arn, name=f"retry-{n}", input=json.dumps({"n": n}))[
+            "executionArn"
+        ]
+        for n in range(4)
+    ]
+    deadline = time.monotonic() + 60
+    for execution in executions:
+        while sfn.describe_execution(executionArn=execution)["status"] == "RUNNING":
+            assert time.monotonic() < deadline, "execution did not finish"
+            time.sleep(0.05)
+        events = sfn.get_execution_history(executionArn=execution, maxResults=1000)["events"]
+        scheduled = [event for event in events if event["type"] == "TaskScheduled"]
+        assert len(scheduled) == 3, "one attempt and two retries, whatever the other executions did"
+        assert sfn.describe_execution(executionArn=execution)["status"] == "SUCCEEDED"
+
+
+def test_every_component_of_a_cached_program_has_its_heap_key_before_it_is_shared() -> None:
+    from moto.stepfunctions.parser.asl.component.eval_component import EvalComponent
+    from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+
+    program, _ = AmazonStateLanguageParser.parse(json.dumps(RETRYING))
+    components = []
+    pending: list[Any] = [program]
+    seen: set[int] = set()
+    while pending:
+        item = pending.pop()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, EvalComponent):
+            components.append(item)
+        if isinstance(item, dict):
+            pending.extend(item.values())
+        elif isinstance(item, list | tuple):
+            pending.extend(item)
+        elif type(item).__module__.startswith("moto.stepfunctions") and hasattr(item, "__dict__"):
+            pending.extend(vars(item).values())
+    assert len(components) > 5
+    assert all(vars(c).get("_EvalComponent__heap_key") for c in components)
+    assert AmazonStateLanguageParser.parse(json.dumps(RETRYING))[0] is program
+
+
+def test_the_dispatch_cache_answers_what_moto_finds_on_disk(aws: LocalMotoServer) -> None:
+    from pathlib import Path
+
+    import moto
+    from moto import backends
+
+    from service.moto_adapters import dispatch_cache
+
+    assert dispatch_cache.is_installed()
+    root = Path(moto.__file__).parent
+    on_disk = sorted(path.name for path in root.iterdir() if path.is_dir() and not path.name.startswith("__"))
+    assert list(backends.list_of_moto_modules()) == on_disk
+    assert "s3" in on_disk and "stepfunctions" in on_disk
+
+
+def test_the_server_keeps_a_connection_open_for_the_next_request(aws: LocalMotoServer) -> None:
+    import http.client
+
+    connection = http.client.HTTPConnection(aws.host, aws.port, timeout=10)
+    try:
+        for _ in range(3):  # an HTTP/1.0 server would close the socket after the first answer
+            connection.request("GET", "/moto-api/data.json")
+            response = connection.getresponse()
+            assert response.status == 200 and response.version == 11
+            response.read()
+    finally:
+        connection.close()
