@@ -94,6 +94,9 @@ class S3ObjectStore:
     def write_json(self, bucket: str, key: str, body: str) -> None:
         self._call("put_object", Bucket=bucket, Key=key, Body=body.encode(), ContentType="application/json")
 
+    def delete(self, bucket: str, key: str) -> None:
+        self._call("delete_object", Bucket=bucket, Key=key)
+
 
 def _custom_attributes(text: str) -> dict[str, str]:
     pairs = (item.split("=", 1) for item in text.split(";") if "=" in item)

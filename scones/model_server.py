@@ -8,6 +8,7 @@ back in headers, including `X-Amzn-SageMaker-Custom-Attributes`, which SageMaker
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
@@ -24,6 +25,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from scones.data_capture import DataCapture
+from scones.faults import FaultSwitch
 from scones.inference import OnnxClassifier
 from scones.preprocessing import ImageRejected, preprocess
 
@@ -178,8 +180,26 @@ def _sagemaker_model_error(response: Response, endpoint_name: str) -> Response:
     )
 
 
-def create_app(endpoints: dict[str, Endpoint], default: str) -> Starlette:
-    """The ASGI app; `default` names the endpoint behind the container routes."""
+async def injected_fault(faults: FaultSwitch | None, request: Request) -> Response | None:
+    """The answer an armed fault gives instead of the model's (after its delay, for a slow one)."""
+    fault = faults.take() if faults is not None else None
+    if fault is None:
+        return None
+    await request.body()  # a real container reads the request before it is slow or fails
+    if fault.mode == "slow":
+        await asyncio.sleep(fault.delay_s)
+        return None
+    if fault.mode == "throttle":
+        return JSONResponse(
+            {"message": "Rate exceeded"},
+            status_code=400,
+            headers={"x-amzn-ErrorType": "ThrottlingException:"},
+        )
+    return _error(500, "internal_error", "injected fault: the model container failed")
+
+
+def create_app(endpoints: dict[str, Endpoint], default: str, faults: FaultSwitch | None = None) -> Starlette:
+    """The ASGI app; `default` names the endpoint behind the container routes; `faults` injects failures."""
 
     async def ping(_: Request) -> Response:
         try:
@@ -189,6 +209,8 @@ def create_app(endpoints: dict[str, Endpoint], default: str) -> Starlette:
         return Response(status_code=200)
 
     async def invocations(request: Request) -> Response:
+        if (failure := await injected_fault(faults, request)) is not None:
+            return failure
         return await invoke(endpoints[default], request)
 
     async def runtime_invocations(request: Request) -> Response:
@@ -202,7 +224,10 @@ def create_app(endpoints: dict[str, Endpoint], default: str) -> Starlette:
                     "x-amzn-ErrorType": "ValidationError:http://internal.amazon.com/coral/com.amazon.coral.validate/"
                 },
             )
-        response = await invoke(endpoint, request)
+        failure = await injected_fault(faults, request)
+        if failure is not None and failure.status_code == 400:
+            return failure  # throttling is the runtime's own answer, not the container's
+        response = failure or await invoke(endpoint, request)
         return _sagemaker_model_error(response, name) if response.status_code >= 400 else response
 
     return Starlette(

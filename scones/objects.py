@@ -13,6 +13,14 @@ OutcomeKind = Literal["results", "review", "failed"]
 OUTCOME_PREFIXES: Final[tuple[OutcomeKind, ...]] = ("results", "review", "failed")
 _NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 EXECUTION_NAME_LIMIT: Final = 80
+REPLAY_MARK: Final = "-replay-"
+
+
+def is_replay_execution(execution_id: str | None) -> bool:
+    """Whether an execution ARN (or name) is a replay run (`scones replay`) rather than a first run."""
+    name = (execution_id or "").rsplit(":", 1)[-1]
+    head, mark, attempt = name.rpartition(REPLAY_MARK)
+    return bool(mark and head and attempt.isdigit())
 
 
 class NotAnUpload(ValueError):
@@ -36,12 +44,16 @@ class ObjectRef:
         version = self.version_id or self.etag
         return f"{self.bucket}/{self.key}@{version}"
 
-    def execution_name(self) -> str:
-        """A Step Functions execution name unique to this object version (≤ 80 chars, [A-Za-z0-9_-])."""
+    def execution_name(self, replay: int = 0) -> str:
+        """A Step Functions execution name unique to this object version (≤ 80 chars, [A-Za-z0-9_-]).
+
+        `replay=n` names the object version's n-th replay (`...-replay-n`): a new run of the same upload.
+        """
         digest = hashlib.sha256(self.identity.encode()).hexdigest()[:32]
+        suffix = f"{REPLAY_MARK}{replay}" if replay else ""
         readable = _NAME_UNSAFE.sub("-", self.key.removeprefix(INBOX_PREFIX)).strip("-")
-        room = EXECUTION_NAME_LIMIT - len(digest) - 1
-        return f"{readable[:room]}-{digest}" if readable else digest
+        room = EXECUTION_NAME_LIMIT - len(digest) - len(suffix) - 1
+        return (f"{readable[:room]}-{digest}" if readable else digest) + suffix
 
     def outcome_key(self, kind: OutcomeKind) -> str:
         """`<kind>/<key below inbox/>/<etag>.json`: one record per object version, never a local path."""

@@ -26,6 +26,19 @@ REASON_BY_ERROR: Final[dict[str, str]] = {
 }
 
 
+# Failures caused by the infrastructure, not by the upload: `scones replay` re-drives these by default.
+REPLAYABLE_REASONS: Final = frozenset(
+    {
+        "endpoint_unavailable",
+        "transient_error",
+        "timeout",
+        "task_failed",
+        "internal_error",
+        "review_queue_unavailable",
+    }
+)
+
+
 class OutcomeRecord(BaseModel):
     """What happened to one object version. Written under `results/`, `review/` or `failed/`."""
 

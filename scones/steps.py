@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from scones.labels import LABELS
-from scones.objects import ObjectRef
+from scones.objects import ObjectRef, is_replay_execution
 from scones.outcomes import OUTCOME_FOLDER, Outcome, OutcomeRecord, failure_reason
 from scones.preprocessing import ImageRejected, PreprocessConfig, thumbnail_png
 
@@ -46,6 +46,10 @@ class ObjectStore(Protocol):
         ...
 
     def write_json(self, bucket: str, key: str, body: str) -> None: ...
+
+    def delete(self, bucket: str, key: str) -> None:
+        """Remove the object if it exists."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,20 @@ def start_run(obj: ObjectRef, starter: ExecutionStarter) -> tuple[str, bool]:
     name = obj.execution_name()
     payload = json.dumps({"object": obj.as_dict(), "received_at": now_iso()})
     return name, starter.start(name, payload)
+
+
+def replay_run(obj: ObjectRef, starter: ExecutionStarter, *, max_replays: int = 50) -> str:
+    """Start a new run of an upload whose earlier run failed; the name of the run started.
+
+    Replays are named `...-replay-n`, the first n not used yet; when that run records an accepted
+    or review outcome it removes the failure record, so the upload still has exactly one outcome.
+    """
+    payload = json.dumps({"object": obj.as_dict(), "received_at": now_iso()})
+    for attempt in range(1, max_replays + 1):
+        name = obj.execution_name(replay=attempt)
+        if starter.start(name, payload):
+            return name
+    raise RuntimeError(f"{obj.identity} has been replayed {max_replays} times already")
 
 
 def serialize(state: State, store: ObjectStore, config: PreprocessConfig) -> State:
@@ -178,6 +196,8 @@ def record_outcome(state: State, store: ObjectStore) -> State:
     obj = ObjectRef.from_dict(state["object"])
     key = obj.outcome_key(OUTCOME_FOLDER[record.outcome])
     store.write_json(obj.bucket, key, record.to_json())
+    if not failed and is_replay_execution(state.get("execution_id")):
+        store.delete(obj.bucket, obj.outcome_key("failed"))  # the replay replaces the failure
     return {
         "object": state["object"],
         "record": {**record.model_dump(mode="json", exclude_none=True), "record_key": key},

@@ -147,6 +147,57 @@ def cmd_submit(args: argparse.Namespace) -> int:
     return 0 if len(index.records) == len(keys) else 1
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    """Re-drive failed uploads of the stack `AWS_ENDPOINT_URL` (or AWS) points at."""
+    import boto3
+
+    from handlers.aws import StepFunctionsStarter
+    from scones.outcomes import REPLAYABLE_REASONS
+    from service.replay import replay_failed, wait_for_executions
+    from workflow.names import StackNames
+
+    names = StackNames()
+    endpoint = {"endpoint_url": args.endpoint_url} if args.endpoint_url else {}
+    s3 = boto3.client("s3", **endpoint)
+    sfn = boto3.client("stepfunctions", **endpoint)
+    sqs = boto3.client("sqs", **endpoint)
+    machines = [m for m in sfn.list_state_machines()["stateMachines"] if m["name"] == names.state_machine]
+    if not machines:
+        print(f"no state machine named {names.state_machine}: is the stack running?")
+        return 1
+    arn = machines[0]["stateMachineArn"]
+    report = replay_failed(
+        s3,
+        StepFunctionsStarter(sfn, arn),
+        args.bucket,
+        reasons=set(args.reason) if args.reason else REPLAYABLE_REASONS,
+        sqs=sqs,
+        dead_letter_queue_url=sqs.get_queue_url(QueueName=names.dead_letter_queue)["QueueUrl"],
+        event_dead_letter_queue_url=sqs.get_queue_url(QueueName=names.event_dead_letter_queue)["QueueUrl"],
+    )
+    for key, name in report.replayed.items():
+        print(f"replaying {key} as {name}")
+    for key, why in report.skipped.items():
+        print(f"skipped {key}: {why}")
+    for key, name in report.undelivered_started.items():
+        print(f"started undelivered {key} as {name}")
+    print(
+        f"{len(report.replayed)} replayed, {len(report.skipped)} skipped, "
+        f"{report.dead_letters_deleted} dead letters cleared, "
+        f"{len(report.undelivered_started)} undelivered started"
+    )
+    if args.wait:
+        prefix = arn.replace(":stateMachine:", ":execution:")
+        executions = [
+            f"{prefix}:{name}" for name in [*report.replayed.values(), *report.undelivered_started.values()]
+        ]
+        status = wait_for_executions(sfn, executions, timeout_s=args.timeout)
+        for execution, result in status.items():
+            print(f"{execution.rsplit(':', 1)[-1]}: {result}")
+        return 0 if all(result == "SUCCEEDED" for result in status.values()) else 1
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from service.demo import run_demo
 
@@ -215,6 +266,20 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--wait", action="store_true", help="wait for each upload's outcome and print it")
     submit.add_argument("--timeout", type=float, default=120.0, help="seconds to wait with --wait")
     submit.set_defaults(handler=cmd_submit)
+
+    replay = commands.add_parser(
+        "replay", help="re-drive uploads that failed for a reason outside the upload"
+    )
+    replay.add_argument("--bucket", default=StackNames().bucket)
+    replay.add_argument("--endpoint-url", help="default: $AWS_ENDPOINT_URL, else AWS itself")
+    replay.add_argument(
+        "--reason",
+        action="append",
+        help="replay failures with this reason code (repeatable; default: the infrastructure's failures)",
+    )
+    replay.add_argument("--wait", action="store_true", help="wait for the replayed runs to finish")
+    replay.add_argument("--timeout", type=float, default=300.0, help="seconds to wait with --wait")
+    replay.set_defaults(handler=cmd_replay)
 
     demo = commands.add_parser("demo", help="the one-shot main job on the embedded local default")
     demo.add_argument("--dataset", help=dataset_help)

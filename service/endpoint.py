@@ -12,6 +12,7 @@ from typing import Self
 import uvicorn
 
 from scones.data_capture import DataCapture
+from scones.faults import FaultSwitch
 from scones.inference import OnnxClassifier
 from scones.model_server import Endpoint, ModelSlot, create_app
 from scones.model_store import ModelStore
@@ -51,31 +52,56 @@ class LocalEndpoint:
         self.port = port or free_port(host)
         self.slot = ModelSlot(lambda: model_loader(model_dir, store, threads))
         self.capture = capture
-        app = create_app({name: Endpoint(name, self.slot, capture)}, default=name)
+        self.faults = FaultSwitch()
+        self._app = create_app({name: Endpoint(name, self.slot, capture)}, default=name, faults=self.faults)
+        self._server, self._thread = self._new_server()
+
+    def _new_server(self) -> tuple[uvicorn.Server, threading.Thread]:
         config = uvicorn.Config(
-            app, host=host, port=self.port, log_level="warning", access_log=False, lifespan="off"
+            self._app, host=self.host, port=self.port, log_level="warning", access_log=False, lifespan="off"
         )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, name=f"endpoint-{name}", daemon=True)
+        server = uvicorn.Server(config)
+        return server, threading.Thread(target=server.run, name=f"endpoint-{self.name}", daemon=True)
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
+    @property
+    def serving(self) -> bool:
+        return self._thread.is_alive() and self._server.started
+
     def start(self, timeout_s: float = 30.0) -> Self:
         self.slot.get()  # load the model before accepting traffic
+        self._listen(timeout_s)
+        return self
+
+    def _listen(self, timeout_s: float) -> None:
         self._thread.start()
         deadline = time.monotonic() + timeout_s
         while not self._server.started:
             if not self._thread.is_alive() or time.monotonic() > deadline:
                 raise RuntimeError(f"model endpoint did not start on {self.url}")
             time.sleep(0.01)
-        return self
 
-    def stop(self) -> None:
+    def _close(self) -> None:
         self._server.should_exit = True
         if self._thread.is_alive():
             self._thread.join(timeout=10)
+
+    def go_down(self) -> None:
+        """An outage: stop listening, so callers meet a refused connection (fault injection)."""
+        self._close()
+
+    def come_back(self, timeout_s: float = 30.0) -> None:
+        """End an outage: listen again on the same port with the same model."""
+        if self.serving:
+            return
+        self._server, self._thread = self._new_server()
+        self._listen(timeout_s)
+
+    def stop(self) -> None:
+        self._close()
         if self.capture is not None:
             self.capture.close()
 

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import boto3
 from botocore.config import Config
@@ -25,6 +25,9 @@ from scones.model_store import ModelStore
 from service.endpoint import LocalEndpoint
 from service.provision import REGION, StackResources, provision
 from workflow.names import FUNCTIONS, StackNames
+
+if TYPE_CHECKING:
+    from service.moto_adapters.lambda_runtime import InProcessLambdaRuntime
 
 
 def handler_factory(handler: str) -> Any:
@@ -79,6 +82,19 @@ class LocalStack:
             raise RuntimeError("the local stack is not running")
         return self.info.resources
 
+    @property
+    def endpoint(self) -> LocalEndpoint:
+        """The model endpoint: its `faults` switch and `go_down()`/`come_back()` inject endpoint faults."""
+        return self._endpoint
+
+    @property
+    def lambda_runtime(self) -> InProcessLambdaRuntime:
+        """The functions' runtime: `fail_next(function_name)` makes a handler raise (fault injection)."""
+        if self._server is None:
+            raise RuntimeError("the local stack is not running")
+        runtime: InProcessLambdaRuntime = self._server.adapters.runtime
+        return runtime
+
     def client(self, service: str, **config: Any) -> Any:
         """A boto3 client for the running stack (dummy credentials, loopback only)."""
         session = boto3.session.Session(
@@ -100,7 +116,9 @@ class LocalStack:
             sagemaker_endpoints={self.names.endpoint: self._endpoint.url},
             port=self._requested_port,
         )
-        logging.getLogger("moto").setLevel(logging.ERROR)  # moto narrates every Fail state at WARNING
+        logging.getLogger("moto").setLevel(logging.ERROR)
+        # moto logs each run's Fail state, component tree and all; the failure record says it better
+        logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
         resources = provision(
             self.client,
             self.names,

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from scones.objects import INBOX_PREFIX, OUTCOME_PREFIXES
+from scones.objects import INBOX_PREFIX, OUTCOME_PREFIXES, OutcomeKind
 
 
 @dataclass
@@ -30,11 +30,13 @@ def object_key_of(record_key: str) -> str:
     return INBOX_PREFIX + rest.rsplit("/", 1)[0]
 
 
-def list_record_keys(s3: Any, bucket: str, folder: str = "") -> list[str]:
-    """Every outcome record key, or only those of objects under `inbox/<folder>`."""
+def list_record_keys(
+    s3: Any, bucket: str, folder: str = "", kinds: Iterable[OutcomeKind] = OUTCOME_PREFIXES
+) -> list[str]:
+    """Every outcome record key (of the given kinds), or only those of objects under `inbox/<folder>`."""
     keys: list[str] = []
     paginator = s3.get_paginator("list_objects_v2")
-    for prefix in OUTCOME_PREFIXES:
+    for prefix in kinds:
         for page in paginator.paginate(Bucket=bucket, Prefix=f"{prefix}/{folder}"):
             keys.extend(item["Key"] for item in page.get("Contents", []))
     return keys

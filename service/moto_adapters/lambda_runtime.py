@@ -149,6 +149,10 @@ def remove_stream_proxies() -> None:
 # Context and results
 
 
+class InjectedFault(RuntimeError):
+    """What a handler raises when a test or benchmark asked for a failure (`fail_next`)."""
+
+
 class InvocationContext(LambdaContext):
     """The context object a Python handler receives (the subset of attributes the runtime sets)."""
 
@@ -295,6 +299,22 @@ class InProcessLambdaRuntime:
         self._publish_logs = publish_logs
         self._publish_metrics = publish_metrics
         self._async = ThreadPoolExecutor(max_workers=async_workers, thread_name_prefix="lambda-async")
+        self._injected_failures: dict[str, int] = {}
+
+    # fault injection ------------------------------------------------------------------------
+
+    def fail_next(self, function_name: str, count: int = 1) -> None:
+        """The function's next `count` invocations raise `InjectedFault` in the handler's place."""
+        with self._lock:
+            self._injected_failures[function_name] = count
+
+    def _take_injected_failure(self, function_name: str) -> bool:
+        with self._lock:
+            left = self._injected_failures.get(function_name, 0)
+            if left <= 0:
+                return False
+            self._injected_failures[function_name] = left - 1
+            return True
 
     # registry -------------------------------------------------------------------------------
 
@@ -420,6 +440,8 @@ class InProcessLambdaRuntime:
                     outcome.error_log = f"[ERROR] Runtime.ImportModuleError: {error}"
                     return
                 try:
+                    if self._take_injected_failure(function.function_name):
+                        raise InjectedFault(f"injected fault in {function.function_name}")
                     outcome.value = handler(event, context)
                 finally:
                     if not timed_out.is_set():

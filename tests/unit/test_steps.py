@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import pytest
 from PIL import Image
 
-from scones.objects import ObjectRef
+from scones.objects import ObjectRef, is_replay_execution
 from scones.preprocessing import ImageRejected, PreprocessConfig
 from scones.steps import (
     ModelRejected,
@@ -20,6 +20,7 @@ from scones.steps import (
     classify,
     filter_by_confidence,
     record_outcome,
+    replay_run,
     serialize,
     start_run,
 )
@@ -38,6 +39,9 @@ class MemoryStore:
 
     def write_json(self, bucket: str, key: str, body: str) -> None:
         self.objects[(bucket, key)] = body.encode()
+
+    def delete(self, bucket: str, key: str) -> None:
+        self.objects.pop((bucket, key), None)
 
 
 @dataclass
@@ -195,3 +199,38 @@ def test_failures_are_recorded_with_a_reason_code_and_a_replay_reference() -> No
 def test_failure_reason_codes(error: dict[str, str], reason: str) -> None:
     record = record_outcome(initial_state() | {"error": error}, MemoryStore())["record"]
     assert record["reason"] == reason
+
+
+def test_a_replay_gets_the_next_free_replay_name() -> None:
+    obj = ObjectRef("bucket", "inbox/ride.jpg", "etag1")
+    starter = MemoryStarter()
+    first = replay_run(obj, starter)
+    second = replay_run(obj, starter)
+    assert first == obj.execution_name(replay=1) and second == obj.execution_name(replay=2)
+    assert is_replay_execution(f"arn:aws:states:us-east-1:1:execution:machine:{second}")
+    assert not is_replay_execution(f"arn:aws:states:us-east-1:1:execution:machine:{obj.execution_name()}")
+    assert all(len(name) <= 80 for name in (first, second))
+
+
+def test_a_successful_replay_replaces_the_failure_record() -> None:
+    store = MemoryStore()
+    failed = initial_state() | {"error": {"Error": "EndpointUnavailable", "Cause": "down"}}
+    record_outcome(failed, store)
+    assert ("bucket", "failed/ride.jpg/etag1.json") in store.objects
+    obj = ObjectRef("bucket", "inbox/ride.jpg", "etag1")
+    replayed = initial_state() | {
+        "execution_id": f"arn:aws:states:us-east-1:1:execution:machine:{obj.execution_name(replay=1)}",
+        "record": {"outcome": "accepted", "bucket": "bucket", "key": "inbox/ride.jpg", "etag": "etag1"},
+    }
+    record_outcome(replayed, store)
+    assert set(store.objects) == {("bucket", "results/ride.jpg/etag1.json")}
+
+
+def test_a_first_run_never_removes_another_record() -> None:
+    store = MemoryStore()
+    store.write_json("bucket", "failed/ride.jpg/etag1.json", "{}")
+    state = initial_state() | {
+        "record": {"outcome": "accepted", "bucket": "bucket", "key": "inbox/ride.jpg", "etag": "etag1"}
+    }
+    record_outcome(state, store)
+    assert ("bucket", "failed/ride.jpg/etag1.json") in store.objects

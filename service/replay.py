@@ -1,0 +1,112 @@
+"""`scones replay`: re-drive uploads whose run failed for a reason outside the upload, once the fault is gone.
+
+Works against AWS or the local stack alike (plain boto3). The failure records under `failed/` are the
+source of truth: each one with a replayable reason (by default the infrastructure's failures, see
+`REPLAYABLE_REASONS`) gets a new run named `...-replay-n`; that run's accepted or review record
+replaces the failure record, so the upload keeps exactly one outcome. Messages in the workflow's DLQ
+whose upload was replayed (or no longer has a failure record) are deleted; events EventBridge could
+not deliver (the rule's DLQ) start their upload's first run.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from typing import Any
+
+from scones.objects import NotAnUpload, ObjectRef, object_from_event
+from scones.outcomes import REPLAYABLE_REASONS
+from scones.steps import ExecutionStarter, replay_run, start_run
+from service.outcome_watch import list_record_keys
+
+
+@dataclass
+class ReplayReport:
+    replayed: dict[str, str] = field(default_factory=dict)  # object key → execution name
+    skipped: dict[str, str] = field(default_factory=dict)  # object key → why
+    dead_letters_deleted: int = 0
+    undelivered_started: dict[str, str] = field(default_factory=dict)  # object key → execution name
+
+
+def _exists(s3: Any, obj: ObjectRef) -> bool:
+    try:
+        s3.head_object(Bucket=obj.bucket, Key=obj.key)
+    except s3.exceptions.ClientError as error:
+        if error.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
+            return False
+        raise
+    return True
+
+
+def _drain(sqs: Any, queue_url: str) -> list[dict[str, Any]]:
+    """Every message visible on the queue now (each stays hidden until deleted or its timeout ends)."""
+    messages: list[dict[str, Any]] = []
+    while True:
+        batch = sqs.receive_message(
+            QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0, VisibilityTimeout=60
+        ).get("Messages", [])
+        if not batch:
+            return messages
+        messages.extend(batch)
+
+
+def replay_failed(
+    s3: Any,
+    starter: ExecutionStarter,
+    bucket: str,
+    *,
+    reasons: Collection[str] = REPLAYABLE_REASONS,
+    sqs: Any = None,
+    dead_letter_queue_url: str | None = None,
+    event_dead_letter_queue_url: str | None = None,
+) -> ReplayReport:
+    report = ReplayReport()
+    failed_keys = set(list_record_keys(s3, bucket, kinds=("failed",)))
+    for record_key in sorted(failed_keys):
+        record = json.loads(s3.get_object(Bucket=bucket, Key=record_key)["Body"].read())
+        obj = ObjectRef.from_dict(record.get("replay") or record)
+        if record.get("reason") not in reasons:
+            report.skipped[obj.key] = f"reason {record.get('reason')} is not replayed"
+        elif not _exists(s3, obj):
+            report.skipped[obj.key] = "the object is gone"
+        else:
+            report.replayed[obj.key] = replay_run(obj, starter)
+    if sqs is not None and dead_letter_queue_url:
+        for message in _drain(sqs, dead_letter_queue_url):
+            body = json.loads(message["Body"])
+            obj = ObjectRef.from_dict(body.get("replay") or body)
+            if obj.key in report.replayed or obj.outcome_key("failed") not in failed_keys:
+                sqs.delete_message(QueueUrl=dead_letter_queue_url, ReceiptHandle=message["ReceiptHandle"])
+                report.dead_letters_deleted += 1
+            else:
+                sqs.change_message_visibility(
+                    QueueUrl=dead_letter_queue_url,
+                    ReceiptHandle=message["ReceiptHandle"],
+                    VisibilityTimeout=0,
+                )
+    if sqs is not None and event_dead_letter_queue_url:
+        for message in _drain(sqs, event_dead_letter_queue_url):
+            try:
+                undelivered = object_from_event(json.loads(message["Body"]))
+            except (NotAnUpload, ValueError, KeyError):
+                pass  # nothing to start: not an upload event
+            else:
+                name, _ = start_run(undelivered, starter)
+                report.undelivered_started[undelivered.key] = name
+            sqs.delete_message(QueueUrl=event_dead_letter_queue_url, ReceiptHandle=message["ReceiptHandle"])
+    return report
+
+
+def wait_for_executions(
+    sfn: Any, execution_arns: Collection[str], timeout_s: float = 300.0
+) -> dict[str, str]:
+    """Each execution's final status (or RUNNING at the timeout)."""
+    status = dict.fromkeys(execution_arns, "RUNNING")
+    deadline = time.monotonic() + timeout_s
+    while any(value == "RUNNING" for value in status.values()) and time.monotonic() < deadline:
+        for arn in [arn for arn, value in status.items() if value == "RUNNING"]:
+            status[arn] = sfn.describe_execution(executionArn=arn)["status"]
+        time.sleep(0.2)
+    return status

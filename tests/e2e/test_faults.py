@@ -1,0 +1,200 @@
+"""Faults injected where they happen (the endpoint's own answers, its port, a handler, the review queue):
+short ones are retried into a normal outcome; long ones end in `failed/` plus a DLQ message, and
+`scones replay` turns those into normal outcomes once the fault is gone, leaving one outcome each."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from handlers.aws import StepFunctionsStarter
+from scones.objects import ObjectRef
+from service.local_stack import LocalStack
+from service.outcome_watch import list_record_keys, object_key_of, wait_for_outcomes
+from service.replay import replay_failed
+from training.staging import StagedDataset
+
+ROOT = Path(__file__).parents[2]
+
+
+@pytest.fixture
+def image(staged: StagedDataset) -> bytes:
+    return next((staged.split_dir("test") / "motorcycle").iterdir()).read_bytes()
+
+
+@pytest.fixture(autouse=True)
+def healthy_afterwards(stack: LocalStack) -> Iterator[None]:
+    yield
+    stack.endpoint.faults.clear()
+    stack.endpoint.come_back()
+
+
+def upload(stack: LocalStack, data: bytes, count: int = 1) -> list[str]:
+    folder = f"inbox/faults-{uuid.uuid4().hex[:8]}"
+    keys = [f"{folder}/{n}.png" for n in range(count)]
+    for key in keys:
+        stack.client("s3").put_object(Bucket=stack.resources.bucket, Key=key, Body=data)
+    return keys
+
+
+def outcomes(stack: LocalStack, keys: list[str], timeout_s: float = 90) -> dict[str, dict[str, Any]]:
+    index = wait_for_outcomes(
+        stack.client("s3"), stack.resources.bucket, keys, timeout_s=timeout_s, poll_s=0.1
+    )
+    assert set(index.records) == set(keys), "every upload has an outcome"
+    assert not index.duplicates
+    return index.records
+
+
+def settled_outcomes(stack: LocalStack, keys: list[str], timeout_s: float = 90) -> dict[str, list[str]]:
+    """After replays: wait until no key has a failure record left, then every key's record keys."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found: dict[str, list[str]] = {}
+        for record_key in list_record_keys(stack.client("s3"), stack.resources.bucket):
+            found.setdefault(object_key_of(record_key), []).append(record_key)
+        mine = {key: found.get(key, []) for key in keys}
+        if all(r and not r[0].startswith("failed/") for r in mine.values()) or time.monotonic() > deadline:
+            return mine
+        time.sleep(0.2)
+
+
+def dead_letters(stack: LocalStack) -> list[dict[str, Any]]:
+    """The DLQ's messages (peeked: they stay on the queue), one body per message."""
+    sqs = stack.client("sqs")
+    bodies: dict[str, dict[str, Any]] = {}
+    for _ in range(5):
+        received = sqs.receive_message(
+            QueueUrl=stack.resources.dead_letter_queue_url, MaxNumberOfMessages=10, VisibilityTimeout=0
+        ).get("Messages", [])
+        bodies |= {m["MessageId"]: json.loads(m["Body"]) for m in received}
+    return list(bodies.values())
+
+
+def replay(stack: LocalStack) -> dict[str, str]:
+    report = replay_failed(
+        stack.client("s3"),
+        StepFunctionsStarter(stack.client("stepfunctions"), stack.resources.state_machine_arn),
+        stack.resources.bucket,
+        sqs=stack.client("sqs"),
+        dead_letter_queue_url=stack.resources.dead_letter_queue_url,
+    )
+    return report.replayed
+
+
+def set_environment(stack: LocalStack, function: str, **variables: str) -> dict[str, str]:
+    lam = stack.client("lambda")
+    before: dict[str, str] = lam.get_function_configuration(FunctionName=function)["Environment"]["Variables"]
+    lam.update_function_configuration(FunctionName=function, Environment={"Variables": before | variables})
+    return before
+
+
+@pytest.mark.parametrize(("mode", "count"), [("error", 2), ("throttle", 4)])
+def test_short_endpoint_faults_are_retried_into_a_normal_outcome(
+    stack: LocalStack, image: bytes, mode: str, count: int
+) -> None:
+    injected = stack.endpoint.faults.injected
+    stack.endpoint.faults.set(mode, count=count)  # type: ignore[arg-type]
+    (key,) = upload(stack, image)
+    record = outcomes(stack, [key])[key]
+    assert record["outcome"] in {"accepted", "review"}
+    assert stack.endpoint.faults.injected - injected == count
+
+
+def test_a_slow_endpoint_times_out_and_the_retry_succeeds(stack: LocalStack, image: bytes) -> None:
+    before = set_environment(stack, "scones-classify", ENDPOINT_TIMEOUT_SECONDS="1")
+    try:
+        stack.endpoint.faults.set("slow", count=1, delay_s=2.5)
+        (key,) = upload(stack, image)
+        record = outcomes(stack, [key])[key]
+    finally:
+        stack.client("lambda").update_function_configuration(
+            FunctionName="scones-classify", Environment={"Variables": before}
+        )
+    assert record["outcome"] in {"accepted", "review"}
+    # the first call gave up after the 1 s timeout and a retry answered; the slow answer took 2.5 s
+    assert 1000 <= record["timings_ms"]["classify"] < 2500
+
+
+def test_an_outage_fails_uploads_with_dlq_messages_and_replay_recovers_them(
+    stack: LocalStack, image: bytes
+) -> None:
+    stack.endpoint.go_down()
+    keys = upload(stack, image, count=3)
+    failed = outcomes(stack, keys, timeout_s=120)
+    assert {record["outcome"] for record in failed.values()} == {"failed"}
+    assert {record["reason"] for record in failed.values()} == {"endpoint_unavailable"}
+    letters = [letter for letter in dead_letters(stack) if letter["key"] in keys]
+    assert sorted(letter["key"] for letter in letters) == sorted(keys)
+    assert all(letter["replay"]["etag"] == failed[letter["key"]]["etag"] for letter in letters)
+
+    stack.endpoint.come_back()
+    replayed = replay(stack)
+    assert set(keys) <= set(replayed)
+    settled = settled_outcomes(stack, keys)
+    assert all(len(found) == 1 and not found[0].startswith("failed/") for found in settled.values()), settled
+    assert not [letter for letter in dead_letters(stack) if letter["key"] in keys], (
+        "replayed letters are cleared"
+    )
+    again = replay(stack)
+    assert not set(keys) & set(again), "nothing left to replay"
+
+
+def test_a_handler_raising_fails_the_upload_and_the_replay_command_recovers_it(
+    stack: LocalStack, image: bytes
+) -> None:
+    stack.lambda_runtime.fail_next("scones-filter")
+    (key,) = upload(stack, image)
+    record = outcomes(stack, [key])[key]
+    assert record["outcome"] == "failed" and record["error_type"] == "InjectedFault"
+    assert record["reason"] == "internal_error"
+    environment = os.environ | {
+        "AWS_ACCESS_KEY_ID": "local",
+        "AWS_SECRET_ACCESS_KEY": "local",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": stack.aws_endpoint_url,
+    }
+    command = [sys.executable, "-m", "service.cli", "replay", "--wait", "--timeout", "60"]
+    finished = subprocess.run(
+        command, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    assert f"replaying {key} as " in finished.stdout
+    settled = settled_outcomes(stack, [key])
+    assert len(settled[key]) == 1 and settled[key][0].startswith(("results/", "review/"))
+    obj = ObjectRef(stack.resources.bucket, key, record["etag"])
+    assert obj.execution_name(replay=1) in finished.stdout
+
+
+def test_the_review_queue_refusing_a_send_fails_the_upload_until_replayed(
+    stack: LocalStack, image: bytes
+) -> None:
+    sqs = stack.client("sqs")
+    before = set_environment(stack, "scones-filter", CONFIDENCE_THRESHOLD="1.0")  # everything to review
+    try:
+        sqs.delete_queue(QueueUrl=stack.resources.review_queue_url)
+        (key,) = upload(stack, image)
+        record = outcomes(stack, [key])[key]
+        assert record["outcome"] == "failed" and record["reason"] == "review_queue_unavailable"
+        assert key in {letter["key"] for letter in dead_letters(stack)}
+        recreated = sqs.create_queue(QueueName=stack.names.review_queue)["QueueUrl"]
+        assert recreated == stack.resources.review_queue_url
+        assert key in replay(stack)
+        settled = settled_outcomes(stack, [key])
+    finally:
+        stack.client("lambda").update_function_configuration(
+            FunctionName="scones-filter", Environment={"Variables": before}
+        )
+    assert len(settled[key]) == 1 and settled[key][0].startswith("review/")
+    messages = sqs.receive_message(QueueUrl=stack.resources.review_queue_url, MaxNumberOfMessages=10)
+    assert key in {json.loads(m["Body"])["key"] for m in messages.get("Messages", [])}
