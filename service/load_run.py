@@ -1,9 +1,9 @@
 """The load run: a burst of uploads with bad inputs, duplicate deliveries and an endpoint outage.
 
-Then the accounting: every upload must end with exactly one outcome (uploads = accepted + review + failed, lost 0,
-duplicated 0). Bad inputs must fail with their own reason code; valid images must not fail for a
-reason of their own. Uploads the outage failed are replayed once the endpoint is back, and must
-then end as normal outcomes. `bench/load.py` runs it at full size; a test runs a small one.
+Then the accounting: every upload must end with exactly one outcome (uploads = accepted + review +
+failed, lost 0, duplicated 0). Bad inputs must fail with their own reason code; valid images must not
+fail for a reason of their own. Uploads the outage failed are replayed once the endpoint is back,
+and must then end as normal outcomes. `bench/load.py` runs it at full size; a test runs a small one.
 """
 
 from __future__ import annotations
