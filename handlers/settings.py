@@ -57,4 +57,6 @@ class FilterSettings(FunctionSettings):
 
 
 class RecordSettings(FunctionSettings):
-    pass
+    # powertools Idempotency's DynamoDB table; unset, every invocation writes (no idempotency layer)
+    idempotency_table: str | None = Field(default=None, alias="IDEMPOTENCY_TABLE")
+    idempotency_ttl_s: int = Field(default=24 * 3600, alias="IDEMPOTENCY_TTL_SECONDS", gt=0)

@@ -82,6 +82,7 @@ def function_environment(
             "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": sagemaker_runtime_url,
         },
         "FilterFunction": {"CONFIDENCE_THRESHOLD": str(threshold)},
+        "RecordFunction": {"IDEMPOTENCY_TABLE": names.idempotency_table},
     }
     return common | specific.get(spec.logical_id, {})
 
@@ -109,6 +110,17 @@ def provision(
     s3.create_bucket(Bucket=names.bucket)
     s3.put_bucket_notification_configuration(
         Bucket=names.bucket, NotificationConfiguration={"EventBridgeConfiguration": {}}
+    )
+    dynamodb = client("dynamodb")
+    dynamodb.create_table(
+        TableName=names.idempotency_table,
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    dynamodb.update_time_to_live(
+        TableName=names.idempotency_table,
+        TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiration"},
     )
     queue_urls = {
         name: sqs.create_queue(QueueName=name, Attributes={"MessageRetentionPeriod": "1209600"})["QueueUrl"]

@@ -57,6 +57,10 @@ class StackNames:
         return f"{self.prefix}-undelivered-events"
 
     @property
+    def idempotency_table(self) -> str:
+        return f"{self.prefix}-idempotency"
+
+    @property
     def endpoint(self) -> str:
         return DEFAULT_ENDPOINT_NAME
 
