@@ -8,7 +8,7 @@ SHARED_DATASET := $(abspath ../shared/datasets/cifar100-bicycle-motorcycle)
 export SCONES_DATASET ?= $(if $(wildcard $(SHARED_DATASET)/train.lst),$(SHARED_DATASET),)
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install test lint typecheck unit demo bench clean
+.PHONY: install test lint typecheck unit demo bench audit clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,11 @@ bench: $(INSTALLED)
 	$(BIN)/python bench/preprocessing_cost.py
 	$(BIN)/python bench/handler_import.py
 	$(BIN)/python bench/flow.py
+
+# Known vulnerabilities in the locked dependencies. Needs pypi.org's JSON API (the vulnerability
+# service); where it is unreachable, pip-audit reports each package as "not found" instead.
+audit: $(INSTALLED)
+	$(BIN)/pip-audit --no-deps --disable-pip --requirement constraints.txt
 
 clean:
 	rm -rf $(VENV) .scones .pytest_cache .mypy_cache .ruff_cache

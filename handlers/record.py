@@ -64,7 +64,9 @@ def _idempotent(write: Any, settings: RecordSettings) -> tuple[Any, Any]:
         table_name=settings.idempotency_table, boto3_client=client("dynamodb", settings)
     )
     config = IdempotencyConfig(
-        event_key_jmespath="[object.bucket, object.key, object.etag, object.version_id, execution_id, error.Error]",
+        event_key_jmespath=(
+            "[object.bucket, object.key, object.etag, object.version_id, execution_id, error.Error]"
+        ),
         expires_after_seconds=settings.idempotency_ttl_s,
         raise_on_no_idempotency_key=True,
     )

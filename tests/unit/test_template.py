@@ -1,0 +1,147 @@
+"""The SAM template: cfn-lint clean, least privilege, encrypted and private storage, and the same
+functions, state machine and event pattern as the local stack (one definition of each)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from workflow.definitions import placeholders
+from workflow.names import FUNCTIONS
+
+WORKFLOW = Path(__file__).parents[2] / "workflow"
+TEMPLATE = WORKFLOW / "template.yaml"
+
+
+class _CloudFormationLoader(yaml.SafeLoader):
+    """YAML with CloudFormation's short intrinsic tags: `!Ref x` loads as `{"Ref": x}`."""
+
+
+def _intrinsic(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
+    if isinstance(node, yaml.ScalarNode):
+        value: Any = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        assert isinstance(node, yaml.MappingNode)
+        value = loader.construct_mapping(node, deep=True)
+    return {"Ref" if suffix == "Ref" else f"Fn::{suffix}": value}
+
+
+_CloudFormationLoader.add_multi_constructor("!", _intrinsic)
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.load(TEMPLATE.read_text(), Loader=_CloudFormationLoader)
+    return loaded
+
+
+def resources_of(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {name: r for name, r in template["Resources"].items() if r["Type"] == kind}
+
+
+def test_cfn_lint_passes() -> None:
+    from cfnlint.api import lint_file
+
+    assert [str(match) for match in lint_file(TEMPLATE)] == []
+
+
+def allow_statements(template: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    found = []
+    for name, function in resources_of(template, "AWS::Serverless::Function").items():
+        for policy in function["Properties"].get("Policies", []):
+            for statement in policy.get("Statement", []) if isinstance(policy, dict) else []:
+                found.append((name, statement))
+    return found
+
+
+def test_function_policies_name_actions_and_scope_resources(template: dict[str, Any]) -> None:
+    statements = allow_statements(template)
+    assert statements, "the functions' inline policies"
+    for name, statement in statements:
+        assert statement["Effect"] == "Allow", name
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        assert all("*" not in action for action in actions), (name, actions)
+        resources = (
+            statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        )
+        assert all(resource != "*" for resource in resources), (name, resources)
+
+
+def test_s3_access_is_scoped_to_the_prefixes_each_function_uses(template: dict[str, Any]) -> None:
+    scopes: dict[str, set[str]] = {}
+    for name, statement in allow_statements(template):
+        resources = (
+            statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        )
+        for resource in resources:
+            if (
+                isinstance(resource, dict)
+                and "Fn::Sub" in resource
+                and "DataBucket.Arn" in resource["Fn::Sub"]
+            ):
+                scopes.setdefault(name, set()).add(resource["Fn::Sub"].split("}", 1)[1])
+    assert scopes == {
+        "SerializeFunction": {"/inbox/*"},
+        "RecordFunction": {"/results/*", "/review/*", "/failed/*"},
+    }
+
+
+def test_managed_policy_templates_are_scoped_to_one_resource(template: dict[str, Any]) -> None:
+    for kind in ("AWS::Serverless::Function", "AWS::Serverless::StateMachine"):
+        for name, resource in resources_of(template, kind).items():
+            for policy in resource["Properties"].get("Policies", []):
+                if "Statement" in policy:
+                    continue
+                ((policy_name, parameters),) = policy.items()
+                assert parameters and all(value != "*" for value in parameters.values()), (name, policy_name)
+
+
+def test_the_bucket_is_private_encrypted_and_refuses_plain_http(template: dict[str, Any]) -> None:
+    bucket = template["Resources"]["DataBucket"]["Properties"]
+    assert all(bucket["PublicAccessBlockConfiguration"].values())
+    assert bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
+    (deny,) = template["Resources"]["DataBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert deny["Effect"] == "Deny" and deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_queues_and_table_are_encrypted(template: dict[str, Any]) -> None:
+    queues = resources_of(template, "AWS::SQS::Queue")
+    assert len(queues) == 3 and all(q["Properties"]["SqsManagedSseEnabled"] for q in queues.values())
+    table = template["Resources"]["IdempotencyTable"]["Properties"]
+    assert table["SSESpecification"]["SSEEnabled"] is True
+
+
+def test_functions_match_the_local_stack_definitions(template: dict[str, Any]) -> None:
+    functions = resources_of(template, "AWS::Serverless::Function")
+    assert set(functions) == {spec.logical_id for spec in FUNCTIONS}
+    for spec in FUNCTIONS:
+        properties = functions[spec.logical_id]["Properties"]
+        assert (properties["Handler"], properties["Timeout"], properties["MemorySize"]) == (
+            spec.handler,
+            spec.timeout_s,
+            spec.memory_mb,
+        )
+    assert "IDEMPOTENCY_TABLE" in functions["RecordFunction"]["Properties"]["Environment"]["Variables"]
+    assert "CONFIDENCE_THRESHOLD" in functions["FilterFunction"]["Properties"]["Environment"]["Variables"]
+
+
+def test_the_state_machine_is_the_asl_file_with_every_placeholder_substituted(
+    template: dict[str, Any],
+) -> None:
+    machine = template["Resources"]["ImageWorkflow"]["Properties"]
+    assert machine["DefinitionUri"] == "state_machine.asl.json"
+    asl = (WORKFLOW / "state_machine.asl.json").read_text()
+    assert set(machine["DefinitionSubstitutions"]) == placeholders(asl)
+
+
+def test_the_rule_pattern_is_the_event_pattern_file(template: dict[str, Any]) -> None:
+    rule = template["Resources"]["StartFunction"]["Properties"]["Events"]["InboxObjectCreated"]["Properties"]
+    pattern = json.loads((WORKFLOW / "event_pattern.json").read_text())
+    pattern["detail"]["bucket"]["name"] = [{"Ref": "DataBucket"}]
+    assert rule["Pattern"] == pattern
