@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -11,6 +12,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, ReadTimeoutError
 
 from handlers.settings import FunctionSettings
+from scones.reconcile import StoredObject
 from scones.steps import EndpointUnavailable, ModelRejected, ObjectMissing, Prediction, TransientError
 
 RETRYABLE_CODES = frozenset(
@@ -96,6 +98,12 @@ class S3ObjectStore:
 
     def delete(self, bucket: str, key: str) -> None:
         self._call("delete_object", Bucket=bucket, Key=key)
+
+    def list(self, bucket: str, prefix: str) -> Iterator[StoredObject]:
+        """Every object under `prefix` (the reconciler's port)."""
+        for page in self._s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                yield StoredObject(item["Key"], item["ETag"], item["Size"], item["LastModified"])
 
 
 def _custom_attributes(text: str) -> dict[str, str]:

@@ -41,6 +41,13 @@ class StartSettings(FunctionSettings):
     state_machine_arn: str = Field(alias="STATE_MACHINE_ARN")
 
 
+class ReconcileSettings(FunctionSettings):
+    state_machine_arn: str = Field(alias="STATE_MACHINE_ARN")
+    bucket: str = Field(alias="BUCKET_NAME")
+    # uploads younger than this may still be in flight: a later schedule looks at them again
+    min_age_s: float = Field(default=900.0, alias="RECONCILE_MIN_AGE_SECONDS", ge=0)
+
+
 class SerializeSettings(FunctionSettings):
     max_image_bytes: int = Field(default=MAX_IMAGE_BYTES, alias="MAX_IMAGE_BYTES", gt=0)
     max_image_pixels: int = Field(default=MAX_IMAGE_PIXELS, alias="MAX_IMAGE_PIXELS", gt=0)

@@ -83,6 +83,7 @@ def function_environment(
         },
         "FilterFunction": {"CONFIDENCE_THRESHOLD": str(threshold)},
         "RecordFunction": {"IDEMPOTENCY_TABLE": names.idempotency_table},
+        "ReconcileFunction": {"STATE_MACHINE_ARN": state_machine_arn, "BUCKET_NAME": names.bucket},
     }
     return common | specific.get(spec.logical_id, {})
 
@@ -152,7 +153,8 @@ def provision(
             log_level=log_level,
         )
 
-    workflow_functions = [spec for spec in FUNCTIONS if spec.logical_id != "StartFunction"]
+    starters = {"StartFunction", "ReconcileFunction"}  # they need the state machine's ARN
+    workflow_functions = [spec for spec in FUNCTIONS if spec.logical_id not in starters]
     arns = {spec.logical_id: create_function(spec, environment(spec)) for spec in workflow_functions}
     substitutions = {f"{logical_id}Arn": arn for logical_id, arn in arns.items()}
     substitutions |= {
@@ -165,8 +167,9 @@ def provision(
         roleArn=states_role["Role"]["Arn"],
         type="STANDARD",
     )["stateMachineArn"]
-    start_spec = next(spec for spec in FUNCTIONS if spec.logical_id == "StartFunction")
-    arns[start_spec.logical_id] = create_function(start_spec, environment(start_spec, state_machine_arn))
+    for spec in FUNCTIONS:
+        if spec.logical_id in starters:
+            arns[spec.logical_id] = create_function(spec, environment(spec, state_machine_arn))
 
     event_dlq_arn = sqs.get_queue_attributes(
         QueueUrl=queue_urls[names.event_dead_letter_queue], AttributeNames=["QueueArn"]
@@ -177,7 +180,7 @@ def provision(
         Targets=[
             {
                 "Id": "start",
-                "Arn": arns[start_spec.logical_id],
+                "Arn": arns["StartFunction"],
                 "RetryPolicy": {"MaximumRetryAttempts": 185, "MaximumEventAgeInSeconds": 86400},
                 "DeadLetterConfig": {"Arn": event_dlq_arn},
             }

@@ -23,6 +23,7 @@ FUNCTIONS: Final = (
     FunctionSpec("ClassifyFunction", "handlers.classify.handler", 30, 256),
     FunctionSpec("FilterFunction", "handlers.filter.handler", 10, 256),
     FunctionSpec("RecordFunction", "handlers.record.handler", 10, 256),
+    FunctionSpec("ReconcileFunction", "handlers.reconcile.handler", 300, 256),
 )
 
 

@@ -1,0 +1,53 @@
+"""Lambda `reconcile`: on a schedule (and when the local stack starts), start the run of every inbox
+object that has no outcome record: uploads whose event was lost or whose run was cut off."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from handlers.runtime import Event, LambdaHandler, MetricUnit, lazy_entry_point, observability
+from handlers.settings import ReconcileSettings
+
+
+def build(environment: Mapping[str, str]) -> LambdaHandler:
+    from handlers.aws import S3ObjectStore, StepFunctionsStarter, client
+    from scones.reconcile import reconcile
+
+    settings = ReconcileSettings.from_environment(environment)
+    obs = observability(settings)
+    lister = S3ObjectStore(client("s3", settings))
+    starter = StepFunctionsStarter(client("stepfunctions", settings), settings.state_machine_arn)
+
+    @obs.logger.inject_lambda_context(clear_state=True)
+    @obs.tracer.capture_lambda_handler
+    def handler(event: Event, context: Any) -> dict[str, Any]:
+        min_age_s = (
+            float(event.get("min_age_s", settings.min_age_s))
+            if isinstance(event, dict)
+            else settings.min_age_s
+        )
+        report = reconcile(settings.bucket, lister, starter, now=datetime.now(UTC), min_age_s=min_age_s)
+        obs.logger.info(
+            "reconciled",
+            extra={
+                "started": len(report.started),
+                "already_running": len(report.already_running),
+                "too_young": report.too_young,
+                "recorded": report.recorded,
+            },
+        )
+        with obs.metrics() as metrics:
+            metrics.add_metric(name="UploadsReconciled", unit=MetricUnit.Count, value=len(report.started))
+        return {
+            "started": report.started,
+            "already_running": report.already_running,
+            "too_young": report.too_young,
+            "recorded": report.recorded,
+        }
+
+    return handler
+
+
+handler = lazy_entry_point(build)

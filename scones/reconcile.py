@@ -1,0 +1,72 @@
+"""Reconciliation: every object in the inbox must end with an outcome; re-drive the ones that have none.
+
+A run can be lost: EventBridge gives up on an event after its retries, or the embedded stack stops
+in the middle of a burst. The reconciler lists the inbox and the outcome records and starts the
+first run of each object version that has no record (deterministic names: a run that exists already
+starts nothing). On AWS a scheduled function runs it, skipping uploads younger than `min_age_s`
+whose runs may still be going; the local stack runs it on start, when nothing can be in flight.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from scones.objects import INBOX_PREFIX, OUTCOME_PREFIXES, ObjectRef
+from scones.steps import ExecutionStarter, start_run
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    key: str
+    etag: str
+    size: int
+    last_modified: datetime
+
+
+class BucketLister(Protocol):
+    def list(self, bucket: str, prefix: str) -> Iterable[StoredObject]: ...
+
+
+@dataclass
+class ReconcileReport:
+    started: dict[str, str] = field(default_factory=dict)  # object key → execution name
+    already_running: list[str] = field(default_factory=list)
+    too_young: int = 0
+    recorded: int = 0
+
+
+def unrecorded(bucket: str, inbox: Iterable[StoredObject], record_keys: Iterable[str]) -> list[ObjectRef]:
+    """The inbox objects (folder markers aside) whose current version has no outcome record."""
+    recorded = set(record_keys)
+    missing = []
+    for item in inbox:
+        if item.key.endswith("/"):
+            continue
+        obj = ObjectRef(bucket, item.key, item.etag.strip('"'), size=item.size)
+        if not any(obj.outcome_key(kind) in recorded for kind in OUTCOME_PREFIXES):
+            missing.append(obj)
+    return missing
+
+
+def reconcile(
+    bucket: str, lister: BucketLister, starter: ExecutionStarter, *, now: datetime, min_age_s: float = 0.0
+) -> ReconcileReport:
+    report = ReconcileReport()
+    inbox = list(lister.list(bucket, INBOX_PREFIX))
+    young = {item.key for item in inbox if (now - item.last_modified).total_seconds() < min_age_s}
+    records = [item.key for kind in OUTCOME_PREFIXES for item in lister.list(bucket, f"{kind}/")]
+    missing = unrecorded(bucket, inbox, records)
+    report.recorded = sum(1 for item in inbox if not item.key.endswith("/")) - len(missing)
+    for obj in missing:
+        if obj.key in young:
+            report.too_young += 1
+            continue
+        name, started = start_run(obj, starter)
+        if started:
+            report.started[obj.key] = name
+        else:
+            report.already_running.append(obj.key)
+    return report
