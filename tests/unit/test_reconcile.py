@@ -48,7 +48,8 @@ def test_only_versions_without_a_record_are_started() -> None:
     report = reconcile("data", bucket, starter, now=NOW)
     assert set(report.started) == {"inbox/lost.png", "inbox/changed.png"}
     assert report.recorded == 2
-    assert report.started["inbox/changed.png"] == ObjectRef("data", "inbox/changed.png", "e2").execution_name()
+    changed = ObjectRef("data", "inbox/changed.png", "e2")
+    assert report.started[changed.key] == changed.execution_name()
 
 
 def test_young_uploads_are_left_for_later_and_running_ones_are_not_started_twice() -> None:
