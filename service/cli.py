@@ -91,8 +91,19 @@ def cmd_up(args: argparse.Namespace) -> int:
     store.current_version()  # fail early, with the hint to train, when no model is published
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
-    with LocalStack(store=store, threshold=args.threshold, port=args.port, log_level=args.log_level) as stack:
+    data_dir = None if args.ephemeral else (args.data_dir or default_home() / "stack")
+    with LocalStack(
+        store=store, threshold=args.threshold, port=args.port, log_level=args.log_level, data_dir=data_dir
+    ) as stack:
         resources = stack.resources
+        if stack.restored is not None:
+            print(
+                f"restored from {data_dir}: {stack.restored.objects} objects, {stack.restored.messages} "
+                f"queue messages, {stack.restored.datapoints} metric data points",
+                flush=True,
+            )
+        if stack.reconciled and stack.reconciled.get("started"):
+            print(f"re-driving {len(stack.reconciled['started'])} uploads that had no outcome", flush=True)
         url = stack.aws_endpoint_url
         print(
             f"""scones local stack is up (model {store.current_version()})
@@ -117,7 +128,7 @@ Ctrl-C stops it.""",
                 pass
         except KeyboardInterrupt:
             pass
-        print("stopping the local stack")
+        print("stopping the local stack" + (f" (saving its data to {data_dir})" if data_dir else ""), flush=True)
     return 0
 
 
@@ -254,6 +265,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     up.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD)
     up.add_argument("--log-level", default="INFO", help="the functions' log level")
+    up.add_argument(
+        "--data-dir",
+        type=Path,
+        help="keep the stack's data here across restarts (default: $SCONES_HOME/stack)",
+    )
+    up.add_argument("--ephemeral", action="store_true", help="keep nothing: start empty, save nothing")
     up.set_defaults(handler=cmd_up)
 
     from workflow.names import StackNames

@@ -10,6 +10,7 @@ definitions the AWS template uses (`service.provision`). boto3 and the AWS CLI r
 from __future__ import annotations
 
 import importlib
+import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -28,6 +29,9 @@ from workflow.names import FUNCTIONS, StackNames
 
 if TYPE_CHECKING:
     from service.moto_adapters.lambda_runtime import InProcessLambdaRuntime
+    from service.persistence import SnapshotSummary
+
+RECONCILE = next(spec for spec in FUNCTIONS if spec.logical_id == "ReconcileFunction")
 
 
 def handler_factory(handler: str) -> Any:
@@ -58,11 +62,16 @@ class LocalStack:
         endpoint_threads: int = 1,
         log_level: str = "WARNING",
         port: int = 0,
+        data_dir: Path | None = None,
     ) -> None:
+        """`data_dir`: keep the stack's data there across restarts (see `service.persistence`)."""
         self.names = names or StackNames()
         self.threshold = threshold
         self.log_level = log_level
         self._requested_port = port or None
+        self.data_dir = data_dir
+        self.restored: SnapshotSummary | None = None
+        self.reconciled: dict[str, Any] | None = None
         self._endpoint = LocalEndpoint(
             name=self.names.endpoint, store=store, model_dir=model_dir, threads=endpoint_threads
         )
@@ -128,14 +137,49 @@ class LocalStack:
             log_level=self.log_level,
         )
         self.info = StackInfo(self.aws_endpoint_url, self._endpoint.url, resources, self.names)
+        if self.data_dir is not None:
+            from service.persistence import restore
+
+            self.restored = restore(self.client, resources.bucket, self._queue_urls(), self.data_dir)
+            self.reconciled = self.reconcile()
         return self
 
+    def _queue_urls(self) -> dict[str, str]:
+        resources = self.resources
+        return {
+            self.names.review_queue: resources.review_queue_url,
+            self.names.dead_letter_queue: resources.dead_letter_queue_url,
+            self.names.event_dead_letter_queue: resources.event_dead_letter_queue_url,
+        }
+
+    def reconcile(self) -> dict[str, Any]:
+        """Run the reconcile function now, for every upload (nothing is in flight when this runs)."""
+        answer = self.client("lambda").invoke(
+            FunctionName=self.names.function(RECONCILE), Payload=json.dumps({"min_age_s": 0})
+        )
+        result: dict[str, Any] = json.loads(answer["Payload"].read())
+        if "FunctionError" in answer:
+            raise RuntimeError(f"reconciling the inbox failed: {result}")
+        return result
+
+    def save(self) -> SnapshotSummary | None:
+        """Write the stack's data to `data_dir` (also done by `stop()`)."""
+        if self.data_dir is None or self.info is None:
+            return None
+        from service.persistence import save
+
+        return save(self.client, self.resources.bucket, self._queue_urls(), self.data_dir)
+
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.stop()
-            self._server = None
-        self._endpoint.stop()
-        self.info = None
+        try:
+            if self._server is not None and self.info is not None:
+                self.save()
+        finally:
+            if self._server is not None:
+                self._server.stop()
+                self._server = None
+            self._endpoint.stop()
+            self.info = None
 
     def __enter__(self) -> Self:
         try:

@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import os
-import re
 import shutil
-import signal
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,45 +13,18 @@ import pytest
 
 from scones.model_store import ModelStore
 from service.outcome_watch import wait_for_outcomes
+from tests.e2e.scones_up import BIN, SconesUp
 from training.staging import StagedDataset
-
-BIN = Path(sys.executable).parent
 
 
 @pytest.fixture(scope="module")
 def scones_up(model_store: ModelStore) -> Iterator[str]:
-    """`scones up --port 0` in its own process; yields the AWS endpoint URL it prints."""
-    environment = {**os.environ, "SCONES_HOME": str(model_store.root.parent), "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen(
-        [str(BIN / "scones"), "up", "--port", "0"],
-        env=environment,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert process.stdout is not None
-    url = None
-    deadline = time.monotonic() + 120
-    lines = []
-    while url is None and time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        match = re.search(r"AWS endpoint .*: (http://127\.0\.0\.1:\d+)", line)
-        url = match.group(1) if match else None
-    assert url, "scones up did not come up:\n" + "".join(lines)
+    """`scones up --port 0` in its own process (keeping nothing); yields the AWS endpoint URL it prints."""
+    running = SconesUp(model_store.root.parent, "--ephemeral")
     try:
-        yield url
+        yield running.url
     finally:
-        process.send_signal(signal.SIGTERM)  # our own child, by PID
-        try:
-            remaining = process.communicate(timeout=60)[0]
-        except subprocess.TimeoutExpired:
-            process.kill()
-            raise
-        assert process.returncode == 0, remaining
-        assert "stopping the local stack" in remaining
+        running.stop()
 
 
 def test_aws_cli_upload_produces_an_outcome(scones_up: str, staged: StagedDataset, tmp_path: Path) -> None:

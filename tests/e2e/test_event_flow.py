@@ -173,7 +173,7 @@ def test_metrics_land_in_cloudwatch(stack: LocalStack, staged: StagedDataset) ->
     assert sum(result["MetricDataResults"][0]["Values"]) >= 1
 
 
-@pytest.mark.parametrize("handler", ["start", "serialize", "classify", "filter", "record"])
+@pytest.mark.parametrize("handler", ["start", "serialize", "classify", "filter", "record", "reconcile"])
 def test_handler_modules_never_import_torch(handler: str) -> None:
     import subprocess
     import sys

@@ -1,0 +1,216 @@
+"""The embedded stack's data across restarts: a snapshot written on a clean stop, restored on start.
+
+moto keeps every resource in memory. `save()` writes what the service's users keep there (the data
+bucket's objects, which include the outcome records; the queues' messages; the CloudWatch metrics)
+into `<data dir>/snapshot/`; `restore()` puts it back into a freshly provisioned stack before the
+reconciler re-drives any upload whose run the stop cut off. Only public APIs are used, so the same
+code would copy the data between any two stacks.
+
+- Objects are restored with the bucket's event notifications off: restoring is not uploading.
+- File names are hashes: an object key is data and never becomes a path on this disk.
+- Metrics come back as one statistic set (count, sum, min, max) per minute: counts and sums are
+  exact, percentiles of restored minutes are not.
+- The snapshot is written beside the old one and swapped in by renames, so a crash mid-save
+  leaves the previous snapshot whole.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Final
+
+from scones.objects import OUTCOME_PREFIXES, ObjectRef
+from workflow.names import METRICS_NAMESPACE
+
+SNAPSHOT_FORMAT: Final = 1
+METRICS_KEPT: Final = timedelta(days=14)
+
+
+@dataclass
+class SnapshotSummary:
+    objects: int = 0
+    messages: int = 0
+    datapoints: int = 0
+
+
+def _file_name(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def save(client: Any, bucket: str, queue_urls: dict[str, str], data_dir: Path) -> SnapshotSummary:
+    """Write the stack's data to `data_dir/snapshot` (replacing the previous snapshot atomically)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    staging = data_dir / "snapshot.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    (staging / "objects").mkdir(parents=True)
+    summary = SnapshotSummary()
+    s3 = client("s3")
+    objects = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        for item in page.get("Contents", []):
+            got = s3.get_object(Bucket=bucket, Key=item["Key"])
+            name = _file_name(item["Key"])
+            (staging / "objects" / name).write_bytes(got["Body"].read())
+            objects.append(
+                {
+                    "key": item["Key"],
+                    "etag": item["ETag"].strip('"'),
+                    "content_type": got.get("ContentType", "binary/octet-stream"),
+                    "file": name,
+                }
+            )
+    summary.objects = len(objects)
+    queues = {name: _drain(client("sqs"), url) for name, url in queue_urls.items()}
+    summary.messages = sum(len(messages) for messages in queues.values())
+    metrics = _metric_datapoints(client("cloudwatch"))
+    summary.datapoints = sum(len(metric["datapoints"]) for metric in metrics)
+    index = {
+        "format": SNAPSHOT_FORMAT,
+        "saved_at": datetime.now(UTC).isoformat(),
+        "bucket": bucket,
+        "objects": objects,
+        "queues": queues,
+        "metrics": metrics,
+        "summary": asdict(summary),
+    }
+    (staging / "index.json").write_text(json.dumps(index, default=str))
+    current, previous = data_dir / "snapshot", data_dir / "snapshot.previous"
+    shutil.rmtree(previous, ignore_errors=True)
+    if current.exists():
+        current.rename(previous)
+    staging.rename(current)
+    shutil.rmtree(previous, ignore_errors=True)
+    return summary
+
+
+def _drain(sqs: Any, queue_url: str) -> list[dict[str, Any]]:
+    messages: list[dict[str, Any]] = []
+    while batch := sqs.receive_message(
+        QueueUrl=queue_url,
+        MaxNumberOfMessages=10,
+        VisibilityTimeout=300,
+        MessageAttributeNames=["All"],
+        WaitTimeSeconds=0,
+    ).get("Messages", []):
+        messages += [{"body": m["Body"], "attributes": m.get("MessageAttributes", {})} for m in batch]
+    return messages
+
+
+def _metric_datapoints(cloudwatch: Any) -> list[dict[str, Any]]:
+    end = datetime.now(UTC) + timedelta(minutes=1)
+    metrics = []
+    for page in cloudwatch.get_paginator("list_metrics").paginate(Namespace=METRICS_NAMESPACE):
+        for metric in page["Metrics"]:
+            points = cloudwatch.get_metric_statistics(
+                Namespace=METRICS_NAMESPACE,
+                MetricName=metric["MetricName"],
+                Dimensions=metric.get("Dimensions", []),
+                StartTime=end - METRICS_KEPT,
+                EndTime=end,
+                Period=60,
+                Statistics=["SampleCount", "Sum", "Minimum", "Maximum"],
+            )["Datapoints"]
+            if points:
+                metrics.append(
+                    {
+                        "name": metric["MetricName"],
+                        "dimensions": metric.get("Dimensions", []),
+                        "datapoints": [
+                            {
+                                "timestamp": point["Timestamp"].isoformat(),
+                                "count": point["SampleCount"],
+                                "sum": point["Sum"],
+                                "min": point["Minimum"],
+                                "max": point["Maximum"],
+                                "unit": point.get("Unit", "None"),
+                            }
+                            for point in points
+                        ],
+                    }
+                )
+    return metrics
+
+
+def restore(client: Any, bucket: str, queue_urls: dict[str, str], data_dir: Path) -> SnapshotSummary | None:
+    """Put a snapshot back into a freshly provisioned stack; None when there is none."""
+    snapshot = data_dir / "snapshot"
+    if not (snapshot / "index.json").exists():
+        return None
+    index = json.loads((snapshot / "index.json").read_text())
+    if index.get("format") != SNAPSHOT_FORMAT:
+        raise RuntimeError(
+            f"{snapshot} has snapshot format {index.get('format')}, expected {SNAPSHOT_FORMAT}"
+        )
+    summary = SnapshotSummary()
+    s3 = client("s3")
+    notifications = s3.get_bucket_notification_configuration(Bucket=bucket)
+    notifications.pop("ResponseMetadata", None)
+    s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={})
+    try:
+        changed: dict[str, tuple[str, str]] = {}
+        for item in index["objects"]:
+            body = (snapshot / "objects" / item["file"]).read_bytes()
+            put = s3.put_object(Bucket=bucket, Key=item["key"], Body=body, ContentType=item["content_type"])
+            etag = put["ETag"].strip('"')
+            if etag != item["etag"]:  # a multipart upload's ETag: the records follow the new one
+                changed[item["key"]] = (item["etag"], etag)
+            summary.objects += 1
+        _move_records(s3, bucket, changed)
+    finally:
+        s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration=notifications)
+    sqs = client("sqs")
+    for name, messages in index["queues"].items():
+        if name not in queue_urls:
+            continue
+        for start in range(0, len(messages), 10):
+            entries = [
+                {
+                    "Id": str(n),
+                    "MessageBody": m["body"],
+                    **({"MessageAttributes": m["attributes"]} if m["attributes"] else {}),
+                }
+                for n, m in enumerate(messages[start : start + 10])
+            ]
+            sqs.send_message_batch(QueueUrl=queue_urls[name], Entries=entries)
+            summary.messages += len(entries)
+    cloudwatch = client("cloudwatch")
+    for metric in index["metrics"]:
+        points = metric["datapoints"]
+        for start in range(0, len(points), 20):
+            cloudwatch.put_metric_data(
+                Namespace=METRICS_NAMESPACE,
+                MetricData=[
+                    {
+                        "MetricName": metric["name"],
+                        "Dimensions": metric["dimensions"],
+                        "Timestamp": datetime.fromisoformat(point["timestamp"]),
+                        "StatisticValues": {
+                            "SampleCount": point["count"],
+                            "Sum": point["sum"],
+                            "Minimum": point["min"],
+                            "Maximum": point["max"],
+                        },
+                        "Unit": point["unit"],
+                    }
+                    for point in points[start : start + 20]
+                ],
+            )
+            summary.datapoints += len(points[start : start + 20])
+    return summary
+
+
+def _move_records(s3: Any, bucket: str, changed: dict[str, tuple[str, str]]) -> None:
+    for key, (old, new) in changed.items():
+        for kind in OUTCOME_PREFIXES:
+            source = ObjectRef(bucket, key, old).outcome_key(kind)
+            target = ObjectRef(bucket, key, new).outcome_key(kind)
+            try:
+                s3.copy_object(Bucket=bucket, Key=target, CopySource={"Bucket": bucket, "Key": source})
+            except s3.exceptions.ClientError:
+                continue  # no record of this kind
+            s3.delete_object(Bucket=bucket, Key=source)
