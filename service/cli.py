@@ -128,7 +128,9 @@ Ctrl-C stops it.""",
                 pass
         except KeyboardInterrupt:
             pass
-        print("stopping the local stack" + (f" (saving its data to {data_dir})" if data_dir else ""), flush=True)
+        print(
+            "stopping the local stack" + (f" (saving its data to {data_dir})" if data_dir else ""), flush=True
+        )
     return 0
 
 
