@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from scones.objects import ObjectRef
 from scones.reconcile import StoredObject, reconcile
+from tests.unit.fakes import MemoryStarter
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
@@ -21,17 +22,6 @@ class MemoryBucket:
 
     def list(self, bucket: str, prefix: str) -> Iterator[StoredObject]:
         return (item for item in self.objects if item.key.startswith(prefix))
-
-
-@dataclass
-class MemoryStarter:
-    started: dict[str, str] = field(default_factory=dict)
-
-    def start(self, name: str, payload: str) -> bool:
-        if name in self.started:
-            return False
-        self.started[name] = payload
-        return True
 
 
 def test_only_versions_without_a_record_are_started() -> None:

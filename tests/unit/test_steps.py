@@ -24,6 +24,7 @@ from scones.steps import (
     serialize,
     start_run,
 )
+from tests.unit.fakes import MemoryStarter
 
 
 @dataclass
@@ -53,17 +54,6 @@ class FixedClassifier:
     def classify(self, png: bytes) -> Prediction:
         self.seen.append(png)
         return Prediction(self.probabilities, self.label_order, "v-test")
-
-
-@dataclass
-class MemoryStarter:
-    started: dict[str, str] = field(default_factory=dict)
-
-    def start(self, name: str, payload: str) -> bool:
-        if name in self.started:
-            return False
-        self.started[name] = payload
-        return True
 
 
 def photo(width: int = 4000, height: int = 3000) -> bytes:
