@@ -211,6 +211,20 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_metrics(args: argparse.Namespace) -> int:
+    """Print the service's CloudWatch metrics (AWS, or the stack `AWS_ENDPOINT_URL` points at)."""
+    import boto3
+
+    from monitoring.metrics import format_table, parse_duration, read_metrics
+
+    cloudwatch = boto3.client(
+        "cloudwatch", **({"endpoint_url": args.endpoint_url} if args.endpoint_url else {})
+    )
+    metrics = read_metrics(cloudwatch, since=parse_duration(args.since))
+    print(json.dumps(metrics, indent=2) if args.json else format_table(metrics))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from service.demo import run_demo
 

@@ -6,6 +6,7 @@
 | `event_delivery`    | EventBridge rules delivering to Lambda / Step Functions targets (retries, DLQ) |
 | `s3_events`         | S3's EventBridge "Object Created" / "Object Deleted" events, shaped as AWS's    |
 | `emf_metrics`       | CloudWatch Logs extracting Embedded Metric Format lines into metrics           |
+| `metric_percentiles` | CloudWatch GetMetricData answering percentiles (p50, p99, ...)                |
 | `sagemaker_runtime` | SageMaker Runtime InvokeEndpoint, forwarded to a local model server            |
 | `jsonpath_cache`    | (speed) Step Functions' JSONPath parsing, cached                               |
 | `task_clients`      | (speed) Step Functions' service integrations reusing their AWS clients         |
@@ -59,6 +60,7 @@ from service.moto_adapters import (  # noqa: E402 - only after the version check
     event_delivery,
     jsonpath_cache,
     lambda_runtime,
+    metric_percentiles,
     s3_events,
     sagemaker_runtime,
     task_clients,
@@ -82,6 +84,7 @@ ADAPTERS = (
     s3_events,
     sagemaker_runtime,
     emf_metrics,
+    metric_percentiles,
 )
 
 for _adapter in ADAPTERS:
@@ -138,6 +141,7 @@ def install_all(
         lambda_runtime.install(runtime)
         event_delivery.install(delivery)
         s3_events.install()
+        metric_percentiles.install()
         endpoints = sagemaker_runtime.install(sagemaker_endpoints or {})
     except BaseException:
         _uninstall_modules()
@@ -150,6 +154,7 @@ def install_all(
 
 def _uninstall_modules() -> None:
     for adapter in (
+        metric_percentiles,
         sagemaker_runtime,
         s3_events,
         event_delivery,

@@ -56,7 +56,9 @@ def test_evaluate_with_another_threshold(staged: StagedDataset, small_model: Pat
     assert low["coverage"] == 1.0 and low["coverage"] >= high["coverage"]
 
 
-@pytest.mark.parametrize("command", ["stage", "train", "evaluate", "serve", "up", "submit", "replay", "demo"])
+@pytest.mark.parametrize(
+    "command", ["stage", "train", "evaluate", "serve", "up", "submit", "replay", "metrics", "demo"]
+)
 def test_every_command_has_help(command: str) -> None:
     completed = run(command, "--help")
     assert completed.returncode == 0 and "usage: scones" in completed.stdout

@@ -1,0 +1,52 @@
+"""CloudWatch GetMetricData answers percentiles (`p50`, `p99.9`, ...), which moto 5.2.5 leaves empty.
+
+moto's `Statistics.get_statistics_for_type` knows Sum, Average, Minimum, Maximum and SampleCount and
+returns None for anything else, so a `p90` query comes back without values. `install()` adds the
+percentiles, computed like CloudWatch's nearest-rank percentile over the single values of the period
+(values put as statistic sets carry no distribution, and count for nothing here, as on AWS).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from service.moto_adapters._patching import PatchSet
+
+MOTO_VERSION = "5.2.5"
+
+_patches = PatchSet("metric_percentiles")
+_PERCENTILE = re.compile(r"^p(\d{1,2}(?:\.\d+)?|100)$")
+
+
+def nearest_rank(values: Sequence[float], percent: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(percent / 100 * len(ordered)))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+def install() -> None:
+    from moto.cloudwatch.models import Statistics
+
+    uninstall()
+    original = Statistics.get_statistics_for_type
+
+    def get_statistics_for_type(self: Any, stat: str) -> Any:
+        match = _PERCENTILE.match(stat)
+        if match is None:
+            return original(self, stat)
+        return nearest_rank(self.metric_single_values_list, float(match.group(1)))
+
+    _patches.replace(Statistics, "get_statistics_for_type", get_statistics_for_type)
+
+
+def uninstall() -> None:
+    _patches.restore()
+
+
+def is_installed() -> bool:
+    return _patches.active

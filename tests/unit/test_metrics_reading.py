@@ -1,0 +1,38 @@
+"""Durations for `--since`, and the nearest-rank percentile the local CloudWatch computes."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from monitoring.metrics import parse_duration
+from service.moto_adapters.metric_percentiles import nearest_rank
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("90s", timedelta(seconds=90)),
+        ("30m", timedelta(minutes=30)),
+        ("1h", timedelta(hours=1)),
+        ("2d", timedelta(days=2)),
+    ],
+)
+def test_durations(text: str, expected: timedelta) -> None:
+    assert parse_duration(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "1", "h", "1w", "-1h"])
+def test_bad_durations_are_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="is not a duration"):
+        parse_duration(text)
+
+
+def test_nearest_rank_percentiles() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert nearest_rank(values, 50) == 50.0
+    assert nearest_rank(values, 99) == 99.0
+    assert nearest_rank(values, 100) == 100.0
+    assert nearest_rank(values, 0.5) == 1.0
+    assert nearest_rank([], 50) is None
