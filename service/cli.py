@@ -7,6 +7,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from scones.evaluation import DEFAULT_THRESHOLD
 from scones.model_store import ModelStore, NoModelError, default_home
@@ -225,6 +226,54 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     return 0
 
 
+def _aws_clients(endpoint_url: str | None, *services: str) -> list[Any]:
+    import boto3
+
+    endpoint = {"endpoint_url": endpoint_url} if endpoint_url else {}
+    return [boto3.client(service, **endpoint) for service in services]  # type: ignore[call-overload]
+
+
+def cmd_review(args: argparse.Namespace) -> int:
+    """Work through the review queue in the terminal, labeling each image."""
+    import getpass
+
+    from monitoring.review import CHOICES, Answer, Reviewer, ReviewItem, review_queue, summary
+    from workflow.names import StackNames
+
+    s3, sqs = _aws_clients(args.endpoint_url, "s3", "sqs")
+    queue_url = args.queue_url or sqs.get_queue_url(QueueName=StackNames().review_queue)["QueueUrl"]
+    reviewer = Reviewer(s3, sqs, queue_url, reviewer=args.reviewer or getpass.getuser())
+
+    def ask(item: ReviewItem, thumbnail: Path | None) -> Answer:
+        print(summary(item))
+        print(f"  thumbnail: {thumbnail}" if thumbnail else "  (the upload cannot be shown)")
+        while True:
+            try:
+                answer = input("  [b]icycle [m]otorcycle [n]either [s]kip [q]uit > ").strip().lower()
+            except EOFError:
+                return "quit"
+            if answer in CHOICES:
+                return CHOICES[answer]
+            print("  answer b, m, n, s or q")
+
+    tally = review_queue(reviewer, ask, args.thumbnails, limit=args.limit)
+    print(
+        f"labeled {len(tally.labeled)}, skipped {len(tally.skipped)}, "
+        f"already labeled by someone else {len(tally.already_labeled)}, image gone {len(tally.gone)}"
+    )
+    return 0
+
+
+def cmd_labels_export(args: argparse.Namespace) -> int:
+    from monitoring.review import LABEL_CLASSES, export_labels
+
+    (s3,) = _aws_clients(args.endpoint_url, "s3")
+    classes = LABEL_CLASSES if args.include_neither else LABEL_CLASSES[:-1]
+    counts = export_labels(s3, args.bucket, args.out, classes)
+    print(", ".join(f"{label} {count}" for label, count in counts.items()) + f" images in {args.out}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from service.demo import run_demo
 
@@ -299,6 +348,31 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--wait", action="store_true", help="wait for each upload's outcome and print it")
     submit.add_argument("--timeout", type=float, default=120.0, help="seconds to wait with --wait")
     submit.set_defaults(handler=cmd_submit)
+
+    metrics = commands.add_parser("metrics", help="the service's CloudWatch metrics over a window")
+    metrics.add_argument("--since", default="1h", help="how far back: 30m, 1h, 2d (default 1h)")
+    metrics.add_argument("--endpoint-url", help="default: $AWS_ENDPOINT_URL, else AWS itself")
+    metrics.add_argument("--json", action="store_true", help="one JSON object instead of the table")
+    metrics.set_defaults(handler=cmd_metrics)
+
+    review = commands.add_parser("review", help="label the images in the review queue, one by one")
+    review.add_argument("--endpoint-url", help="default: $AWS_ENDPOINT_URL, else AWS itself")
+    review.add_argument("--queue-url", help="default: the stack's review queue")
+    review.add_argument("--limit", type=int, help="stop after this many items")
+    review.add_argument("--reviewer", help="your name on the labels (default: the login name)")
+    review.add_argument(
+        "--thumbnails", type=Path, default=Path("review-thumbnails"), help="where thumbnails are written"
+    )
+    review.set_defaults(handler=cmd_review)
+
+    labels = commands.add_parser("labels", help="the labels people gave in review")
+    label_commands = labels.add_subparsers(dest="labels_command", required=True, metavar="COMMAND")
+    export = label_commands.add_parser("export", help="write the labeled images as DIR/<class>/<image>")
+    export.add_argument("out", type=Path, metavar="DIR")
+    export.add_argument("--bucket", default=StackNames().bucket)
+    export.add_argument("--endpoint-url", help="default: $AWS_ENDPOINT_URL, else AWS itself")
+    export.add_argument("--include-neither", action="store_true", help="also write DIR/neither/")
+    export.set_defaults(handler=cmd_labels_export)
 
     replay = commands.add_parser(
         "replay", help="re-drive uploads that failed for a reason outside the upload"

@@ -1,0 +1,239 @@
+"""`scones review`: work through the review queue; each label a person gives is stored for retraining.
+
+For each message (a low-confidence outcome record) the reviewer sees the image (a thumbnail file and a
+terminal summary: key, probabilities, model version) and answers bicycle, motorcycle, neither or
+skip. A label is written under `labels/` with a conditional put (If-None-Match: two reviewers can
+never both store one), the image is copied to `labeled/<class>/`, and only then is the message
+deleted. Skipped messages go back to the queue at once. `scones labels export DIR` writes the
+labeled images as `<class>/<image>` for training and evaluation. Works against AWS or the local stack.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final, Literal
+
+from scones.labels import LABELS
+from scones.objects import INBOX_PREFIX, ObjectRef
+
+Answer = Literal["bicycle", "motorcycle", "neither", "skip", "quit"]
+CHOICES: Final[dict[str, Answer]] = {
+    "b": "bicycle",
+    "bicycle": "bicycle",
+    "m": "motorcycle",
+    "motorcycle": "motorcycle",
+    "n": "neither",
+    "neither": "neither",
+    "s": "skip",
+    "skip": "skip",
+    "q": "quit",
+    "quit": "quit",
+}
+LABEL_CLASSES: Final = (*LABELS, "neither")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+@dataclass(frozen=True)
+class ReviewItem:
+    record: dict[str, Any]
+    receipt_handle: str
+
+    @property
+    def obj(self) -> ObjectRef:
+        return ObjectRef(self.record["bucket"], self.record["key"], self.record["etag"])
+
+
+@dataclass
+class ReviewTally:
+    labeled: dict[str, str] = field(default_factory=dict)  # object key → label
+    skipped: list[str] = field(default_factory=list)
+    already_labeled: list[str] = field(default_factory=list)
+    gone: list[str] = field(default_factory=list)  # the image is no longer in the bucket
+
+
+def label_key(obj: ObjectRef) -> str:
+    """`labels/<key below inbox/>/<etag>.json`: one label per object version."""
+    return f"labels/{obj.key.removeprefix(INBOX_PREFIX)}/{obj.etag}.json"
+
+
+def labeled_key(obj: ObjectRef, label: str) -> str:
+    return f"labeled/{label}/{obj.key.removeprefix(INBOX_PREFIX)}"
+
+
+def safe_file_name(key: str, etag: str = "") -> str:
+    """A local file name for an object: a hash for uniqueness, then a sanitized base name (keys are data)."""
+    digest = hashlib.sha256(f"{key}@{etag}".encode()).hexdigest()[:12]
+    base = _UNSAFE.sub("_", key.rsplit("/", 1)[-1]).lstrip(".") or "image"
+    return f"{digest}-{base[:80]}"
+
+
+def summary(item: ReviewItem) -> str:
+    record = item.record
+    probabilities = record.get("probabilities") or {}
+    shown = ", ".join(f"{name} {probabilities[name]:.3f}" for name in LABELS if name in probabilities)
+    return (
+        f"{record['key']}\n  model says {record.get('label')} at {record.get('confidence')} "
+        f"(threshold {record.get('threshold')}); {shown}; model {record.get('model_version')}"
+    )
+
+
+class Reviewer:
+    """One person's review session on the queue; `s3` and `sqs` are boto3 clients."""
+
+    def __init__(
+        self, s3: Any, sqs: Any, queue_url: str, *, reviewer: str = "reviewer", visibility_s: int = 300
+    ):
+        self.s3 = s3
+        self.sqs = sqs
+        self.queue_url = queue_url
+        self.reviewer = reviewer
+        self.visibility_s = visibility_s
+        self._held: list[str] = []  # skipped in this session: back on the queue when it ends
+
+    def items(self, limit: int | None = None) -> Iterator[ReviewItem]:
+        """Messages from the queue, one at a time, each hidden from others while it is being reviewed."""
+        served = 0
+        while limit is None or served < limit:
+            messages = self.sqs.receive_message(
+                QueueUrl=self.queue_url,
+                MaxNumberOfMessages=1,
+                VisibilityTimeout=self.visibility_s,
+                WaitTimeSeconds=0,
+            ).get("Messages", [])
+            if not messages:
+                return
+            served += 1
+            yield ReviewItem(json.loads(messages[0]["Body"]), messages[0]["ReceiptHandle"])
+
+    def image(self, item: ReviewItem) -> bytes | None:
+        try:
+            body: bytes = self.s3.get_object(Bucket=item.obj.bucket, Key=item.obj.key)["Body"].read()
+        except self.s3.exceptions.NoSuchKey:
+            return None
+        return body
+
+    def skip(self, item: ReviewItem) -> None:
+        """Leave the item for later: it stays hidden from this session and returns when `release()` runs."""
+        self._held.append(item.receipt_handle)
+
+    def release(self) -> None:
+        """Put every item skipped in this session back on the queue, visible at once."""
+        while self._held:
+            self.sqs.change_message_visibility(
+                QueueUrl=self.queue_url, ReceiptHandle=self._held.pop(), VisibilityTimeout=0
+            )
+
+    def store(self, item: ReviewItem, label: str) -> bool:
+        """Store the label and the labeled image, then delete the message; False if already labeled."""
+        if label not in LABEL_CLASSES:
+            raise ValueError(f"{label!r} is not one of {LABEL_CLASSES}")
+        obj = item.obj
+        document = {
+            "bucket": obj.bucket,
+            "key": obj.key,
+            "etag": obj.etag,
+            "label": label,
+            "reviewer": self.reviewer,
+            "labeled_at": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "model_label": item.record.get("label"),
+            "confidence": item.record.get("confidence"),
+            "probabilities": item.record.get("probabilities"),
+            "model_version": item.record.get("model_version"),
+            "image_key": labeled_key(obj, label),
+        }
+        try:
+            self.s3.put_object(
+                Bucket=obj.bucket,
+                Key=label_key(obj),
+                Body=json.dumps(document).encode(),
+                ContentType="application/json",
+                IfNoneMatch="*",
+            )
+        except self.s3.exceptions.ClientError as error:
+            if error.response.get("Error", {}).get("Code") not in {"PreconditionFailed", "412"}:
+                raise
+            self._delete(item)
+            return False
+        self.s3.copy_object(
+            Bucket=obj.bucket, Key=labeled_key(obj, label), CopySource={"Bucket": obj.bucket, "Key": obj.key}
+        )
+        self._delete(item)
+        return True
+
+    def _delete(self, item: ReviewItem) -> None:
+        self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=item.receipt_handle)
+
+
+def review_queue(
+    reviewer: Reviewer,
+    ask: Callable[[ReviewItem, Path | None], Answer],
+    thumbnails: Path,
+    *,
+    limit: int | None = None,
+) -> ReviewTally:
+    """Ask about each queued item until the queue is empty, `limit` items, or the reviewer quits."""
+    tally = ReviewTally()
+    thumbnails.mkdir(parents=True, exist_ok=True)
+    try:
+        _review(reviewer, ask, thumbnails, limit, tally)
+    finally:
+        reviewer.release()
+    return tally
+
+
+def _review(
+    reviewer: Reviewer,
+    ask: Callable[[ReviewItem, Path | None], Answer],
+    thumbnails: Path,
+    limit: int | None,
+    tally: ReviewTally,
+) -> None:
+    from PIL import Image, UnidentifiedImageError
+
+    for item in reviewer.items(limit):
+        data = reviewer.image(item)
+        if data is None:
+            tally.gone.append(item.obj.key)
+            reviewer.skip(item)
+            continue
+        path = thumbnails / (safe_file_name(item.obj.key, item.obj.etag) + ".png")
+        thumbnail: Path | None = path
+        try:
+            with Image.open(io.BytesIO(data)) as image:
+                image.convert("RGB").resize((128, 128), Image.Resampling.NEAREST).save(path)
+        except (UnidentifiedImageError, OSError):
+            thumbnail = None
+        answer = ask(item, thumbnail)
+        if answer == "quit":
+            reviewer.skip(item)
+            break
+        if answer == "skip":
+            reviewer.skip(item)
+            tally.skipped.append(item.obj.key)
+        elif reviewer.store(item, answer):
+            tally.labeled[item.obj.key] = answer
+        else:
+            tally.already_labeled.append(item.obj.key)
+
+
+def export_labels(s3: Any, bucket: str, out: Path, classes: tuple[str, ...] = LABELS) -> dict[str, int]:
+    """Write `out/<class>/<image>` for every labeled image of the given classes; counts per class."""
+    counts = dict.fromkeys(classes, 0)
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="labels/"):
+        for item in page.get("Contents", []):
+            label = json.loads(s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read())
+            if label["label"] not in classes:
+                continue
+            folder = out / label["label"]
+            folder.mkdir(parents=True, exist_ok=True)
+            data = s3.get_object(Bucket=bucket, Key=label["image_key"])["Body"].read()
+            (folder / safe_file_name(label["key"], label["etag"])).write_bytes(data)
+            counts[label["label"]] += 1
+    return counts

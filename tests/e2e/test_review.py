@@ -1,0 +1,174 @@
+"""`scones review` on a queue of known items: labels stored, images copied, queue emptied; skipped items
+come back; two reviewers never both store one item; `scones labels export` writes `<class>/<image>`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from monitoring.review import Reviewer, label_key, labeled_key
+from scones.objects import ObjectRef
+from service.local_stack import LocalStack
+from service.outcome_watch import wait_for_outcomes
+from training.staging import StagedDataset
+
+ROOT = Path(__file__).parents[2]
+
+
+def queue_for_review(stack: LocalStack, staged: StagedDataset, per_class: int) -> dict[str, str]:
+    """Upload known images with the threshold at 1.0, so each goes to review; key → true class."""
+    sqs = stack.client("sqs")
+    url = stack.resources.review_queue_url
+    while messages := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+        for message in messages:  # what earlier tests left (PurgeQueue allows one call a minute)
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+    lam = stack.client("lambda")
+    variables = lam.get_function_configuration(FunctionName="scones-filter")["Environment"]["Variables"]
+    lam.update_function_configuration(
+        FunctionName="scones-filter", Environment={"Variables": variables | {"CONFIDENCE_THRESHOLD": "1.0"}}
+    )
+    folder = f"inbox/review-{uuid.uuid4().hex[:8]}"
+    truth = {}
+    try:
+        s3 = stack.client("s3")
+        for label in ("bicycle", "motorcycle"):
+            for path in sorted((staged.split_dir("test") / label).iterdir())[:per_class]:
+                key = f"{folder}/{label[0]}-{path.name}"
+                s3.put_object(Bucket=stack.resources.bucket, Key=key, Body=path.read_bytes())
+                truth[key] = label
+        index = wait_for_outcomes(s3, stack.resources.bucket, truth, timeout_s=60, poll_s=0.1)
+        assert {record["outcome"] for record in index.records.values()} == {"review"}
+    finally:
+        lam.update_function_configuration(FunctionName="scones-filter", Environment={"Variables": variables})
+    return truth
+
+
+class ReviewSession:
+    """`scones review` in its own process, answered at its prompt like a person would."""
+
+    def __init__(self, stack: LocalStack, thumbnails: Path, *arguments: str) -> None:
+        environment = os.environ | {
+            "AWS_ACCESS_KEY_ID": "local",
+            "AWS_SECRET_ACCESS_KEY": "local",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ENDPOINT_URL": stack.aws_endpoint_url,
+            "PYTHONUNBUFFERED": "1",
+        }
+        command = [sys.executable, "-m", "service.cli", "review", "--thumbnails", str(thumbnails), *arguments]
+        self.process = subprocess.Popen(
+            command, cwd=ROOT, env=environment, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        self.output = ""
+
+    def next_prompt(self) -> str | None:
+        """What was printed up to the next prompt (None when the session ended)."""
+        assert self.process.stdout is not None
+        shown = ""
+        while not shown.endswith("> "):
+            char = self.process.stdout.read(1)
+            if not char:
+                self.output += shown
+                return None
+            shown += char
+        self.output += shown
+        return shown
+
+    def answer(self, text: str) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(text + "\n")
+        self.process.stdin.flush()
+
+    def finish(self) -> str:
+        self.output += self.process.communicate(timeout=60)[0]
+        assert self.process.returncode == 0, self.output
+        return self.output
+
+
+def test_review_labels_every_item_and_empties_the_queue(
+    stack: LocalStack, staged: StagedDataset, tmp_path: Path
+) -> None:
+    truth = queue_for_review(stack, staged, per_class=2)
+    session = ReviewSession(stack, tmp_path / "thumbs")
+    skipped = None
+    while (shown := session.next_prompt()) is not None:
+        key = next(k for k in truth if k in shown)
+        assert "model says" in shown and "thumbnail: " in shown
+        if skipped is None:
+            skipped = key
+            session.answer("s")
+        else:
+            session.answer(truth[key][0])  # b or m
+    output = session.finish()
+    assert skipped is not None and "labeled 3, skipped 1" in output
+    assert len(list((tmp_path / "thumbs").glob("*.png"))) == 4
+
+    again = ReviewSession(stack, tmp_path / "thumbs")
+    shown = again.next_prompt()
+    assert shown is not None and skipped in shown, "the skipped item came back"
+    again.answer(truth[skipped])
+    assert again.next_prompt() is None
+    assert "labeled 1" in again.finish()
+
+    s3 = stack.client("s3")
+    bucket = stack.resources.bucket
+    for key, label in truth.items():
+        head = s3.head_object(Bucket=bucket, Key=key)
+        obj = ObjectRef(bucket, key, head["ETag"].strip('"'))
+        stored = json.loads(s3.get_object(Bucket=bucket, Key=label_key(obj))["Body"].read())
+        assert stored["label"] == label and stored["model_label"] in ("bicycle", "motorcycle")
+        copied = s3.get_object(Bucket=bucket, Key=labeled_key(obj, label))["Body"].read()
+        assert copied == s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    attributes = stack.client("sqs").get_queue_attributes(
+        QueueUrl=stack.resources.review_queue_url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    assert attributes == {"ApproximateNumberOfMessages": "0", "ApproximateNumberOfMessagesNotVisible": "0"}
+
+    exported = subprocess.run(
+        [sys.executable, "-m", "service.cli", "labels", "export", str(tmp_path / "export")],
+        cwd=ROOT,
+        env=os.environ
+        | {
+            "AWS_ACCESS_KEY_ID": "l",
+            "AWS_SECRET_ACCESS_KEY": "l",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ENDPOINT_URL": stack.aws_endpoint_url,
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert exported.returncode == 0, exported.stderr
+    for label in ("bicycle", "motorcycle"):
+        assert len(list((tmp_path / "export" / label).iterdir())) >= 2
+
+
+@pytest.mark.parametrize("visibility_s", [1])
+def test_two_reviewers_never_both_store_one_item(
+    stack: LocalStack, staged: StagedDataset, visibility_s: int
+) -> None:
+    truth = queue_for_review(stack, staged, per_class=1)
+    s3, sqs, url = stack.client("s3"), stack.client("sqs"), stack.resources.review_queue_url
+    slow = Reviewer(s3, sqs, url, reviewer="slow", visibility_s=visibility_s)
+    quick = Reviewer(s3, sqs, url, reviewer="quick", visibility_s=60)
+    first = next(slow.items())
+    time.sleep(visibility_s + 0.5)  # the slow reviewer's hold on the message runs out
+    same = next(item for item in quick.items() if item.obj.key == first.obj.key)
+    assert quick.store(same, truth[same.obj.key]) is True
+    assert slow.store(first, "neither") is False, "the second store is refused"
+    head = s3.head_object(Bucket=stack.resources.bucket, Key=first.obj.key)
+    stored = json.loads(
+        s3.get_object(
+            Bucket=stack.resources.bucket,
+            Key=label_key(ObjectRef(stack.resources.bucket, first.obj.key, head["ETag"].strip('"'))),
+        )["Body"].read()
+    )
+    assert stored["reviewer"] == "quick" and stored["label"] == truth[first.obj.key]
