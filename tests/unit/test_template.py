@@ -145,3 +145,40 @@ def test_the_rule_pattern_is_the_event_pattern_file(template: dict[str, Any]) ->
     pattern = json.loads((WORKFLOW / "event_pattern.json").read_text())
     pattern["detail"]["bucket"]["name"] = [{"Ref": "DataBucket"}]
     assert rule["Pattern"] == pattern
+
+
+def test_alarms_watch_low_confidence_failures_dead_letters_and_latency(template: dict[str, Any]) -> None:
+    alarms = resources_of(template, "AWS::CloudWatch::Alarm")
+    watched = set()
+    for alarm in alarms.values():
+        properties = alarm["Properties"]
+        names = [properties.get("MetricName")] + [
+            query["MetricStat"]["Metric"]["MetricName"]
+            for query in properties.get("Metrics", [])
+            if "MetricStat" in query
+        ]
+        watched |= {name for name in names if name}
+        assert properties["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+    assert {
+        "ImagesSentToReview",
+        "ImagesFailed",
+        "ApproximateNumberOfMessagesVisible",
+        "InferenceLatency",
+    } <= watched
+
+
+def test_the_dashboard_body_is_json_with_the_four_views(template: dict[str, Any]) -> None:
+    import re
+
+    body = template["Resources"]["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    filled = re.sub(r"\$\{ConfidenceThreshold\}", "0.85", body)
+    filled = re.sub(r"\$\{[A-Za-z.:]+\}", "x", filled)
+    widgets = json.loads(filled)["widgets"]
+    titles = [widget["properties"]["title"] for widget in widgets]
+    assert titles == [
+        "Outcomes",
+        "Confidence of recent inferences",
+        "Inference latency (ms)",
+        "Queues: waiting for review, failed (DLQ), undelivered events",
+    ]
+    assert widgets[1]["properties"]["annotations"]["horizontal"][0]["value"] == 0.85
