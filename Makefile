@@ -16,7 +16,7 @@ $(BIN)/python:
 # torch==2.13.0 is pinned in the `train` extra: pip takes the machine's local CPU wheel.
 # constraints.txt holds the exact versions the tests ran with (fast, reproducible installs).
 $(INSTALLED): pyproject.toml constraints.txt | $(BIN)/python
-	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[serve,train,dev]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[serve,train,report,dev]'
 	touch $@
 
 install: $(INSTALLED)

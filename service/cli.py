@@ -274,6 +274,17 @@ def cmd_labels_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    """Write the plots and the HTML page of recent inferences."""
+    from monitoring.report import write_report
+
+    (s3,) = _aws_clients(args.endpoint_url, "s3")
+    written = write_report(s3, args.bucket, args.out, last=args.last)
+    outcomes = ", ".join(f"{count} {outcome}" for outcome, count in written["outcomes"].items())
+    print(f"{written['inferences']} inferences ({outcomes}): wrote {args.out / 'index.html'} and the plots")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from service.demo import run_demo
 
@@ -373,6 +384,13 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--endpoint-url", help="default: $AWS_ENDPOINT_URL, else AWS itself")
     export.add_argument("--include-neither", action="store_true", help="also write DIR/neither/")
     export.set_defaults(handler=cmd_labels_export)
+
+    report = commands.add_parser("report", help="plots and an HTML page of recent inferences")
+    report.add_argument("--last", type=int, default=200, help="how many recent inferences (default 200)")
+    report.add_argument("--out", type=Path, default=Path("report"), help="output folder (default: report)")
+    report.add_argument("--bucket", default=StackNames().bucket)
+    report.add_argument("--endpoint-url", help="default: $AWS_ENDPOINT_URL, else AWS itself")
+    report.set_defaults(handler=cmd_report)
 
     replay = commands.add_parser(
         "replay", help="re-drive uploads that failed for a reason outside the upload"

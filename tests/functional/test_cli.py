@@ -58,7 +58,20 @@ def test_evaluate_with_another_threshold(staged: StagedDataset, small_model: Pat
 
 @pytest.mark.parametrize(
     "command",
-    ["stage", "train", "evaluate", "serve", "up", "submit", "replay", "metrics", "review", "labels", "demo"],
+    [
+        "stage",
+        "train",
+        "evaluate",
+        "serve",
+        "up",
+        "submit",
+        "replay",
+        "metrics",
+        "review",
+        "labels",
+        "report",
+        "demo",
+    ],
 )
 def test_every_command_has_help(command: str) -> None:
     completed = run(command, "--help")
