@@ -11,12 +11,13 @@ import json
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from monitoring.report import write_report
 from scones.datasets import read_labeled_folder
 from scones.evaluation import DEFAULT_THRESHOLD
 from scones.labels import LABELS
@@ -27,6 +28,21 @@ from service.outcome_watch import wait_for_outcomes
 
 def percentile(values: list[float], q: float) -> float:
     return round(float(np.percentile(np.asarray(values), q)), 1) if values else 0.0
+
+
+def metrics_matching(
+    stack: LocalStack, counted: dict[str, int], since_s: float, wait_s: float = 15.0
+) -> dict[str, Any]:
+    """The demo's CloudWatch counts, once they have caught up with the outcome records (or after `wait_s`)."""
+    from monitoring.metrics import read_metrics
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        metrics = read_metrics(stack.client("cloudwatch"), since=timedelta(seconds=since_s + 60))
+        counts = {key: metrics[key] for key in ("received", "accepted", "review", "failed")}
+        if all(counts[o] == n for o, n in counted.items()) or time.monotonic() > deadline:
+            return counts
+        time.sleep(0.5)
 
 
 def ensure_model(store: ModelStore, dataset: str | None) -> str:
@@ -61,7 +77,8 @@ def run_demo(
         for i, image in enumerate(images)
     }
 
-    with LocalStack(store=store, threshold=threshold) as stack:
+    data_dir = default_home() / "stack"  # kept: `scones up` later shows the demo's data again
+    with LocalStack(store=store, threshold=threshold, data_dir=data_dir) as stack:
         s3 = stack.client("s3", max_pool_connections=concurrency)
         bucket = stack.resources.bucket
         print(f"local stack up: S3 at {stack.aws_endpoint_url}, bucket {bucket}")
@@ -77,6 +94,13 @@ def run_demo(
         print(f"uploaded {len(labels)} images to s3://{bucket}/inbox/demo-{run}/; waiting for their outcomes")
         index = wait_for_outcomes(s3, bucket, labels, timeout_s=timeout_s)
         wall = time.monotonic() - started
+        counted = {
+            o: sum(r["outcome"] == o for r in index.records.values())
+            for o in ("accepted", "review", "failed")
+        }
+        metrics = metrics_matching(stack, counted, since_s=time.monotonic() - started)
+        report_dir = default_home() / "report"
+        write_report(s3, bucket, report_dir, last=len(labels))
 
     outcomes = {"accepted": 0, "review": 0, "failed": 0}
     latencies, correct, classified = [], 0, 0
@@ -106,6 +130,11 @@ def run_demo(
         "latency_ms": {"p50": percentile(latencies, 50), "p95": percentile(latencies, 95)},
         "wall_seconds": round(wall, 1),
         "images_per_s": round(len(index.records) / wall, 1) if wall else None,
+        "metrics": metrics,
+        "metrics_match_outcomes": all(metrics[o] == outcomes[o] for o in outcomes)
+        and metrics["received"] == len(labels),
+        "report": str(report_dir / "index.html"),
+        "data_dir": str(data_dir),
     }
     print(
         f"\n{summary['uploaded']} uploaded: {outcomes['accepted']} accepted, "
@@ -121,6 +150,12 @@ def run_demo(
         f"p95 {summary['latency_ms']['p95']} ms; "
         f"{summary['images_per_s']} images/s over {summary['wall_seconds']} s"
     )
+    print(
+        f"CloudWatch metrics: {metrics['received']} received, {metrics['accepted']} accepted, "
+        f"{metrics['review']} review, {metrics['failed']} failed "
+        f"({'equal to' if summary['metrics_match_outcomes'] else 'DIFFERENT FROM'} the outcome records)"
+    )
+    print(f"report: {summary['report']}; the demo's data stays in {data_dir} (see it again with `scones up`)")
     if summary_path is not None:
         summary_path.write_text(json.dumps(summary, indent=2) + "\n")
         print(f"summary written to {summary_path}")

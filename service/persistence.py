@@ -102,37 +102,52 @@ def _drain(sqs: Any, queue_url: str) -> list[dict[str, Any]]:
 
 
 def _metric_datapoints(cloudwatch: Any) -> list[dict[str, Any]]:
+    """Every metric's per-minute statistic sets, read with GetMetricData (exact dimension sets)."""
     end = datetime.now(UTC) + timedelta(minutes=1)
-    metrics = []
+    listed: list[dict[str, Any]] = []
     for page in cloudwatch.get_paginator("list_metrics").paginate(Namespace=METRICS_NAMESPACE):
         for metric in page["Metrics"]:
-            points = cloudwatch.get_metric_statistics(
-                Namespace=METRICS_NAMESPACE,
-                MetricName=metric["MetricName"],
-                Dimensions=metric.get("Dimensions", []),
-                StartTime=end - METRICS_KEPT,
-                EndTime=end,
-                Period=60,
-                Statistics=["SampleCount", "Sum", "Minimum", "Maximum"],
-            )["Datapoints"]
-            if points:
-                metrics.append(
-                    {
-                        "name": metric["MetricName"],
-                        "dimensions": metric.get("Dimensions", []),
-                        "datapoints": [
-                            {
-                                "timestamp": point["Timestamp"].isoformat(),
-                                "count": point["SampleCount"],
-                                "sum": point["Sum"],
-                                "min": point["Minimum"],
-                                "max": point["Maximum"],
-                                "unit": point.get("Unit", "None"),
-                            }
-                            for point in points
-                        ],
-                    }
-                )
+            entry = {"name": metric["MetricName"], "dimensions": metric.get("Dimensions", [])}
+            if entry not in listed:  # moto lists a metric once per data point
+                listed.append(entry)
+    statistics = ("SampleCount", "Sum", "Minimum", "Maximum")
+    metrics = []
+    for metric in listed:
+        queries = [
+            {
+                "Id": f"s{n}",
+                "MetricStat": {
+                    "Metric": {
+                        "Namespace": METRICS_NAMESPACE,
+                        "MetricName": metric["name"],
+                        "Dimensions": metric["dimensions"],
+                    },
+                    "Period": 60,
+                    "Stat": stat,
+                },
+            }
+            for n, stat in enumerate(statistics)
+        ]
+        results = cloudwatch.get_metric_data(
+            MetricDataQueries=queries, StartTime=end - METRICS_KEPT, EndTime=end
+        )["MetricDataResults"]
+        by_stat = {
+            statistics[int(r["Id"][1:])]: dict(zip(r["Timestamps"], r["Values"], strict=True))
+            for r in results
+        }
+        points = [
+            {
+                "timestamp": timestamp.isoformat(),
+                "count": count,
+                "sum": by_stat["Sum"][timestamp],
+                "min": by_stat["Minimum"][timestamp],
+                "max": by_stat["Maximum"][timestamp],
+            }
+            for timestamp, count in sorted(by_stat["SampleCount"].items())
+            if count
+        ]
+        if points:
+            metrics.append({**metric, "datapoints": points})
     return metrics
 
 
@@ -181,7 +196,7 @@ def restore(client: Any, bucket: str, queue_urls: dict[str, str], data_dir: Path
     cloudwatch = client("cloudwatch")
     for metric in index["metrics"]:
         points = metric["datapoints"]
-        for start in range(0, len(points), 20):
+        for start in range(0, len(points), 150):
             cloudwatch.put_metric_data(
                 Namespace=METRICS_NAMESPACE,
                 MetricData=[
@@ -195,12 +210,11 @@ def restore(client: Any, bucket: str, queue_urls: dict[str, str], data_dir: Path
                             "Minimum": point["min"],
                             "Maximum": point["max"],
                         },
-                        "Unit": point["unit"],
                     }
-                    for point in points[start : start + 20]
+                    for point in points[start : start + 150]
                 ],
             )
-            summary.datapoints += len(points[start : start + 20])
+            summary.datapoints += len(points[start : start + 150])
     return summary
 
 

@@ -2,8 +2,9 @@
 
 moto's `Statistics.get_statistics_for_type` knows Sum, Average, Minimum, Maximum and SampleCount and
 returns None for anything else, so a `p90` query comes back without values. `install()` adds the
-percentiles, computed like CloudWatch's nearest-rank percentile over the single values of the period
-(values put as statistic sets carry no distribution, and count for nothing here, as on AWS).
+percentiles, computed like CloudWatch's nearest-rank percentile over the single values of the period.
+A period holding only statistic sets (as `service.persistence` restores them) has no distribution:
+its mean stands in, where moto would otherwise fail the whole request on the missing value.
 """
 
 from __future__ import annotations
@@ -39,7 +40,11 @@ def install() -> None:
         match = _PERCENTILE.match(stat)
         if match is None:
             return original(self, stat)
-        return nearest_rank(self.metric_single_values_list, float(match.group(1)))
+        singles = self.metric_single_values_list
+        if singles:
+            return nearest_rank(singles, float(match.group(1)))
+        count = sum(float(datum.sample_count) for datum in self.metric_aggregated_list)
+        return sum(float(datum.sum) for datum in self.metric_aggregated_list) / count if count else 0.0
 
     _patches.replace(Statistics, "get_statistics_for_type", get_statistics_for_type)
 

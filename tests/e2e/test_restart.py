@@ -8,8 +8,11 @@ import json
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
+from monitoring.metrics import read_metrics
 from scones.model_store import ModelStore
 from service.outcome_watch import wait_for_outcomes
 from tests.e2e.scones_up import SconesUp
@@ -43,9 +46,13 @@ def test_a_stop_in_the_middle_of_a_burst_loses_nothing(
     )
     assert recorded_before < len(keys), "the stop came in the middle of the burst"
 
+    received_before = saved_sum(saved, "ImagesReceived")
+    assert received_before > 0
     second = SconesUp(model_store.root.parent, "--data-dir", str(data_dir))
     try:
         assert any(line.startswith("restored from") for line in second.lines)
+        metrics = read_metrics(second.client("cloudwatch"), since=timedelta(hours=1))
+        assert metrics["received"] == received_before, "metrics come back exactly"
         s3 = second.client("s3")
         index = wait_for_outcomes(s3, "scones-data", keys, timeout_s=180, poll_s=0.2)
         assert set(index.records) == set(keys), "every upload has an outcome"
@@ -58,3 +65,17 @@ def test_a_stop_in_the_middle_of_a_burst_loses_nothing(
         assert int(waiting) >= in_review, "review messages from before the stop came back too"
     finally:
         second.stop()
+    again = json.loads((data_dir / "snapshot" / "index.json").read_text())
+    assert saved_sum(again, "ImagesReceived") == received_before, "saving restored metrics adds nothing"
+
+
+def saved_sum(snapshot: dict[str, Any], name: str) -> float:
+    """The sum a snapshot holds for one of the start function's metrics."""
+    return float(
+        sum(
+            point["sum"]
+            for metric in snapshot["metrics"]
+            if metric["name"] == name and metric["dimensions"] == [{"Name": "service", "Value": "start"}]
+            for point in metric["datapoints"]
+        )
+    )
