@@ -243,6 +243,13 @@ def cmd_review(args: argparse.Namespace) -> int:
     s3, sqs = _aws_clients(args.endpoint_url, "s3", "sqs")
     queue_url = args.queue_url or sqs.get_queue_url(QueueName=StackNames().review_queue)["QueueUrl"]
     reviewer = Reviewer(s3, sqs, queue_url, reviewer=args.reviewer or getpass.getuser())
+    if args.web:
+        from monitoring.review_web import serve_review
+
+        print(f"review page: http://127.0.0.1:{args.port}/  (Ctrl-C stops it)", flush=True)
+        session = serve_review(reviewer, port=args.port)
+        print(f"labeled {session.labeled}, skipped {session.skipped}")
+        return 0
 
     def ask(item: ReviewItem, thumbnail: Path | None) -> Answer:
         print(summary(item))
@@ -370,6 +377,8 @@ def build_parser() -> argparse.ArgumentParser:
     review.add_argument("--endpoint-url", help="default: $AWS_ENDPOINT_URL, else AWS itself")
     review.add_argument("--queue-url", help="default: the stack's review queue")
     review.add_argument("--limit", type=int, help="stop after this many items")
+    review.add_argument("--web", action="store_true", help="serve a review page on 127.0.0.1 instead")
+    review.add_argument("--port", type=int, default=8765, help="the review page's port (with --web)")
     review.add_argument("--reviewer", help="your name on the labels (default: the login name)")
     review.add_argument(
         "--thumbnails", type=Path, default=Path("review-thumbnails"), help="where thumbnails are written"

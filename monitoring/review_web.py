@@ -1,0 +1,138 @@
+"""`scones review --web`: the review queue as a small local web page (image, probabilities, three buttons).
+
+The page shows one queued item at a time; a button posts the label, which is stored exactly as the
+terminal review stores it (`monitoring.review.Reviewer`: conditional put, image copied, message
+deleted after). "Skip" leaves the item for later. Served by uvicorn on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import threading
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from monitoring.review import LABEL_CLASSES, Reviewer, ReviewItem
+from scones.labels import LABELS
+
+PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Scones Unlimited review</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em; color: #222; max-width: 40em; }}
+img {{ width: 256px; height: 256px; image-rendering: pixelated; border: 1px solid #ccc; }}
+button {{ font-size: 1.1em; margin: 0.3em; padding: 0.4em 1em; }}
+</style></head><body>
+<h1>Review</h1>
+<p id="tally">{tally}</p>
+{body}
+</body></html>
+"""
+
+
+class WebReview:
+    """One reviewer's session behind the page: the item on screen, and what has been done."""
+
+    def __init__(self, reviewer: Reviewer) -> None:
+        self.reviewer = reviewer
+        self.current: ReviewItem | None = None
+        self.labeled = 0
+        self.skipped = 0
+        self._lock = threading.Lock()
+
+    def next_item(self) -> ReviewItem | None:
+        with self._lock:
+            if self.current is None:
+                self.current = next(self.reviewer.items(limit=1), None)
+            return self.current
+
+    def answer(self, label: str) -> None:
+        with self._lock:
+            item, self.current = self.current, None
+        if item is None:
+            return
+        if label == "skip":
+            self.reviewer.skip(item)
+            self.skipped += 1
+        elif self.reviewer.store(item, label):
+            self.labeled += 1
+
+    def image_uri(self, item: ReviewItem) -> str:
+        from PIL import Image, UnidentifiedImageError
+
+        data = self.reviewer.image(item)
+        if data is None:
+            return ""
+        try:
+            with Image.open(io.BytesIO(data)) as image:
+                buffer = io.BytesIO()
+                image.convert("RGB").save(buffer, format="PNG")
+        except (UnidentifiedImageError, OSError):
+            return ""
+        return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def create_review_app(session: WebReview) -> Starlette:
+    async def page(_: Request) -> Response:
+        from starlette.concurrency import run_in_threadpool
+
+        item = await run_in_threadpool(session.next_item)
+        tally = f"{session.labeled} labeled, {session.skipped} skipped in this session"
+        if item is None:
+            return HTMLResponse(PAGE.format(tally=tally, body='<p id="empty">The review queue is empty.</p>'))
+        record = item.record
+        probabilities = record.get("probabilities") or {}
+        rows = "".join(
+            f"<tr><td>{name}</td><td>{probabilities.get(name, 0):.3f}</td></tr>" for name in LABELS
+        )
+        image = await run_in_threadpool(session.image_uri, item)
+        buttons = "".join(
+            f'<button type="submit" name="label" value="{label}" id="label-{label}">{label}</button>'
+            for label in (*LABEL_CLASSES, "skip")
+        )
+        body = (
+            f'<p id="key">{html.escape(record["key"])}</p>'
+            + (
+                f'<img id="image" src="{image}" alt="the upload">'
+                if image
+                else "<p>(the upload cannot be shown)</p>"
+            )
+            + f"<table id='probabilities'>{rows}</table>"
+            + f"<p>model {html.escape(str(record.get('model_version')))}"
+            + f" says {html.escape(str(record.get('label')))} at {record.get('confidence')}</p>"
+            + f'<form method="post" action="/label">{buttons}</form>'
+        )
+        return HTMLResponse(PAGE.format(tally=tally, body=body))
+
+    async def label(request: Request) -> Response:
+        from starlette.concurrency import run_in_threadpool
+
+        from urllib.parse import parse_qs
+
+        form = parse_qs((await request.body()).decode(errors="replace"))  # a plain urlencoded form
+        choice = form.get("label", [""])[0]
+        if choice not in (*LABEL_CLASSES, "skip"):
+            return HTMLResponse(f"unknown label {html.escape(choice)}", status_code=400)
+        await run_in_threadpool(session.answer, choice)
+        return RedirectResponse("/", status_code=303)
+
+    return Starlette(routes=[Route("/", page, methods=["GET"]), Route("/label", label, methods=["POST"])])
+
+
+def serve_review(reviewer: Reviewer, host: str = "127.0.0.1", port: int = 8765) -> Any:
+    """Serve the page in the foreground until Ctrl-C; skipped items go back to the queue afterwards."""
+    import uvicorn
+
+    session = WebReview(reviewer)
+    try:
+        uvicorn.run(create_review_app(session), host=host, port=port, log_level="warning")
+    finally:
+        if session.current is not None:
+            reviewer.skip(session.current)
+        reviewer.release()
+    return session
