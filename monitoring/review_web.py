@@ -110,9 +110,9 @@ def create_review_app(session: WebReview) -> Starlette:
         return HTMLResponse(PAGE.format(tally=tally, body=body))
 
     async def label(request: Request) -> Response:
-        from starlette.concurrency import run_in_threadpool
-
         from urllib.parse import parse_qs
+
+        from starlette.concurrency import run_in_threadpool
 
         form = parse_qs((await request.body()).decode(errors="replace"))  # a plain urlencoded form
         choice = form.get("label", [""])[0]

@@ -70,14 +70,18 @@ def settled_outcomes(stack: LocalStack, keys: list[str], timeout_s: float = 90) 
 
 
 def dead_letters(stack: LocalStack) -> list[dict[str, Any]]:
-    """The DLQ's messages (peeked: they stay on the queue), one body per message."""
+    """Every message on the DLQ, peeked: each is put back (visible at once) after it was read."""
     sqs = stack.client("sqs")
+    url = stack.resources.dead_letter_queue_url
     bodies: dict[str, dict[str, Any]] = {}
-    for _ in range(5):
-        received = sqs.receive_message(
-            QueueUrl=stack.resources.dead_letter_queue_url, MaxNumberOfMessages=10, VisibilityTimeout=0
-        ).get("Messages", [])
+    handles = []
+    while received := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=30).get(
+        "Messages", []
+    ):
         bodies |= {m["MessageId"]: json.loads(m["Body"]) for m in received}
+        handles += [m["ReceiptHandle"] for m in received]
+    for handle in handles:
+        sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=handle, VisibilityTimeout=0)
     return list(bodies.values())
 
 
