@@ -12,7 +12,7 @@ import json
 import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from scones.defaults import CONFIDENCE_THRESHOLD
 from workflow.definitions import event_pattern, state_machine_definition
@@ -53,6 +53,18 @@ def _code_zip() -> bytes:
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("README.txt", "Run in-process by service.moto_adapters.lambda_runtime.\n")
     return buffer.getvalue()
+
+
+# What only the local engine sets: its endpoints and dummy credentials, and tracing off (no X-Ray daemon).
+LOCAL_ONLY_VARIABLES: Final = frozenset(
+    {
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "POWERTOOLS_TRACE_DISABLED",
+    }
+)
 
 
 def function_environment(

@@ -182,3 +182,32 @@ def test_the_dashboard_body_is_json_with_the_four_views(template: dict[str, Any]
         "Queues: waiting for review, failed (DLQ), undelivered events",
     ]
     assert widgets[1]["properties"]["annotations"]["horizontal"][0]["value"] == 0.85
+
+
+def test_each_function_gets_the_same_environment_as_in_the_local_stack(template: dict[str, Any]) -> None:
+    from service.provision import LOCAL_ONLY_VARIABLES, function_environment
+    from workflow.names import StackNames
+
+    shared = set(template["Globals"]["Function"]["Environment"]["Variables"])
+    for spec in FUNCTIONS:
+        local = function_environment(
+            spec,
+            StackNames(),
+            aws_endpoint_url="http://127.0.0.1:1",
+            sagemaker_runtime_url="http://127.0.0.1:2",
+            threshold=0.85,
+        )
+        variables = template["Resources"][spec.logical_id]["Properties"]["Environment"]["Variables"]
+        assert set(variables) | shared == set(local) - LOCAL_ONLY_VARIABLES, spec.logical_id
+        assert variables["POWERTOOLS_SERVICE_NAME"] == local["POWERTOOLS_SERVICE_NAME"]
+
+
+def test_queues_and_table_are_the_ones_the_local_stack_creates(template: dict[str, Any]) -> None:
+    queues = resources_of(template, "AWS::SQS::Queue")
+    assert set(queues) == {"ReviewQueue", "FailedQueue", "UndeliveredEventsQueue"}
+    machine = template["Resources"]["ImageWorkflow"]["Properties"]["DefinitionSubstitutions"]
+    assert machine["ReviewQueueUrl"] == {"Ref": "ReviewQueue"} and machine["DeadLetterQueueUrl"] == {
+        "Ref": "FailedQueue"
+    }
+    rule = template["Resources"]["StartFunction"]["Properties"]["Events"]["InboxObjectCreated"]["Properties"]
+    assert rule["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": "UndeliveredEventsQueue.Arn"}}
