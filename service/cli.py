@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,9 +33,37 @@ def cmd_stage(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sagemaker_settings(args: argparse.Namespace) -> Any:
+    from service.sagemaker_jobs import SageMakerSettings
+
+    if not args.role:
+        raise SystemExit("SageMaker needs --role (an IAM role SageMaker can assume)")
+    return SageMakerSettings(
+        role_arn=args.role,
+        bucket=args.bucket,
+        region=args.region,
+        serverless=getattr(args, "serverless", False),
+        serving_image=getattr(args, "serving_image", "") or "",
+    )
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from service.training_run import train_and_publish
     from training.train import hyperparameters_from
+
+    if args.on == "sagemaker":
+        from dataclasses import asdict
+
+        from service.sagemaker_jobs import run, sagemaker_hyperparameters, timestamped, train_actions
+
+        settings = _sagemaker_settings(args)
+        sagemaker, s3 = _aws_clients(args.endpoint_url, "sagemaker", "s3")
+        hyperparameters = sagemaker_hyperparameters(asdict(hyperparameters_from(args)))
+        run(
+            train_actions(sagemaker, s3, settings, hyperparameters, timestamped(settings.prefix)),
+            dry_run=args.dry_run,
+        )
+        return 0
 
     metadata = train_and_publish(
         dataset=args.dataset,
@@ -69,12 +98,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve in the foreground: what a SageMaker container runs (`serve`, port 8080)."""
+    import os
+
     import uvicorn
 
     from scones.model_server import Endpoint, ModelSlot, create_app
     from service.endpoint import model_loader
 
-    slot = ModelSlot(lambda: model_loader(args.model, None, args.threads))
+    container_model = Path(os.environ.get("SCONES_MODEL_DIR", "/opt/ml/model"))  # where SageMaker puts it
+    model_dir = args.model or (container_model if (container_model / "model.onnx").exists() else None)
+    slot = ModelSlot(lambda: model_loader(model_dir, None, args.threads))
     slot.get()
     app = create_app({args.name: Endpoint(args.name, slot)}, default=args.name)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=False)
@@ -292,11 +325,55 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_deploy(args: argparse.Namespace) -> int:
+    """Create (or update) the SageMaker endpoint for a trained model."""
+    from service.sagemaker_jobs import hosting_actions, run
+
+    settings = _sagemaker_settings(args)
+    (sagemaker,) = _aws_clients(args.endpoint_url, "sagemaker")
+    version = args.version or args.model_data.rstrip("/").split("/")[-3]
+    run(
+        hosting_actions(sagemaker, settings, args.endpoint_name, args.model_data, version),
+        dry_run=args.dry_run,
+    )
+    return 0
+
+
+def cmd_destroy(args: argparse.Namespace) -> int:
+    """Delete the endpoint, endpoint configs, models and stack (and the data, if asked)."""
+    from service.sagemaker_jobs import SageMakerSettings, destroy_actions, run
+
+    settings = SageMakerSettings(role_arn="", bucket=args.bucket, region=args.region)
+    sagemaker, cloudformation, s3 = _aws_clients(args.endpoint_url, "sagemaker", "cloudformation", "s3")
+    actions = destroy_actions(
+        sagemaker,
+        cloudformation,
+        s3,
+        settings,
+        endpoint_name=args.endpoint_name,
+        stack_name=args.stack_name,
+        delete_data=args.delete_data,
+    )
+    if not actions:
+        print("nothing to delete")
+    run(actions, dry_run=args.dry_run)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from service.demo import run_demo
 
     summary = run_demo(dataset=args.dataset, threshold=args.threshold, summary_path=args.summary)
     return 0 if summary["missing"] == 0 else 1
+
+
+def _add_aws_flags(command: argparse.ArgumentParser) -> None:
+    from workflow.names import StackNames
+
+    command.add_argument("--bucket", default=StackNames().bucket, help="the data bucket (AWS commands)")
+    command.add_argument("--region", default="us-east-1", help="the AWS region (AWS commands)")
+    command.add_argument("--endpoint-url", help="AWS commands: default $AWS_ENDPOINT_URL, else AWS itself")
+    command.add_argument("--dry-run", action="store_true", help="print what it would do on AWS, do nothing")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -323,7 +400,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--dataset", help=dataset_help)
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
-    train.add_argument("--on", choices=["local"], default="local", help="where to train (SageMaker: issue 4)")
+    train.add_argument("--on", choices=["local", "sagemaker"], default="local", help="where to train")
+    train.add_argument("--role", help="with --on sagemaker: the IAM role SageMaker assumes")
+    _add_aws_flags(train)
     add_hyperparameter_flags(train)
     train.set_defaults(handler=cmd_train)
 
@@ -335,8 +414,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.set_defaults(handler=cmd_evaluate)
 
     serve = commands.add_parser("serve", help="run the model server in the foreground (SageMaker contract)")
-    serve.add_argument("--model", type=Path, help="a model folder (default: the current model)")
-    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument(
+        "--model",
+        type=Path,
+        help="a model folder (default: /opt/ml/model in a SageMaker container, else the current model)",
+    )
+    serve.add_argument("--host", default=os.environ.get("SCONES_SERVE_HOST", "127.0.0.1"))
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--name", default="scones-classifier", help="endpoint name for the runtime route")
     serve.add_argument("--threads", type=int, default=1, help="onnxruntime threads per request")
@@ -400,6 +483,23 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--bucket", default=StackNames().bucket)
     report.add_argument("--endpoint-url", help="default: $AWS_ENDPOINT_URL, else AWS itself")
     report.set_defaults(handler=cmd_report)
+
+    deploy = commands.add_parser("deploy", help="create or update the SageMaker endpoint for a model")
+    deploy.add_argument("--model-data", required=True, help="s3://.../model.tar.gz of a training job")
+    deploy.add_argument("--serving-image", required=True, help="the model server's image URI (Dockerfile)")
+    deploy.add_argument("--role", help="the IAM role SageMaker assumes")
+    deploy.add_argument("--version", help="the model version (default: the training job's name)")
+    deploy.add_argument("--endpoint-name", default=StackNames().endpoint)
+    deploy.add_argument("--serverless", action="store_true", help="SageMaker Serverless Inference")
+    _add_aws_flags(deploy)
+    deploy.set_defaults(handler=cmd_deploy)
+
+    destroy = commands.add_parser("destroy", help="delete the endpoint, models, stack (and data if asked)")
+    destroy.add_argument("--endpoint-name", default=StackNames().endpoint)
+    destroy.add_argument("--stack-name", default="scones")
+    destroy.add_argument("--delete-data", action="store_true", help="also empty the data bucket")
+    _add_aws_flags(destroy)
+    destroy.set_defaults(handler=cmd_destroy)
 
     replay = commands.add_parser(
         "replay", help="re-drive uploads that failed for a reason outside the upload"

