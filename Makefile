@@ -8,7 +8,7 @@ SHARED_DATASET := $(abspath ../shared/datasets/cifar100-bicycle-motorcycle)
 export SCONES_DATASET ?= $(if $(wildcard $(SHARED_DATASET)/train.lst),$(SHARED_DATASET),)
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install test lint typecheck unit demo bench audit clean
+.PHONY: install test lint typecheck browser unit demo bench audit clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,16 @@ lint: $(INSTALLED)
 typecheck: $(INSTALLED)
 	$(BIN)/mypy
 
-test: lint typecheck
+# The review page's browser test drives Debian's Chromium: installed here when it is missing
+# (root or sudo needed, about 40 s), or point SCONES_BROWSER at another Chromium.
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+browser:
+	@[ -n "$$SCONES_BROWSER" ] || command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+		echo "installing Debian's chromium for the browser test"; \
+		$(SUDO) apt-get install -y -q chromium >/dev/null 2>&1 || \
+		{ $(SUDO) apt-get update -q >/dev/null 2>&1 && $(SUDO) apt-get install -y -q chromium >/dev/null; }; }
+
+test: lint typecheck browser
 	$(BIN)/pytest
 
 demo: $(INSTALLED)
