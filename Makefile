@@ -8,7 +8,7 @@ SHARED_DATASET := $(abspath ../shared/datasets/cifar100-bicycle-motorcycle)
 export SCONES_DATASET ?= $(if $(wildcard $(SHARED_DATASET)/train.lst),$(SHARED_DATASET),)
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install test lint typecheck browser unit demo bench audit clean
+.PHONY: install test lint typecheck browser unit demo bench package audit clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -51,10 +51,22 @@ bench: $(INSTALLED)
 	$(BIN)/python bench/handler_import.py
 	$(BIN)/python bench/flow.py
 
+# The Lambda functions' code for `aws cloudformation package` (the template's CodeUri): our torch-free
+# packages plus what the handlers import, as Linux x86_64 wheels for Python 3.11 (Lambda has boto3;
+# not constrained: Lambda's Amazon Linux 2 takes only manylinux2014 wheels, older than some pins).
+LAMBDA_DEPENDENCIES := aws-lambda-powertools aws-xray-sdk pydantic numpy pillow jmespath
+package: $(INSTALLED)
+	rm -rf build/lambda && mkdir -p build/lambda
+	$(BIN)/pip install --quiet --disable-pip-version-check --target build/lambda \
+		--platform manylinux2014_x86_64 --implementation cp --python-version 3.11 --only-binary=:all: \
+		$(LAMBDA_DEPENDENCIES)
+	cp -r scones handlers workflow build/lambda/
+	find build/lambda -name __pycache__ -prune -exec rm -rf {} +
+
 # Known vulnerabilities in the locked dependencies. Needs pypi.org's JSON API (the vulnerability
 # service); where it is unreachable, pip-audit reports each package as "not found" instead.
 audit: $(INSTALLED)
 	$(BIN)/pip-audit --no-deps --disable-pip --requirement constraints.txt
 
 clean:
-	rm -rf $(VENV) .scones .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build .scones .pytest_cache .mypy_cache .ruff_cache
