@@ -8,7 +8,7 @@ SHARED_DATASET := $(abspath ../shared/datasets/cifar100-bicycle-motorcycle)
 export SCONES_DATASET ?= $(if $(wildcard $(SHARED_DATASET)/train.lst),$(SHARED_DATASET),)
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install test lint typecheck browser unit demo bench package audit clean
+.PHONY: install test lint typecheck browser unit demo bench package deploy destroy audit clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -62,6 +62,14 @@ package: $(INSTALLED)
 		$(LAMBDA_DEPENDENCIES)
 	cp -r scones handlers workflow build/lambda/
 	find build/lambda -name __pycache__ -prune -exec rm -rf {} +
+
+# Real AWS: `make deploy DEPLOY_ARGS="--artifacts-bucket B [--model-data ... --serving-image ... --role ...]"`,
+# `make destroy DESTROY_ARGS="--bucket B [--delete-data]"`; add --dry-run to either to see the plan.
+deploy: package
+	$(BIN)/scones deploy $(DEPLOY_ARGS)
+
+destroy: $(INSTALLED)
+	$(BIN)/scones destroy $(DESTROY_ARGS)
 
 # Known vulnerabilities in the locked dependencies. Needs pypi.org's JSON API (the vulnerability
 # service); where it is unreachable, pip-audit reports each package as "not found" instead.

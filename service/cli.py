@@ -326,16 +326,29 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
-    """Create (or update) the SageMaker endpoint for a trained model."""
-    from service.sagemaker_jobs import hosting_actions, run
+    """Deploy the stack (with --artifacts-bucket) and create or update the model's SageMaker endpoint."""
+    from service.sagemaker_jobs import Action, hosting_actions, run, stack_actions
 
-    settings = _sagemaker_settings(args)
-    (sagemaker,) = _aws_clients(args.endpoint_url, "sagemaker")
-    version = args.version or args.model_data.rstrip("/").split("/")[-3]
-    run(
-        hosting_actions(sagemaker, settings, args.endpoint_name, args.model_data, version),
-        dry_run=args.dry_run,
-    )
+    actions: list[Action] = []
+    if args.artifacts_bucket:
+        parameters = {"EndpointName": args.endpoint_name, "ConfidenceThreshold": str(args.threshold)}
+        actions += stack_actions(
+            artifacts_bucket=args.artifacts_bucket,
+            stack_name=args.stack_name,
+            parameters=parameters,
+            region=args.region,
+        )
+    if args.model_data:
+        settings = _sagemaker_settings(args)
+        (sagemaker,) = _aws_clients(args.endpoint_url, "sagemaker")
+        version = args.version or args.model_data.rstrip("/").split("/")[-3]
+        actions += hosting_actions(sagemaker, settings, args.endpoint_name, args.model_data, version)
+    if not actions:
+        print("nothing to deploy: give --artifacts-bucket (the stack) and/or --model-data (the endpoint)")
+        return 2
+    run(actions, dry_run=args.dry_run)
+    if args.artifacts_bucket and not args.dry_run:
+        print(f"drop images into s3://{args.bucket}/inbox/ (see the stack's outputs for the bucket's name)")
     return 0
 
 
@@ -484,9 +497,12 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--endpoint-url", help="default: $AWS_ENDPOINT_URL, else AWS itself")
     report.set_defaults(handler=cmd_report)
 
-    deploy = commands.add_parser("deploy", help="create or update the SageMaker endpoint for a model")
-    deploy.add_argument("--model-data", required=True, help="s3://.../model.tar.gz of a training job")
-    deploy.add_argument("--serving-image", required=True, help="the model server's image URI (Dockerfile)")
+    deploy = commands.add_parser("deploy", help="deploy the stack and/or a model's SageMaker endpoint")
+    deploy.add_argument("--artifacts-bucket", help="deploy the stack: the S3 bucket for packaged code")
+    deploy.add_argument("--stack-name", default="scones")
+    deploy.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD)
+    deploy.add_argument("--model-data", help="deploy the endpoint: s3://.../model.tar.gz of a training job")
+    deploy.add_argument("--serving-image", help="the model server's image URI (Dockerfile)")
     deploy.add_argument("--role", help="the IAM role SageMaker assumes")
     deploy.add_argument("--version", help="the model version (default: the training job's name)")
     deploy.add_argument("--endpoint-name", default=StackNames().endpoint)

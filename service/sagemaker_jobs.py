@@ -17,6 +17,7 @@ here needs the SageMaker Python SDK; the Lambdas and the local default never imp
 from __future__ import annotations
 
 import io
+import sys
 import tarfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -240,6 +241,50 @@ def hosting_actions(
         Action("create", "model", model_name, lambda: sagemaker.create_model(**model)),
         Action("create", "endpoint config", config_name, lambda: sagemaker.create_endpoint_config(**config)),
         Action("create", "endpoint", endpoint_name, endpoint),
+    ]
+
+
+def stack_actions(
+    *,
+    artifacts_bucket: str,
+    stack_name: str,
+    parameters: dict[str, str],
+    region: str,
+    template: Path = ROOT / "workflow" / "template.yaml",
+    packaged: Path = ROOT / "build" / "packaged.yaml",
+) -> list[Action]:
+    """Package (code and state machine to S3) and deploy the SAM template with the real AWS CLI.
+
+    The Lambda code must be built first (`make package`, the template's CodeUri `build/lambda`).
+    """
+    import shutil
+    import subprocess
+
+    aws = shutil.which("aws") or str(Path(sys.executable).parent / "aws")
+    package = [
+        aws, "cloudformation", "package", "--region", region, "--template-file", str(template),
+        "--s3-bucket", artifacts_bucket, "--output-template-file", str(packaged),
+    ]  # fmt: skip
+    deploy = [
+        aws, "cloudformation", "deploy", "--region", region, "--template-file", str(packaged),
+        "--stack-name", stack_name, "--capabilities", "CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND",
+        "--no-fail-on-empty-changeset",
+    ]  # fmt: skip
+    if parameters:
+        deploy += ["--parameter-overrides", *(f"{key}={value}" for key, value in sorted(parameters.items()))]
+    return [
+        Action(
+            "upload",
+            "stack code + definition",
+            " ".join(package[1:]),
+            partial(subprocess.run, package, check=True),
+        ),
+        Action(
+            "deploy",
+            "CloudFormation stack",
+            " ".join(deploy[1:]),
+            partial(subprocess.run, deploy, check=True),
+        ),
     ]
 
 

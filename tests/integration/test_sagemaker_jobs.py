@@ -138,3 +138,49 @@ def test_destroy_is_dry_run_first_then_removes_everything_and_is_safe_to_repeat(
         sagemaker, cloudformation, s3, settings(), endpoint_name="scones-classifier", stack_name="scones"
     )
     assert again == []
+
+
+def test_the_stack_is_packaged_to_s3_by_the_real_aws_cli(
+    aws: LocalMotoServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    import yaml
+
+    from service.sagemaker_jobs import stack_actions
+    from tests.unit.test_template import _CloudFormationLoader
+
+    (tmp_path / "workflow").mkdir()
+    for name in ("template.yaml", "state_machine.asl.json"):
+        shutil.copy(ROOT / "workflow" / name, tmp_path / "workflow" / name)
+    (tmp_path / "build" / "lambda" / "handlers").mkdir(parents=True)  # what `make package` builds
+    (tmp_path / "build" / "lambda" / "handlers" / "__init__.py").write_text("")
+    aws.client("s3").create_bucket(Bucket="sm-artifacts")
+    for name, value in {
+        "AWS_ENDPOINT_URL": aws.endpoint_url,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+    }.items():
+        monkeypatch.setenv(name, value)
+    package, deploy = stack_actions(
+        artifacts_bucket="sm-artifacts",
+        stack_name="scones",
+        parameters={"EndpointName": "scones-classifier"},
+        region="us-east-1",
+        template=tmp_path / "workflow" / "template.yaml",
+        packaged=tmp_path / "build" / "packaged.yaml",
+    )
+    assert "--parameter-overrides EndpointName=scones-classifier" in deploy.name
+    package.run()
+    packaged = yaml.load((tmp_path / "build" / "packaged.yaml").read_text(), Loader=_CloudFormationLoader)
+    code = {
+        r["Properties"]["CodeUri"]
+        for r in packaged["Resources"].values()
+        if r["Type"] == "AWS::Serverless::Function"
+    }
+    assert len(code) == 1 and next(iter(code)).startswith("s3://sm-artifacts/")
+    definition = packaged["Resources"]["ImageWorkflow"]["Properties"]["DefinitionUri"]
+    stored = aws.client("s3").get_object(Bucket="sm-artifacts", Key=definition["Key"])["Body"].read()
+    assert stored == (ROOT / "workflow" / "state_machine.asl.json").read_bytes(), (
+        "the ASL file, byte for byte"
+    )
