@@ -12,7 +12,9 @@ import asyncio
 import base64
 import binascii
 import json
+import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
@@ -33,24 +35,67 @@ IMAGE_TYPES: Final = frozenset({"image/png", "image/jpeg", "image/jpg", "applica
 JSON_TYPE: Final = "application/json"
 MAX_BATCH: Final = 64
 ACCOUNT_ID: Final = "123456789012"
+_log = logging.getLogger(__name__)
 
 
 class ModelSlot:
-    """The model an endpoint serves, loaded on first use (the one place a later swap would go)."""
+    """The model an endpoint serves: loaded on first use, swapped atomically while requests are in flight.
 
-    def __init__(self, loader: Callable[[], OnnxClassifier]) -> None:
+    With `current_version`, the slot follows a version source (the model store's CURRENT pointer):
+    at most every `check_interval_s` a request looks whether another version is current, loads it
+    and swaps it in. Requests that already hold the old model finish on it; none fails.
+    """
+
+    def __init__(
+        self,
+        loader: Callable[[], OnnxClassifier],
+        *,
+        current_version: Callable[[], str] | None = None,
+        check_interval_s: float = 1.0,
+    ) -> None:
         self._loader = loader
+        self._current_version = current_version
+        self._check_interval_s = check_interval_s
+        self._checked_at = 0.0
         self._model: OnnxClassifier | None = None
         self._lock = threading.Lock()
 
     def get(self) -> OnnxClassifier:
         model = self._model
-        if model is None:
+        if model is None or self._due():
             with self._lock:
                 if self._model is None:
                     self._model = self._loader()
+                elif self._stale():
+                    try:
+                        self._model = self._loader()
+                    except Exception:  # a broken new version: keep serving the one that works
+                        _log.exception(
+                            "could not load the newly current model; still serving %s", self._model.version
+                        )
                 model = self._model
         return model
+
+    def swap(self, model: OnnxClassifier) -> OnnxClassifier | None:
+        """Serve `model` from the next request on; returns the one it replaces."""
+        with self._lock:
+            previous, self._model = self._model, model
+        return previous
+
+    def _due(self) -> bool:
+        return (
+            self._current_version is not None
+            and time.monotonic() - self._checked_at >= self._check_interval_s
+        )
+
+    def _stale(self) -> bool:
+        if self._current_version is None or self._model is None:
+            return False
+        self._checked_at = time.monotonic()
+        try:
+            return self._current_version() != self._model.version
+        except Exception:  # a missing or unreadable pointer keeps the model being served
+            return False
 
 
 @dataclass

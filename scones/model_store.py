@@ -12,6 +12,7 @@ import platformdirs
 from scones.model_metadata import METADATA_FILE, ModelMetadata
 
 CURRENT_FILE = "CURRENT"
+HISTORY_FILE = "HISTORY"
 
 
 def default_home() -> Path:
@@ -70,9 +71,36 @@ class ModelStore:
         return target
 
     def set_current(self, version: str) -> None:
+        """Serve `version` from now on (the served one before it is remembered for `rollback`)."""
         if not (self.path(version) / METADATA_FILE).is_file():
             raise NoModelError(f"model version {version!r} is not in {self.root}")
+        try:
+            previous: str | None = self.current_version()
+        except NoModelError:
+            previous = None
+        if previous == version:
+            return
         pointer = self.root / CURRENT_FILE
         temporary = pointer.with_name(f".{CURRENT_FILE}.{os.getpid()}")
         temporary.write_text(version + "\n")
         temporary.replace(pointer)  # atomic: readers see the old or the new version, never half
+        with (self.root / HISTORY_FILE).open("a") as history:
+            history.write(version + "\n")
+
+    def history(self) -> list[str]:
+        """The versions made current, oldest first (one line each in `HISTORY`)."""
+        try:
+            return [line for line in (self.root / HISTORY_FILE).read_text().split() if line]
+        except FileNotFoundError:
+            return []
+
+    def rollback(self) -> str:
+        """Serve again the version served before the current one; returns it."""
+        history = self.history()
+        current = self.current_version()
+        earlier = [version for version in history[:-1] if version != current]
+        if not earlier:
+            raise NoModelError("no earlier served version to roll back to")
+        target = earlier[-1]
+        self.set_current(target)
+        return target

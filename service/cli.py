@@ -373,6 +373,29 @@ def cmd_destroy(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_models(args: argparse.Namespace) -> int:
+    """The local model store: list versions, promote one, roll back to the one served before."""
+    from scones.model_metadata import ModelMetadata
+
+    store = ModelStore.default()
+    if args.models_command == "promote":
+        store.set_current(args.version)
+        print(f"serving {args.version} (a running endpoint switches within a second)")
+    elif args.models_command == "rollback":
+        print(f"serving {store.rollback()} again")
+    else:
+        try:
+            current = store.current_version()
+        except NoModelError:
+            current = None
+        for version in store.versions():
+            metrics = ModelMetadata.read(store.path(version)).metrics.get("test", {})
+            accuracy = metrics.get("accuracy")
+            shown = f"test accuracy {accuracy:.4f}" if isinstance(accuracy, float) else ""
+            print(f"{'*' if version == current else ' '} {version}  {shown}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from service.demo import run_demo
 
@@ -516,6 +539,14 @@ def build_parser() -> argparse.ArgumentParser:
     destroy.add_argument("--delete-data", action="store_true", help="also empty the data bucket")
     _add_aws_flags(destroy)
     destroy.set_defaults(handler=cmd_destroy)
+
+    models = commands.add_parser("models", help="list, promote or roll back the locally served model")
+    model_commands = models.add_subparsers(dest="models_command", required=True, metavar="COMMAND")
+    model_commands.add_parser("list", help="every published version; * marks the served one")
+    promote = model_commands.add_parser("promote", help="serve VERSION (the endpoint swaps without downtime)")
+    promote.add_argument("version", metavar="VERSION")
+    model_commands.add_parser("rollback", help="serve the version served before the current one again")
+    models.set_defaults(handler=cmd_models)
 
     replay = commands.add_parser(
         "replay", help="re-drive uploads that failed for a reason outside the upload"

@@ -50,7 +50,8 @@ class LocalEndpoint:
         self.name = name
         self.host = host
         self.port = port or free_port(host)
-        self.slot = ModelSlot(lambda: model_loader(model_dir, store, threads))
+        follow = (store or ModelStore.default()).current_version if model_dir is None else None
+        self.slot = ModelSlot(lambda: model_loader(model_dir, store, threads), current_version=follow)
         self.capture = capture
         self.faults = FaultSwitch()
         self._app = create_app({name: Endpoint(name, self.slot, capture)}, default=name, faults=self.faults)

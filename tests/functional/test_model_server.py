@@ -280,3 +280,65 @@ def test_scones_serve_runs_as_a_sagemaker_container_would(small_model: Any, test
     finally:
         server.terminate()  # our own child, by PID
         server.wait(timeout=30)
+
+
+def test_promotion_and_rollback_swap_the_served_model_without_failing_a_request(
+    small_model: Any, test_pngs: list[bytes], tmp_path: Any
+) -> None:
+    """Requests run on four threads while the store's current version changes twice: none fails, and
+    the answers switch to the promoted version, then back."""
+    import shutil
+    import threading
+    import time
+
+    from scones.model_store import ModelStore
+
+    store = ModelStore(tmp_path / "models")
+    first = ModelMetadata.read(small_model).version
+    store.publish(small_model)
+    second_dir = tmp_path / "second"
+    shutil.copytree(small_model, second_dir)
+    metadata = json.loads((second_dir / "metadata.json").read_text())
+    metadata["version"] = second = first + "-b"
+    (second_dir / "metadata.json").write_text(json.dumps(metadata))
+    store.publish(second_dir, make_current=False)
+
+    seen: list[str] = []
+    failures: list[str] = []
+    stop = threading.Event()
+    with LocalEndpoint(store=store) as endpoint:
+        url = f"{endpoint.url}/invocations"
+
+        def client() -> None:
+            while not stop.is_set():
+                request = urllib.request.Request(
+                    url, data=test_pngs[0], headers={"Content-Type": "image/png"}
+                )
+                try:
+                    with urllib.request.urlopen(request, timeout=10) as answer:
+                        seen.append(answer.headers["X-Model-Version"])
+                except Exception as error:
+                    failures.append(repr(error))
+
+        threads = [threading.Thread(target=client) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+
+        def wait_for(version: str) -> None:
+            deadline = time.monotonic() + 15
+            while not (seen and seen[-1] == version) and time.monotonic() < deadline:
+                time.sleep(0.05)
+
+        time.sleep(0.5)
+        store.set_current(second)
+        wait_for(second)
+        store.rollback()
+        wait_for(first)
+        time.sleep(0.3)
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=15)
+    assert failures == []
+    assert first in seen and second in seen and seen[-1] == first
+    switched = [version for n, version in enumerate(seen) if n == 0 or seen[n - 1] != version]
+    assert len(seen) > 20 and len(switched) <= 6, "a few switches as in-flight requests finish, not flapping"

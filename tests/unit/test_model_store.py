@@ -58,3 +58,20 @@ def test_unknown_or_unsafe_versions_are_refused(tmp_path: Path) -> None:
     for bad in ("", "../etc", ".hidden", "a/b"):
         with pytest.raises(ValueError, match="not a model version"):
             store.path(bad)
+
+
+def test_rollback_serves_the_previous_version_and_history_records_every_switch(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path / "models")
+    for version in ("v1", "v2", "v3"):
+        store.publish(write_model(tmp_path / version, version))
+    assert store.current_version() == "v3" and store.history() == ["v1", "v2", "v3"]
+    assert store.rollback() == "v2" and store.current_version() == "v2"
+    store.set_current("v2")  # serving it already: not a switch
+    assert store.history() == ["v1", "v2", "v3", "v2"]
+
+
+def test_rollback_with_nothing_earlier_is_refused(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path / "models")
+    store.publish(write_model(tmp_path / "v1", "v1"))
+    with pytest.raises(NoModelError, match="no earlier"):
+        store.rollback()
