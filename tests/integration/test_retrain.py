@@ -1,0 +1,89 @@
+"""training/retrain.py on small real subsets: a candidate trained on shuffled labels is refused, a sound one
+replacing a bad serving model is promoted, and the reviewed labels are split between training and hold-out."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from scones.model_metadata import ModelMetadata
+from scones.model_store import ModelStore
+from tests.conftest import SMALL_RECIPE
+from training.retrain import retrain, split_labels, table
+from training.staging import StagedDataset
+
+
+def swapped_classes(train: Path, out: Path) -> Path:
+    """The training split with every label wrong: bicycles filed as motorcycles and back."""
+    for source, target in (("bicycle", "motorcycle"), ("motorcycle", "bicycle")):
+        shutil.copytree(train / source, out / target)
+    return out
+
+
+def reviewed(train: Path, out: Path, per_class: int = 10) -> Path:
+    for name in ("bicycle", "motorcycle"):
+        (out / name).mkdir(parents=True)
+        for path in sorted((train / name).iterdir())[-per_class:]:
+            shutil.copy2(path, out / name / path.name)
+    (out / "neither").mkdir()
+    shutil.copy2(next((train / "bicycle").iterdir()), out / "neither" / "odd.png")
+    return out
+
+
+def test_labels_are_split_and_neither_is_kept_out(staged: StagedDataset, tmp_path: Path) -> None:
+    labels = reviewed(staged.split_dir("train"), tmp_path / "labels")
+    counts = split_labels(labels, tmp_path / "train", tmp_path / "holdout")
+    assert counts == {"train": 16, "holdout": 4, "neither": 1}
+    assert not (tmp_path / "train" / "neither").exists()
+
+
+def test_a_worse_candidate_is_refused_and_a_better_one_promoted(
+    staged: StagedDataset, small_model: Path, tmp_path: Path
+) -> None:
+    from training.train import Hyperparameters
+
+    store = ModelStore(tmp_path / "models")
+    store.publish(small_model)
+    serving = ModelMetadata.read(small_model).version
+    hp = Hyperparameters(**SMALL_RECIPE)  # type: ignore[arg-type]
+    labels = reviewed(staged.split_dir("train"), tmp_path / "labels")
+
+    shuffled = retrain(
+        base_train=swapped_classes(staged.split_dir("train"), tmp_path / "shuffled"),
+        test_dir=staged.split_dir("test"),
+        labels_dir=tmp_path / "no-labels",
+        store=store,
+        hyperparameters=hp,
+    )
+    assert shuffled is not None and not shuffled.promote
+    assert shuffled.candidate["test"]["accuracy"] < shuffled.serving["test"]["accuracy"]
+    assert store.current_version() == serving, "the serving model stays"
+    assert "keep the serving model" in table(shuffled)
+
+    store.set_current(shuffled.candidate_version)  # a bad model is serving now
+    better = retrain(
+        base_train=staged.split_dir("train"),
+        test_dir=staged.split_dir("test"),
+        labels_dir=labels,
+        store=store,
+        hyperparameters=hp,
+    )
+    assert better is not None
+    assert better.promote, table(better)
+    assert store.current_version() == better.candidate_version
+    assert better.labels == {"train": 16, "holdout": 4, "neither": 1}
+    assert better.candidate["holdout"]["n"] == 4 and "PROMOTE" in table(better)
+    assert store.rollback() == shuffled.candidate_version, "and a promotion can be rolled back"
+
+
+def test_too_few_labels_do_nothing(staged: StagedDataset, small_model: Path, tmp_path: Path) -> None:
+    store = ModelStore(tmp_path / "models")
+    store.publish(small_model)
+    decision = retrain(
+        base_train=staged.split_dir("train"),
+        test_dir=staged.split_dir("test"),
+        labels_dir=reviewed(staged.split_dir("train"), tmp_path / "labels"),
+        store=store,
+        min_new_labels=100,
+    )
+    assert decision is None and store.versions() == [ModelMetadata.read(small_model).version]

@@ -1,0 +1,223 @@
+"""training/retrain.py: fold the reviewed labels into training, gate the candidate against the serving model,
+and promote it only if it is not worse.
+
+Steps: export the reviewed labels (`labels/` + `labeled/<class>/` in the data bucket; "neither" kept out
+and counted); hold out every fifth label for evaluation; train a candidate on the base `train/` split
+plus the other labels; evaluate the candidate and the serving model on the same fixed `test/` split and
+on the held-out labels; promote (publish and make current: the local endpoint swaps it in without
+dropping a request) only when the candidate's accuracy and accuracy among accepted at the threshold are
+both at least the serving model's minus `--tolerance`. `--dry-run` decides without promoting;
+`--min-new-labels N` does nothing until N labels exist. Prints the side-by-side table and the decision.
+
+    python training/retrain.py [--dataset SRC] [--endpoint-url URL] [--bucket B] [--dry-run]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # `python training/retrain.py`: the repository root holds the packages
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from scones.evaluation import DEFAULT_THRESHOLD, evaluate_folder
+from scones.inference import OnnxClassifier
+from scones.labels import LABELS
+from scones.model_metadata import ModelMetadata
+from scones.model_store import ModelStore
+
+GATED: tuple[str, ...] = ("accuracy", "accepted_accuracy")
+
+
+@dataclass
+class Decision:
+    promote: bool
+    reasons: list[str]
+    candidate: dict[str, Any]
+    serving: dict[str, Any]
+    labels: dict[str, int] = field(default_factory=dict)
+    candidate_version: str = ""
+    serving_version: str = ""
+
+
+def split_labels(labels_dir: Path, train_out: Path, holdout_out: Path, every: int = 5) -> dict[str, int]:
+    """Every `every`-th labeled image (sorted) to the hold-out, the rest to training; counts per part."""
+    counts = {"train": 0, "holdout": 0}
+    for name in LABELS:
+        files = sorted((labels_dir / name).glob("*")) if (labels_dir / name).is_dir() else []
+        for n, path in enumerate(files):
+            part = "holdout" if n % every == every - 1 else "train"
+            target = (holdout_out if part == "holdout" else train_out) / name
+            target.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, target / f"reviewed-{path.name}")
+            counts[part] += 1
+    neither = labels_dir / "neither"
+    counts["neither"] = sum(1 for _ in neither.glob("*")) if neither.is_dir() else 0
+    return counts
+
+
+def merged_training_folder(base_train: Path, extra: Path, out: Path) -> Path:
+    for folder in (base_train, extra):
+        for name in LABELS:
+            if (folder / name).is_dir():
+                (out / name).mkdir(parents=True, exist_ok=True)
+                for path in (folder / name).iterdir():
+                    shutil.copy2(path, out / name / path.name)
+    return out
+
+
+def evaluate(model_dir: Path, folders: dict[str, Path], threshold: float) -> dict[str, Any]:
+    classifier = OnnxClassifier(model_dir, threads=2)
+    return {
+        name: evaluate_folder(folder, classifier, threshold=threshold)
+        for name, folder in folders.items()
+        if any((folder / label).is_dir() and any((folder / label).iterdir()) for label in LABELS)
+    }
+
+
+def gate(candidate: dict[str, Any], serving: dict[str, Any], tolerance: float) -> tuple[bool, list[str]]:
+    """Not worse on the fixed test set, metric by metric (within `tolerance`)."""
+    reasons = []
+    for metric in GATED:
+        new, old = candidate["test"].get(metric), serving["test"].get(metric)
+        if new is None or old is None:
+            continue
+        verdict = "ok" if new >= old - tolerance else "WORSE"
+        reasons.append(f"test {metric}: candidate {new:.4f} vs serving {old:.4f} ({verdict})")
+    return all(not reason.endswith("(WORSE)") for reason in reasons), reasons
+
+
+def table(decision: Decision) -> str:
+    rows = [
+        f"{'':32}{'serving':>14}{'candidate':>14}",
+        f"{'version':32}{decision.serving_version[-14:]:>14}{decision.candidate_version[-14:]:>14}",
+    ]
+    for part in ("test", "holdout"):
+        for metric in ("n", "accuracy", "coverage", "accepted_accuracy", "ece"):
+            old = decision.serving.get(part, {}).get(metric)
+            new = decision.candidate.get(part, {}).get(metric)
+            if old is None and new is None:
+                continue
+            shown = [f"{v:.4f}" if isinstance(v, float) else str(v) for v in (old, new)]
+            rows.append(f"{part + ' ' + metric:32}{shown[0]:>14}{shown[1]:>14}")
+    rows.append("")
+    rows += decision.reasons
+    rows.append(f"decision: {'PROMOTE' if decision.promote else 'keep the serving model'}")
+    return "\n".join(rows)
+
+
+def retrain(
+    *,
+    base_train: Path,
+    test_dir: Path,
+    labels_dir: Path,
+    store: ModelStore,
+    hyperparameters: Any = None,
+    threshold: float = DEFAULT_THRESHOLD,
+    tolerance: float = 0.0,
+    dry_run: bool = False,
+    min_new_labels: int = 0,
+    progress: bool = False,
+) -> Decision | None:
+    """Train a candidate on train + reviewed labels; promote it if it passes the gate."""
+    from training.train import Hyperparameters, train
+
+    with tempfile.TemporaryDirectory(prefix="scones-retrain-") as scratch:
+        root = Path(scratch)
+        counts = split_labels(labels_dir, root / "reviewed-train", root / "holdout")
+        if counts["train"] + counts["holdout"] < min_new_labels:
+            total = counts["train"] + counts["holdout"]
+            print(f"{total} reviewed labels, under {min_new_labels}: nothing to do")
+            return None
+        training = merged_training_folder(base_train, root / "reviewed-train", root / "train")
+        candidate_dir = root / "candidate"
+        metadata = train(
+            training,
+            candidate_dir,
+            hyperparameters or Hyperparameters(),
+            test_dir=test_dir,
+            progress=progress,
+        )
+        folders = {"test": test_dir, "holdout": root / "holdout"}
+        serving_dir = store.current_path()
+        candidate_eval = evaluate(candidate_dir, folders, threshold)
+        serving_eval = evaluate(serving_dir, folders, threshold)
+        promote, reasons = gate(candidate_eval, serving_eval, tolerance)
+        decision = Decision(
+            promote=promote and not dry_run,
+            reasons=reasons + (["--dry-run: not promoted"] if dry_run and promote else []),
+            candidate=candidate_eval,
+            serving=serving_eval,
+            labels=counts,
+            candidate_version=metadata.version,
+            serving_version=ModelMetadata.read(serving_dir).version,
+        )
+        if decision.promote:
+            store.publish(candidate_dir)
+        else:
+            store.publish(candidate_dir, make_current=False)  # kept, for the record and a later promote
+    return decision
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from monitoring.review import export_labels
+    from training.staging import stage
+    from training.train import add_hyperparameter_flags, hyperparameters_from
+    from workflow.names import StackNames
+
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--dataset", default=os.environ.get("SCONES_DATASET"))
+    parser.add_argument("--bucket", default=StackNames().bucket)
+    parser.add_argument("--endpoint-url", default=os.environ.get("AWS_ENDPOINT_URL"))
+    parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD)
+    parser.add_argument("--tolerance", type=float, default=0.0, help="how much worse a gated metric may be")
+    parser.add_argument("--min-new-labels", type=int, default=0)
+    parser.add_argument("--dry-run", action="store_true", help="decide, but do not promote")
+    parser.add_argument("--json", action="store_true")
+    add_hyperparameter_flags(parser)
+    args = parser.parse_args(argv)
+    import boto3
+
+    from scones.model_store import default_home
+
+    staged = stage(args.dataset, default_home() / "data", cache_dir=default_home() / "cache")
+    s3 = boto3.client("s3", **({"endpoint_url": args.endpoint_url} if args.endpoint_url else {}))
+    with tempfile.TemporaryDirectory(prefix="scones-labels-") as labels:
+        exported = export_labels(s3, args.bucket, Path(labels), classes=(*LABELS, "neither"))
+        print("reviewed labels: " + ", ".join(f"{k} {v}" for k, v in exported.items()))
+        decision = retrain(
+            base_train=staged.split_dir("train"),
+            test_dir=staged.split_dir("test"),
+            labels_dir=Path(labels),
+            store=ModelStore.default(),
+            hyperparameters=hyperparameters_from(args),
+            threshold=args.threshold,
+            tolerance=args.tolerance,
+            dry_run=args.dry_run,
+            min_new_labels=args.min_new_labels,
+            progress=True,
+        )
+    if decision is None:
+        return 0
+    if args.json:
+        print(
+            json.dumps(
+                {"promote": decision.promote, "candidate": decision.candidate, "serving": decision.serving},
+                default=str,
+            )
+        )
+    else:
+        print(table(decision))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
