@@ -27,6 +27,7 @@ from typing import Any, Final
 from scones.objects import OUTCOME_PREFIXES
 from scones.outcomes import OutcomeRecord
 
+LISTING_MARGIN: Final = 50
 OUTCOME_COLORS: Final = {"accepted": "#2a9d8f", "review": "#e9c46a", "failed": "#e76f51"}
 TRUTH_MARKERS: Final = {"bicycle": "o", "motorcycle": "s", "neither": "x", None: "."}
 
@@ -56,14 +57,15 @@ def recent_inferences(s3: Any, bucket: str, last: int) -> list[Inference]:
             label = json.loads(s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read())
             labels[(label["key"], label["etag"])] = label["label"]
     inferences = []
-    for item in listed[-last:]:
+    # S3 lists LastModified to the second: read a margin more, then order by the records' own times
+    for item in listed[-(last + LISTING_MARGIN) :]:
         record = OutcomeRecord.model_validate_json(
             s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
         )
         truth = labels.get((record.key, record.etag))
         inferences.append(Inference(record, truth, _timestamp(record.recorded_at)))
     inferences.sort(key=lambda inference: inference.recorded_at)
-    return inferences
+    return inferences[-last:]
 
 
 def _figure_png(figure: Any) -> bytes:
