@@ -1,12 +1,13 @@
 """training/retrain.py: fold the reviewed labels into training, gate the candidate against the serving model,
 and promote it only if it is not worse.
 
-Steps: export the reviewed labels (`labels/` + `labeled/<class>/` in the data bucket; "neither" kept out
-and counted); hold out every fifth label for evaluation; train a candidate on the base `train/` split
-plus the other labels; evaluate the candidate and the serving model on the same fixed `test/` split and
-on the held-out labels; promote (publish and make current: the local endpoint swaps it in without
-dropping a request) only when the candidate's accuracy and accuracy among accepted at the threshold are
-both at least the serving model's minus `--tolerance`. `--dry-run` decides without promoting;
+Steps: export the reviewed labels (`labels/` + `labeled/<class>/` in the data bucket; "neither" kept
+out and counted, and so are images of the fixed test set, e.g. the demo's uploads); hold out every
+fifth label for evaluation; train a candidate on the base `train/` split plus the other labels;
+evaluate the candidate and the serving model on the same fixed `test/` split and on the held-out
+labels; promote (publish and make current: the local endpoint swaps it in without dropping a
+request) only when the candidate's accuracy and accuracy among accepted at the threshold are both at
+least the serving model's minus `--tolerance`. `--dry-run` decides without promoting;
 `--min-new-labels N` does nothing until N labels exist. Prints the side-by-side table and the decision.
 
     python training/retrain.py [--dataset SRC] [--endpoint-url URL] [--bucket B] [--dry-run]
@@ -15,6 +16,7 @@ both at least the serving model's minus `--tolerance`. `--dry-run` decides witho
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -48,12 +50,28 @@ class Decision:
     serving_version: str = ""
 
 
-def split_labels(labels_dir: Path, train_out: Path, holdout_out: Path, every: int = 5) -> dict[str, int]:
-    """Every `every`-th labeled image (sorted) to the hold-out, the rest to training; counts per part."""
-    counts = {"train": 0, "holdout": 0}
+def split_labels(
+    labels_dir: Path,
+    train_out: Path,
+    holdout_out: Path,
+    every: int = 5,
+    exclude: frozenset[str] = frozenset(),
+) -> dict[str, int]:
+    """Every `every`-th labeled image (sorted) to the hold-out, the rest to training; counts per part.
+
+    Images whose SHA-256 is in `exclude` (the fixed test set's) go to neither: training on them
+    would make the gate's test figures dishonest.
+    """
+    counts = {"train": 0, "holdout": 0, "test_images": 0}
     for name in LABELS:
         files = sorted((labels_dir / name).glob("*")) if (labels_dir / name).is_dir() else []
-        for n, path in enumerate(files):
+        kept = []
+        for path in files:
+            if hashlib.sha256(path.read_bytes()).hexdigest() in exclude:
+                counts["test_images"] += 1
+            else:
+                kept.append(path)
+        for n, path in enumerate(kept):
             part = "holdout" if n % every == every - 1 else "train"
             target = (holdout_out if part == "holdout" else train_out) / name
             target.mkdir(parents=True, exist_ok=True)
@@ -132,7 +150,10 @@ def retrain(
 
     with tempfile.TemporaryDirectory(prefix="scones-retrain-") as scratch:
         root = Path(scratch)
-        counts = split_labels(labels_dir, root / "reviewed-train", root / "holdout")
+        test_images = frozenset(
+            hashlib.sha256(p.read_bytes()).hexdigest() for p in test_dir.glob("*/*") if p.is_file()
+        )
+        counts = split_labels(labels_dir, root / "reviewed-train", root / "holdout", exclude=test_images)
         if counts["train"] + counts["holdout"] < min_new_labels:
             total = counts["train"] + counts["holdout"]
             print(f"{total} reviewed labels, under {min_new_labels}: nothing to do")

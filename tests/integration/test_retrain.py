@@ -33,7 +33,7 @@ def reviewed(train: Path, out: Path, per_class: int = 10) -> Path:
 def test_labels_are_split_and_neither_is_kept_out(staged: StagedDataset, tmp_path: Path) -> None:
     labels = reviewed(staged.split_dir("train"), tmp_path / "labels")
     counts = split_labels(labels, tmp_path / "train", tmp_path / "holdout")
-    assert counts == {"train": 16, "holdout": 4, "neither": 1}
+    assert counts == {"train": 16, "holdout": 4, "test_images": 0, "neither": 1}
     assert not (tmp_path / "train" / "neither").exists()
 
 
@@ -71,7 +71,7 @@ def test_a_worse_candidate_is_refused_and_a_better_one_promoted(
     assert better is not None
     assert better.promote, table(better)
     assert store.current_version() == better.candidate_version
-    assert better.labels == {"train": 16, "holdout": 4, "neither": 1}
+    assert better.labels == {"train": 16, "holdout": 4, "test_images": 0, "neither": 1}
     assert better.candidate["holdout"]["n"] == 4 and "PROMOTE" in table(better)
     assert store.rollback() == shuffled.candidate_version, "and a promotion can be rolled back"
 
@@ -87,3 +87,17 @@ def test_too_few_labels_do_nothing(staged: StagedDataset, small_model: Path, tmp
         min_new_labels=100,
     )
     assert decision is None and store.versions() == [ModelMetadata.read(small_model).version]
+
+
+def test_reviewed_images_of_the_fixed_test_set_never_reach_training(
+    staged: StagedDataset, tmp_path: Path
+) -> None:
+    import hashlib
+
+    labels = tmp_path / "labels"
+    shutil.copytree(staged.split_dir("test") / "bicycle", labels / "bicycle")  # the demo uploads test/ images
+    test_hashes = frozenset(
+        hashlib.sha256(p.read_bytes()).hexdigest() for p in staged.split_dir("test").glob("*/*")
+    )
+    counts = split_labels(labels, tmp_path / "train", tmp_path / "holdout", exclude=test_hashes)
+    assert counts == {"train": 0, "holdout": 0, "test_images": 100, "neither": 0}
