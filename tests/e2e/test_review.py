@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from monitoring.review import Reviewer, label_key, labeled_key
+from monitoring.review_web import WebReview
 from scones.objects import ObjectRef
 from service.local_stack import LocalStack
 from service.outcome_watch import wait_for_outcomes
@@ -174,45 +175,27 @@ def test_two_reviewers_never_both_store_one_item(
     assert stored["reviewer"] == "quick" and stored["label"] == truth[first.obj.key]
 
 
-def test_the_review_page_labels_items_over_http(stack: LocalStack, staged: StagedDataset) -> None:
+def test_the_review_page_labels_items_over_http(
+    stack: LocalStack, staged: StagedDataset, review_page: tuple[str, WebReview]
+) -> None:
     import re
-    import threading
     import urllib.parse
     import urllib.request
 
-    import uvicorn
-
-    from monitoring.review_web import WebReview, create_review_app
-    from service.endpoint import free_port
-
     truth = queue_for_review(stack, staged, per_class=1)
-    session = WebReview(Reviewer(stack.client("s3"), stack.client("sqs"), stack.resources.review_queue_url))
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_review_app(session), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 10
-        while not server.started and time.monotonic() < deadline:
-            time.sleep(0.02)
-        base = f"http://127.0.0.1:{port}"
-        labeled = []
-        for _ in range(len(truth)):
-            page = urllib.request.urlopen(f"{base}/", timeout=10).read().decode()
-            shown = re.search(r'<p id="key">([^<]+)</p>', page)
-            assert shown, page
-            assert 'id="image" src="data:image/png;base64,' in page and 'id="label-bicycle"' in page
-            body = urllib.parse.urlencode({"label": truth[shown.group(1)]}).encode()
-            answer = urllib.request.urlopen(urllib.request.Request(f"{base}/label", data=body), timeout=10)
-            assert answer.status == 200  # redirected to the next item
-            labeled.append(shown.group(1))
-        final = urllib.request.urlopen(f"{base}/", timeout=10).read().decode()
-        assert 'id="empty"' in final and f"{len(truth)} labeled" in final
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    base, _ = review_page
+    labeled = []
+    for _ in range(len(truth)):
+        page = urllib.request.urlopen(base, timeout=10).read().decode()
+        shown = re.search(r'<p id="key">([^<]+)</p>', page)
+        assert shown, page
+        assert 'id="image" src="data:image/png;base64,' in page and 'id="label-bicycle"' in page
+        body = urllib.parse.urlencode({"label": truth[shown.group(1)]}).encode()
+        answer = urllib.request.urlopen(urllib.request.Request(f"{base}label", data=body), timeout=10)
+        assert answer.status == 200  # redirected to the next item
+        labeled.append(shown.group(1))
+    final = urllib.request.urlopen(base, timeout=10).read().decode()
+    assert 'id="empty"' in final and f"{len(truth)} labeled" in final
     assert sorted(labeled) == sorted(truth)
     s3, bucket = stack.client("s3"), stack.resources.bucket
     for key, label in truth.items():

@@ -6,17 +6,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import threading
-import time
-from collections.abc import Iterator
 
-import pytest
-import uvicorn
-
-from monitoring.review import Reviewer, label_key
-from monitoring.review_web import WebReview, create_review_app
+from monitoring.review import label_key
+from monitoring.review_web import WebReview
 from scones.objects import ObjectRef
-from service.endpoint import free_port
 from service.local_stack import LocalStack
 from tests.e2e.test_review import queue_for_review
 from training.staging import StagedDataset
@@ -37,25 +30,6 @@ def chromium() -> str:
     found = os.environ.get("SCONES_BROWSER") or shutil.which("chromium") or shutil.which("chromium-browser")
     assert found, "the browser test needs Chromium: `make test` installs Debian's (or set SCONES_BROWSER)"
     return found
-
-
-@pytest.fixture
-def review_page(stack: LocalStack) -> Iterator[tuple[str, WebReview]]:
-    session = WebReview(Reviewer(stack.client("s3"), stack.client("sqs"), stack.resources.review_queue_url))
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_review_app(session), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}/", session
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 def test_a_reviewer_clicks_through_the_queue(
