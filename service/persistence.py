@@ -162,9 +162,11 @@ def restore(client: Any, bucket: str, queue_urls: dict[str, str], data_dir: Path
             f"{snapshot} has snapshot format {index.get('format')}, expected {SNAPSHOT_FORMAT}"
         )
     summary = SnapshotSummary()
+    from service.provision import BUCKET_NOTIFICATIONS
+
     s3 = client("s3")
-    notifications = s3.get_bucket_notification_configuration(Bucket=bucket)
-    notifications.pop("ResponseMetadata", None)
+    # moto 5.2.5's GetBucketNotificationConfiguration leaves out EventBridgeConfiguration, so the
+    # provisioned configuration is put back from its one definition, not read back
     s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={})
     try:
         changed: dict[str, tuple[str, str]] = {}
@@ -177,7 +179,9 @@ def restore(client: Any, bucket: str, queue_urls: dict[str, str], data_dir: Path
             summary.objects += 1
         _move_records(s3, bucket, changed)
     finally:
-        s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration=notifications)
+        s3.put_bucket_notification_configuration(
+            Bucket=bucket, NotificationConfiguration=BUCKET_NOTIFICATIONS
+        )
     sqs = client("sqs")
     for name, messages in index["queues"].items():
         if name not in queue_urls:

@@ -55,6 +55,9 @@ def _code_zip() -> bytes:
     return buffer.getvalue()
 
 
+# The data bucket sends its events to EventBridge (the template's NotificationConfiguration).
+BUCKET_NOTIFICATIONS: Final[dict[str, Any]] = {"EventBridgeConfiguration": {}}
+
 # What only the local engine sets: its endpoints and dummy credentials, and tracing off (no X-Ray daemon).
 LOCAL_ONLY_VARIABLES: Final = frozenset(
     {
@@ -122,7 +125,7 @@ def provision(
 
     s3.create_bucket(Bucket=names.bucket)
     s3.put_bucket_notification_configuration(
-        Bucket=names.bucket, NotificationConfiguration={"EventBridgeConfiguration": {}}
+        Bucket=names.bucket, NotificationConfiguration=BUCKET_NOTIFICATIONS
     )
     dynamodb = client("dynamodb")
     dynamodb.create_table(

@@ -114,9 +114,10 @@ def gate(candidate: dict[str, Any], serving: dict[str, Any], tolerance: float) -
 
 
 def table(decision: Decision) -> str:
+    width = max(12, len(decision.serving_version), len(decision.candidate_version)) + 2
     rows = [
-        f"{'':32}{'serving':>14}{'candidate':>14}",
-        f"{'version':32}{decision.serving_version[-14:]:>14}{decision.candidate_version[-14:]:>14}",
+        f"{'':28}{'serving':>{width}}{'candidate':>{width}}",
+        f"{'version':28}{decision.serving_version:>{width}}{decision.candidate_version:>{width}}",
     ]
     for part in ("test", "holdout"):
         for metric in ("n", "accuracy", "coverage", "accepted_accuracy", "ece"):
@@ -125,10 +126,15 @@ def table(decision: Decision) -> str:
             if old is None and new is None:
                 continue
             shown = [f"{v:.4f}" if isinstance(v, float) else str(v) for v in (old, new)]
-            rows.append(f"{part + ' ' + metric:32}{shown[0]:>14}{shown[1]:>14}")
-    rows.append("")
-    rows += decision.reasons
-    rows.append(f"decision: {'PROMOTE' if decision.promote else 'keep the serving model'}")
+            rows.append(f"{part + ' ' + metric:28}{shown[0]:>{width}}{shown[1]:>{width}}")
+    labels = decision.labels
+    rows += [
+        "",
+        f"reviewed labels: {labels.get('train', 0)} trained on, {labels.get('holdout', 0)} held out, "
+        f"{labels.get('neither', 0)} neither, {labels.get('test_images', 0)} test-set images kept out",
+        *decision.reasons,
+        f"decision: {'PROMOTE' if decision.promote else 'keep the serving model'}",
+    ]
     return "\n".join(rows)
 
 

@@ -63,10 +63,15 @@ def test_a_stop_in_the_middle_of_a_burst_loses_nothing(
         )["Attributes"]["ApproximateNumberOfMessages"]
         in_review = sum(record["outcome"] == "review" for record in index.records.values())
         assert int(waiting) >= in_review, "review messages from before the stop came back too"
+        after = "inbox/after-restart.png"
+        s3.put_object(Bucket="scones-data", Key=after, Body=images[0])
+        fresh = wait_for_outcomes(s3, "scones-data", [after], timeout_s=60, poll_s=0.2)
+        assert after in fresh.records, "a new upload after the restart still starts its run"
     finally:
         second.stop()
     again = json.loads((data_dir / "snapshot" / "index.json").read_text())
-    assert saved_sum(again, "ImagesReceived") == received_before, "saving restored metrics adds nothing"
+    # the restored counts, plus the one upload made after the restart: saving restored metrics adds nothing
+    assert saved_sum(again, "ImagesReceived") == received_before + 1
 
 
 def saved_sum(snapshot: dict[str, Any], name: str) -> float:
