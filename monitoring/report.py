@@ -155,10 +155,11 @@ def plot_outcomes_over_time(inferences: list[Inference], buckets: int = 20) -> b
             heights = [counts[outcome][n] for n in range(used)]
             axes.bar(range(used), heights, bottom=bottom, color=color, label=outcome)
             bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
-        ticks = list(range(0, used, max(1, used // 8)))
+        ticks = list(range(0, used, max(1, used // 6)))
         axes.set_xticks(
             ticks, [datetime.fromtimestamp(start + n * width, UTC).strftime("%H:%M:%S") for n in ticks]
         )
+        axes.tick_params(axis="x", labelrotation=30)
         axes.set_xlabel(f"bucket start, UTC ({width:.0f} s buckets, {inferences[0].recorded_at:%Y-%m-%d})")
     axes.set(title="Outcomes over time", ylabel="uploads")
     axes.legend(fontsize=8)
