@@ -201,7 +201,7 @@ def _metric_sum(stack: LocalStack, name: str, since: float) -> int:
                 },
             }
         ],
-        StartTime=datetime.fromtimestamp(since - 60, UTC),
+        StartTime=datetime.fromtimestamp(since, UTC),  # not earlier: other runs may have counted too
         EndTime=datetime.fromtimestamp(time.time() + 60, UTC),
     )
     return int(sum(result["MetricDataResults"][0]["Values"]))
