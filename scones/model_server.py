@@ -76,12 +76,6 @@ class ModelSlot:
                 model = self._model
         return model
 
-    def swap(self, model: OnnxClassifier) -> OnnxClassifier | None:
-        """Serve `model` from the next request on; returns the one it replaces."""
-        with self._lock:
-            previous, self._model = self._model, model
-        return previous
-
     def _due(self) -> bool:
         return (
             self._current_version is not None

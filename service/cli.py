@@ -23,11 +23,10 @@ def cmd_stage(args: argparse.Namespace) -> int:
 
     staged = stage(args.dataset, args.out, cache_dir=default_home() / "cache")
     if args.bucket:
-        import boto3
-
         from training.staging import upload
 
-        count = upload(staged.root, args.bucket, boto3.client("s3"), prefix=args.prefix)
+        (s3,) = _aws_clients(None, "s3")
+        count = upload(staged.root, args.bucket, s3, prefix=args.prefix)
         print(f"uploaded {count} objects to s3://{args.bucket}/{args.prefix}")
     _print_json({"root": str(staged.root), "counts": staged.counts, "sha256": staged.sha256})
     return 0
@@ -98,8 +97,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve in the foreground: what a SageMaker container runs (`serve`, port 8080)."""
-    import os
-
     import uvicorn
 
     from scones.model_server import Endpoint, ModelSlot, create_app
@@ -170,11 +167,9 @@ Ctrl-C stops it.""",
 
 def cmd_submit(args: argparse.Namespace) -> int:
     """Upload images into the inbox of the stack `AWS_ENDPOINT_URL` (or AWS) points at."""
-    import boto3
-
     from service.outcome_watch import wait_for_outcomes
 
-    s3 = boto3.client("s3", endpoint_url=args.endpoint_url) if args.endpoint_url else boto3.client("s3")
+    (s3,) = _aws_clients(args.endpoint_url, "s3")
     keys = []
     for path in args.paths:
         key = f"{args.prefix.rstrip('/')}/{path.name}"
@@ -196,18 +191,13 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     """Re-drive failed uploads of the stack `AWS_ENDPOINT_URL` (or AWS) points at."""
-    import boto3
-
     from handlers.aws import StepFunctionsStarter
     from scones.outcomes import REPLAYABLE_REASONS
     from service.replay import replay_failed, wait_for_executions
     from workflow.names import StackNames
 
     names = StackNames()
-    endpoint = {"endpoint_url": args.endpoint_url} if args.endpoint_url else {}
-    s3 = boto3.client("s3", **endpoint)
-    sfn = boto3.client("stepfunctions", **endpoint)
-    sqs = boto3.client("sqs", **endpoint)
+    s3, sfn, sqs = _aws_clients(args.endpoint_url, "s3", "stepfunctions", "sqs")
     machines = [m for m in sfn.list_state_machines()["stateMachines"] if m["name"] == names.state_machine]
     if not machines:
         print(f"no state machine named {names.state_machine}: is the stack running?")
@@ -247,13 +237,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def cmd_metrics(args: argparse.Namespace) -> int:
     """Print the service's CloudWatch metrics (AWS, or the stack `AWS_ENDPOINT_URL` points at)."""
-    import boto3
-
     from monitoring.metrics import format_table, parse_duration, read_metrics
 
-    cloudwatch = boto3.client(
-        "cloudwatch", **({"endpoint_url": args.endpoint_url} if args.endpoint_url else {})
-    )
+    (cloudwatch,) = _aws_clients(args.endpoint_url, "cloudwatch")
     metrics = read_metrics(cloudwatch, since=parse_duration(args.since))
     print(json.dumps(metrics, indent=2) if args.json else format_table(metrics))
     return 0
