@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from scones.objects import OUTCOME_PREFIXES, ObjectRef
+from service.queues import receive_all
 from workflow.names import METRICS_NAMESPACE
 
 SNAPSHOT_FORMAT: Final = 1
@@ -65,7 +66,14 @@ def save(client: Any, bucket: str, queue_urls: dict[str, str], data_dir: Path) -
                 }
             )
     summary.objects = len(objects)
-    queues = {name: _drain(client("sqs"), url) for name, url in queue_urls.items()}
+    sqs = client("sqs")
+    queues = {
+        name: [
+            {"body": m["Body"], "attributes": m.get("MessageAttributes", {})}
+            for m in receive_all(sqs, url, visibility_s=300, attributes=True)
+        ]
+        for name, url in queue_urls.items()
+    }
     summary.messages = sum(len(messages) for messages in queues.values())
     metrics = _metric_datapoints(client("cloudwatch"))
     summary.datapoints = sum(len(metric["datapoints"]) for metric in metrics)
@@ -86,19 +94,6 @@ def save(client: Any, bucket: str, queue_urls: dict[str, str], data_dir: Path) -
     staging.rename(current)
     shutil.rmtree(previous, ignore_errors=True)
     return summary
-
-
-def _drain(sqs: Any, queue_url: str) -> list[dict[str, Any]]:
-    messages: list[dict[str, Any]] = []
-    while batch := sqs.receive_message(
-        QueueUrl=queue_url,
-        MaxNumberOfMessages=10,
-        VisibilityTimeout=300,
-        MessageAttributeNames=["All"],
-        WaitTimeSeconds=0,
-    ).get("Messages", []):
-        messages += [{"body": m["Body"], "attributes": m.get("MessageAttributes", {})} for m in batch]
-    return messages
 
 
 def _metric_datapoints(cloudwatch: Any) -> list[dict[str, Any]]:

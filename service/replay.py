@@ -20,6 +20,7 @@ from scones.objects import NotAnUpload, ObjectRef, object_from_event
 from scones.outcomes import REPLAYABLE_REASONS
 from scones.steps import ExecutionStarter, replay_run, start_run
 from service.outcome_watch import list_record_keys
+from service.queues import receive_all
 
 
 @dataclass
@@ -38,18 +39,6 @@ def _exists(s3: Any, obj: ObjectRef) -> bool:
             return False
         raise
     return True
-
-
-def _drain(sqs: Any, queue_url: str) -> list[dict[str, Any]]:
-    """Every message visible on the queue now (each stays hidden until deleted or its timeout ends)."""
-    messages: list[dict[str, Any]] = []
-    while True:
-        batch = sqs.receive_message(
-            QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0, VisibilityTimeout=60
-        ).get("Messages", [])
-        if not batch:
-            return messages
-        messages.extend(batch)
 
 
 def replay_failed(
@@ -74,7 +63,7 @@ def replay_failed(
         else:
             report.replayed[obj.key] = replay_run(obj, starter)
     if sqs is not None and dead_letter_queue_url:
-        for message in _drain(sqs, dead_letter_queue_url):
+        for message in receive_all(sqs, dead_letter_queue_url, visibility_s=60):
             body = json.loads(message["Body"])
             obj = ObjectRef.from_dict(body.get("replay") or body)
             if obj.key in report.replayed or obj.outcome_key("failed") not in failed_keys:
@@ -87,7 +76,7 @@ def replay_failed(
                     VisibilityTimeout=0,
                 )
     if sqs is not None and event_dead_letter_queue_url:
-        for message in _drain(sqs, event_dead_letter_queue_url):
+        for message in receive_all(sqs, event_dead_letter_queue_url, visibility_s=60):
             try:
                 undelivered = object_from_event(json.loads(message["Body"]))
             except (NotAnUpload, ValueError, KeyError):
