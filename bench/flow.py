@@ -19,7 +19,6 @@ import tempfile
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ import numpy as np
 
 from scones.datasets import read_labeled_folder
 from scones.model_store import ModelStore
+from scones.steps import parse_iso
 from service.local_stack import LocalStack
 from service.outcome_watch import wait_for_outcomes
 from service.provision import function_environment
@@ -57,10 +57,7 @@ def burst(stack: LocalStack, images: list[bytes], size: int, concurrency: int = 
     with ThreadPoolExecutor(concurrency) as pool:
         list(pool.map(upload, range(size)))
     index = wait_for_outcomes(s3, bucket, keys, timeout_s=900, poll_s=0.05)
-    recorded_at = {
-        key: datetime.fromisoformat(record["recorded_at"].replace("Z", "+00:00")).timestamp()
-        for key, record in index.records.items()
-    }
+    recorded_at = {key: parse_iso(record["recorded_at"]).timestamp() for key, record in index.records.items()}
     latencies = [(recorded_at[key] - uploaded_at[key]) * 1000 for key in recorded_at]
     wall = max(recorded_at.values()) - started  # first upload → last outcome, whatever the polling
     return {

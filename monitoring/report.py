@@ -17,15 +17,16 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
+from monitoring.review import stored_labels
 from scones.objects import OUTCOME_PREFIXES
 from scones.outcomes import OutcomeRecord
+from scones.steps import parse_iso
 
 LISTING_MARGIN: Final = 50
 OUTCOME_COLORS: Final = {"accepted": "#2a9d8f", "review": "#e9c46a", "failed": "#e76f51"}
@@ -40,7 +41,7 @@ class Inference:
 
 
 def _timestamp(text: str | None) -> datetime:
-    return datetime.fromisoformat((text or "1970-01-01T00:00:00Z").replace("Z", "+00:00"))
+    return parse_iso(text or "1970-01-01T00:00:00Z")
 
 
 def recent_inferences(s3: Any, bucket: str, last: int) -> list[Inference]:
@@ -51,11 +52,7 @@ def recent_inferences(s3: Any, bucket: str, last: int) -> list[Inference]:
         for page in paginator.paginate(Bucket=bucket, Prefix=f"{kind}/"):
             listed += page.get("Contents", [])
     listed.sort(key=lambda item: item["LastModified"])
-    labels = {}
-    for page in paginator.paginate(Bucket=bucket, Prefix="labels/"):
-        for item in page.get("Contents", []):
-            label = json.loads(s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read())
-            labels[(label["key"], label["etag"])] = label["label"]
+    labels = {(label["key"], label["etag"]): label["label"] for label in stored_labels(s3, bucket)}
     inferences = []
     # S3 lists LastModified to the second: read a margin more, then order by the records' own times
     for item in listed[-(last + LISTING_MARGIN) :]:

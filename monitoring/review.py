@@ -223,17 +223,23 @@ def _review(
             tally.already_labeled.append(item.obj.key)
 
 
+def stored_labels(s3: Any, bucket: str) -> Iterator[dict[str, Any]]:
+    """Every label document reviewers stored under `labels/`."""
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="labels/"):
+        for item in page.get("Contents", []):
+            label: dict[str, Any] = json.loads(s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read())
+            yield label
+
+
 def export_labels(s3: Any, bucket: str, out: Path, classes: tuple[str, ...] = LABELS) -> dict[str, int]:
     """Write `out/<class>/<image>` for every labeled image of the given classes; counts per class."""
     counts = dict.fromkeys(classes, 0)
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="labels/"):
-        for item in page.get("Contents", []):
-            label = json.loads(s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read())
-            if label["label"] not in classes:
-                continue
-            folder = out / label["label"]
-            folder.mkdir(parents=True, exist_ok=True)
-            data = s3.get_object(Bucket=bucket, Key=label["image_key"])["Body"].read()
-            (folder / safe_file_name(label["key"], label["etag"])).write_bytes(data)
-            counts[label["label"]] += 1
+    for label in stored_labels(s3, bucket):
+        if label["label"] not in classes:
+            continue
+        folder = out / label["label"]
+        folder.mkdir(parents=True, exist_ok=True)
+        data = s3.get_object(Bucket=bucket, Key=label["image_key"])["Body"].read()
+        (folder / safe_file_name(label["key"], label["etag"])).write_bytes(data)
+        counts[label["label"]] += 1
     return counts

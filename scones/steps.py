@@ -75,6 +75,11 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def parse_iso(text: str) -> datetime:
+    """A timestamp the records carry (`now_iso`'s format, `Z` for UTC) as an aware datetime."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
 def elapsed_ms(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 2)
 

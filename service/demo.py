@@ -11,7 +11,7 @@ import json
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from scones.datasets import read_labeled_folder
 from scones.evaluation import DEFAULT_THRESHOLD
 from scones.labels import LABELS
 from scones.model_store import ModelStore, NoModelError, default_home
+from scones.steps import parse_iso
 from service.local_stack import LocalStack
 from service.outcome_watch import wait_for_outcomes
 
@@ -94,19 +95,17 @@ def run_demo(
         print(f"uploaded {len(labels)} images to s3://{bucket}/inbox/demo-{run}/; waiting for their outcomes")
         index = wait_for_outcomes(s3, bucket, labels, timeout_s=timeout_s)
         wall = time.monotonic() - started
-        counted = {
+        outcomes = {
             o: sum(r["outcome"] == o for r in index.records.values())
             for o in ("accepted", "review", "failed")
         }
-        metrics = metrics_matching(stack, counted, since_s=time.monotonic() - started)
+        metrics = metrics_matching(stack, outcomes, since_s=time.monotonic() - started)
         report_dir = default_home() / "report"
         write_report(s3, bucket, report_dir, last=len(labels))
 
-    outcomes = {"accepted": 0, "review": 0, "failed": 0}
     latencies, correct, classified = [], 0, 0
     for key, record in index.records.items():
-        outcomes[record["outcome"]] += 1
-        recorded = datetime.fromisoformat(record["recorded_at"].replace("Z", "+00:00")).timestamp()
+        recorded = parse_iso(record["recorded_at"]).timestamp()
         latencies.append((recorded - uploaded_at[key]) * 1000)
         if record["outcome"] != "failed":
             classified += 1

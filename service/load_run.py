@@ -23,6 +23,7 @@ import numpy as np
 
 from handlers.aws import StepFunctionsStarter
 from scones.outcomes import REPLAYABLE_REASONS
+from scones.steps import parse_iso
 from service.local_stack import LocalStack
 from service.outcome_watch import OutcomeIndex, wait_for_outcomes
 from service.replay import replay_failed
@@ -78,10 +79,6 @@ def plan_uploads(plan: LoadPlan, images: list[bytes]) -> list[Upload]:
     return uploads
 
 
-def _timestamp(text: str) -> float:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-
-
 def run_load(stack: LocalStack, images: list[bytes], plan: LoadPlan = LoadPlan()) -> dict[str, Any]:
     uploads = plan_uploads(plan, images)
     rng = random.Random(plan.seed + 1)
@@ -129,10 +126,11 @@ def run_load(stack: LocalStack, images: list[bytes], plan: LoadPlan = LoadPlan()
     outage_thread.join()
     keys = [upload.key for upload in uploads]
     first = wait_for_outcomes(s3, bucket, keys, timeout_s=600 + plan.uploads)
-    recorded = [_timestamp(record["recorded_at"]) for record in first.records.values()]
+    recorded = [parse_iso(record["recorded_at"]).timestamp() for record in first.records.values()]
     wall = (max(recorded) - started) if recorded else float("nan")
     latencies = [
-        (_timestamp(record["recorded_at"]) - uploaded_at[key]) * 1000 for key, record in first.records.items()
+        (parse_iso(record["recorded_at"]).timestamp() - uploaded_at[key]) * 1000
+        for key, record in first.records.items()
     ]
     first_counts = Counter(record["outcome"] for record in first.records.values())
     failed_by_reason = Counter(
