@@ -9,6 +9,7 @@ and must then end as normal outcomes. `bench/load.py` runs it at full size; a te
 from __future__ import annotations
 
 import json
+import math
 import random
 import threading
 import time
@@ -199,7 +200,9 @@ def _metric_sum(stack: LocalStack, name: str, since: float) -> int:
                 },
             }
         ],
-        StartTime=datetime.fromtimestamp(since, UTC),  # not earlier: other runs may have counted too
+        # from the run's start, on the whole second (CloudWatch keeps seconds); not earlier: other
+        # runs may have counted duplicates too
+        StartTime=datetime.fromtimestamp(math.floor(since), UTC),
         EndTime=datetime.fromtimestamp(time.time() + 60, UTC),
     )
     return int(sum(result["MetricDataResults"][0]["Values"]))

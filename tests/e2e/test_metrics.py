@@ -14,8 +14,10 @@ from training.staging import StagedDataset
 
 
 def test_metrics_count_what_the_outcomes_say(stack: LocalStack, staged: StagedDataset) -> None:
-    time.sleep(1.0)  # nothing of earlier tests lands in this window
-    started = datetime.now(UTC)
+    # CloudWatch keeps timestamps to the second: the window starts on the whole second before this
+    # test's first upload, and two seconds of quiet keep earlier tests' metrics out of that second
+    time.sleep(2.0)
+    started = datetime.now(UTC).replace(microsecond=0)
     folder = f"inbox/metrics-{uuid.uuid4().hex[:8]}"
     uploads = {
         f"{folder}/{path.name}": path.read_bytes()
@@ -27,7 +29,7 @@ def test_metrics_count_what_the_outcomes_say(stack: LocalStack, staged: StagedDa
         s3.put_object(Bucket=stack.resources.bucket, Key=key, Body=data)
     index = wait_for_outcomes(s3, stack.resources.bucket, uploads, timeout_s=60, poll_s=0.1)
     outcomes = [record["outcome"] for record in index.records.values()]
-    since = datetime.now(UTC) - started  # no margin: the second before `started` holds earlier tests' metrics
+    since = datetime.now(UTC) - started
     metrics = read_metrics(stack.client("cloudwatch"), since=since)
     assert metrics["received"] == len(uploads)
     assert (metrics["accepted"], metrics["review"], metrics["failed"]) == (
