@@ -7,6 +7,7 @@
 | `s3_events`         | S3's EventBridge "Object Created" / "Object Deleted" events, shaped as AWS's    |
 | `emf_metrics`       | CloudWatch Logs extracting Embedded Metric Format lines into metrics           |
 | `metric_percentiles` | CloudWatch GetMetricData answering percentiles (p50, p99, ...)                |
+| `cfn_state_machine` | CloudFormation state machines from `DefinitionS3Location` + substitutions     |
 | `sagemaker_runtime` | SageMaker Runtime InvokeEndpoint, forwarded to a local model server            |
 | `jsonpath_cache`    | (speed) Step Functions' JSONPath parsing, cached                               |
 | `task_clients`      | (speed) Step Functions' service integrations reusing their AWS clients         |
@@ -55,6 +56,7 @@ check_moto_version()
 
 from service.moto_adapters import (  # noqa: E402 - only after the version check
     asl_parse_cache,
+    cfn_state_machine,
     dispatch_cache,
     emf_metrics,
     event_delivery,
@@ -85,6 +87,7 @@ ADAPTERS = (
     sagemaker_runtime,
     emf_metrics,
     metric_percentiles,
+    cfn_state_machine,
 )
 
 for _adapter in ADAPTERS:
@@ -142,6 +145,7 @@ def install_all(
         event_delivery.install(delivery)
         s3_events.install()
         metric_percentiles.install()
+        cfn_state_machine.install()
         endpoints = sagemaker_runtime.install(sagemaker_endpoints or {})
     except BaseException:
         _uninstall_modules()
@@ -154,6 +158,7 @@ def install_all(
 
 def _uninstall_modules() -> None:
     for adapter in (
+        cfn_state_machine,
         metric_percentiles,
         sagemaker_runtime,
         s3_events,

@@ -816,3 +816,18 @@ def test_invoke_endpoint_is_forwarded_to_the_model_server(aws: Aws, model_server
     modeled = cast(dict[str, Any], broken.response)  # ModelError's extra members
     assert modeled["OriginalStatusCode"] == 500
     assert modeled["OriginalMessage"] == "kaput"
+
+
+def test_cfn_state_machine_fills_an_inline_definitions_placeholders_and_refuses_missing_ones() -> None:
+    from service.moto_adapters.cfn_state_machine import resolved_definition
+
+    properties = {
+        "DefinitionString": json.dumps(
+            {"StartAt": "A", "States": {"A": {"Type": "Task", "Resource": "${FnArn}", "End": True}}}
+        ),
+        "DefinitionSubstitutions": {"FnArn": "arn:aws:lambda:us-east-1:123456789012:function:f"},
+    }
+    definition = json.loads(resolved_definition(properties, "123456789012"))
+    assert definition["States"]["A"]["Resource"] == "arn:aws:lambda:us-east-1:123456789012:function:f"
+    with pytest.raises(KeyError, match="FnArn"):
+        resolved_definition({"DefinitionString": properties["DefinitionString"]}, "123456789012")

@@ -1,0 +1,161 @@
+"""The SAM template, packaged by the real AWS CLI, translated by AWS's SAM translator and created in moto's
+CloudFormation over loopback: the stack it makes is the one the local stack provisions (same ASL byte for
+byte once substituted, same rule pattern, functions, handlers, environment and queues)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from service.moto_adapters.server import LocalMotoServer, start_moto_server
+from service.provision import LOCAL_ONLY_VARIABLES, function_environment
+from service.sagemaker_jobs import stack_actions
+from service.sam_template import load_template, translate
+from workflow.definitions import STATE_MACHINE_FILE, event_pattern, state_machine_definition
+from workflow.names import FUNCTIONS, StackNames
+
+ROOT = Path(__file__).parents[2]
+# moto 5.2.5's CloudFormation has no S3 BucketPolicy or CloudWatch Alarm: it skips them with this warning
+# (tests/unit/test_template.py checks both in the template itself).
+pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse AWS.*not supported by moto:UserWarning")
+REGION = "us-east-1"
+PARAMETERS = {"EndpointName": "scones-classifier", "ConfidenceThreshold": "0.9", "LogLevel": "DEBUG"}
+
+
+@dataclass(frozen=True)
+class CreatedStack:
+    aws: LocalMotoServer
+    template: dict[str, Any]
+    resources: dict[str, str]  # logical id -> physical id
+
+    def client(self, service: str) -> Any:
+        return self.aws.client(service)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CreatedStack]:
+    work = tmp_path_factory.mktemp("deploy")
+    (work / "workflow").mkdir()
+    for name in ("template.yaml", "state_machine.asl.json"):
+        shutil.copy(ROOT / "workflow" / name, work / "workflow" / name)
+    (work / "build" / "lambda" / "handlers").mkdir(parents=True)  # what `make package` builds
+    (work / "build" / "lambda" / "handlers" / "__init__.py").write_text("")
+    with start_moto_server() as aws, pytest.MonkeyPatch.context() as env:
+        for name, value in {
+            "AWS_ENDPOINT_URL": aws.endpoint_url,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+        }.items():
+            env.setenv(name, value)
+        aws.client("s3").create_bucket(Bucket="deploy-artifacts")
+        package, _ = stack_actions(
+            artifacts_bucket="deploy-artifacts",
+            stack_name="scones",
+            parameters=PARAMETERS,
+            region=REGION,
+            template=work / "workflow" / "template.yaml",
+            packaged=work / "build" / "packaged.yaml",
+        )
+        package.run()
+        template = translate(load_template(work / "build" / "packaged.yaml"), region=REGION)
+        cloudformation = aws.client("cloudformation")
+        cloudformation.create_stack(
+            StackName="scones",
+            TemplateBody=json.dumps(template),
+            Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in PARAMETERS.items()],
+            Capabilities=["CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND"],
+        )
+        summaries = cloudformation.list_stack_resources(StackName="scones")["StackResourceSummaries"]
+        resources = {s["LogicalResourceId"]: s.get("PhysicalResourceId", "") for s in summaries}
+        yield CreatedStack(aws, template, resources)
+
+
+def test_the_stack_is_created(stack: CreatedStack) -> None:
+    described = stack.client("cloudformation").describe_stacks(StackName="scones")["Stacks"][0]
+    assert described["StackStatus"] == "CREATE_COMPLETE"
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in described["Outputs"]}
+    assert outputs["InboxUri"] == f"s3://{stack.resources['DataBucket']}/inbox/"
+
+
+def test_every_resource_but_the_ones_moto_lacks_is_created(stack: CreatedStack) -> None:
+    created = {logical_id for logical_id in stack.resources if logical_id}  # moto lists skipped ones as ""
+    skipped = {
+        logical_id: resource["Type"]
+        for logical_id, resource in stack.template["Resources"].items()
+        if logical_id not in created
+    }
+    assert set(skipped.values()) == {"AWS::S3::BucketPolicy", "AWS::CloudWatch::Alarm"}, skipped
+
+
+def test_the_state_machine_is_the_asl_file_with_the_stack_values_substituted(stack: CreatedStack) -> None:
+    arns = {
+        spec.logical_id: stack.client("lambda").get_function(FunctionName=stack.resources[spec.logical_id])[
+            "Configuration"
+        ]["FunctionArn"]
+        for spec in FUNCTIONS
+    }
+    queue_url = stack.resources  # a queue's physical id is its URL
+    expected = state_machine_definition(
+        {f"{name}Arn": arn for name, arn in arns.items()}
+        | {"ReviewQueueUrl": queue_url["ReviewQueue"], "DeadLetterQueueUrl": queue_url["FailedQueue"]}
+    )
+    created = stack.client("stepfunctions").describe_state_machine(
+        stateMachineArn=stack.resources["ImageWorkflow"]
+    )
+    assert created["definition"] == expected
+    assert STATE_MACHINE_FILE.read_text() != expected  # the placeholders were filled
+
+
+def test_functions_have_the_local_stacks_handlers_limits_and_environment(stack: CreatedStack) -> None:
+    resolved = {
+        "STATE_MACHINE_ARN": stack.resources["ImageWorkflow"],
+        "BUCKET_NAME": stack.resources["DataBucket"],
+        "IDEMPOTENCY_TABLE": stack.resources["IdempotencyTable"],
+        "ENDPOINT_NAME": PARAMETERS["EndpointName"],
+    }
+    for spec in FUNCTIONS:
+        config = stack.client("lambda").get_function_configuration(
+            FunctionName=stack.resources[spec.logical_id]
+        )
+        assert (config["Handler"], config["Timeout"], config["MemorySize"]) == (
+            spec.handler,
+            spec.timeout_s,
+            spec.memory_mb,
+        )
+        local = function_environment(
+            spec,
+            StackNames(),
+            aws_endpoint_url="http://127.0.0.1:1",
+            sagemaker_runtime_url="http://127.0.0.1:2",
+            threshold=float(PARAMETERS["ConfidenceThreshold"]),
+            log_level=PARAMETERS["LogLevel"],
+        )
+        expected = {k: resolved.get(k, v) for k, v in local.items() if k not in LOCAL_ONLY_VARIABLES}
+        # moto keeps a Number parameter's type in the environment; on AWS it becomes a string
+        created = {name: str(value) for name, value in config["Environment"]["Variables"].items()}
+        assert created == expected, spec.logical_id
+
+
+def test_the_rule_sends_inbox_uploads_to_the_start_function(stack: CreatedStack) -> None:
+    events = stack.client("events")
+    rule = stack.resources["StartFunctionInboxObjectCreated"]
+    pattern = json.loads(events.describe_rule(Name=rule)["EventPattern"])
+    assert pattern == event_pattern(stack.resources["DataBucket"])
+    targets = events.list_targets_by_rule(Rule=rule)["Targets"]
+    start = stack.client("lambda").get_function(FunctionName=stack.resources["StartFunction"])
+    assert [t["Arn"] for t in targets] == [start["Configuration"]["FunctionArn"]]
+
+
+def test_the_queues_and_table_exist(stack: CreatedStack) -> None:
+    sqs = stack.client("sqs")
+    for logical_id in ("ReviewQueue", "FailedQueue", "UndeliveredEventsQueue"):
+        attributes = sqs.get_queue_attributes(QueueUrl=stack.resources[logical_id], AttributeNames=["All"])
+        assert attributes["Attributes"]["SqsManagedSseEnabled"] == "true", logical_id
+    table = stack.client("dynamodb").describe_table(TableName=stack.resources["IdempotencyTable"])["Table"]
+    assert {k["AttributeName"] for k in table["KeySchema"]} == {"id"}
