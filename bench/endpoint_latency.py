@@ -180,7 +180,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--batches", type=lambda text: [int(n) for n in text.split(",")], default=[1, 8, 32, 64]
     )
     parser.add_argument("--rounds", type=int, default=30, help="requests per batch size")
-    parser.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="onnxruntime intra-op threads (as `scones serve`)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     return parser.parse_args(argv)
 

@@ -444,7 +444,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default=os.environ.get("SCONES_SERVE_HOST", "127.0.0.1"))
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--name", default="scones-classifier", help="endpoint name for the runtime route")
-    serve.add_argument("--threads", type=int, default=1, help="onnxruntime threads per request")
+    serve.add_argument(
+        "--threads",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="onnxruntime threads per request (default: every core; the embedded stack's endpoint uses 1)",
+    )
     serve.set_defaults(handler=cmd_serve)
 
     up = commands.add_parser("up", help="run the local stack in the foreground until Ctrl-C")
