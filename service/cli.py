@@ -359,26 +359,54 @@ def cmd_destroy(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bucket_registry(args: argparse.Namespace) -> Any:
+    """The data bucket's registry when an AWS endpoint is configured (the local stack or AWS), else None."""
+    from scones.registry import BucketRegistry
+
+    endpoint_url = args.endpoint_url or os.environ.get("AWS_ENDPOINT_URL")
+    if not endpoint_url:
+        return None
+    (s3,) = _aws_clients(endpoint_url, "s3")
+    return BucketRegistry(s3, args.bucket)
+
+
 def cmd_models(args: argparse.Namespace) -> int:
-    """The local model store: list versions, promote one, roll back to the one served before."""
+    """The local model store: list versions, promote one, roll back to the one served before.
+
+    With an AWS endpoint (`--endpoint-url` or $AWS_ENDPOINT_URL, e.g. `scones up`'s), the data bucket's
+    registry shows each version's status and records promotions and rollbacks.
+    """
     from scones.model_metadata import ModelMetadata
+    from scones.registry import entry_from, record_promotion
 
     store = ModelStore.default()
+    registry = _bucket_registry(args)
+
+    def served(version: str, reason: str) -> None:
+        if registry is not None:
+            registry.register(entry_from(ModelMetadata.read(store.path(version))))
+            record_promotion(registry, version, reason=reason)
+
     if args.models_command == "promote":
         store.set_current(args.version)
+        served(args.version, "scones models promote")
         print(f"serving {args.version} (a running endpoint switches within a second)")
     elif args.models_command == "rollback":
-        print(f"serving {store.rollback()} again")
+        version = store.rollback()
+        served(version, "scones models rollback")
+        print(f"serving {version} again")
     else:
         try:
             current = store.current_version()
         except NoModelError:
             current = None
+        statuses = {entry.version: entry.status for entry in registry.entries()} if registry else {}
         for version in store.versions():
             metrics = ModelMetadata.read(store.path(version)).metrics.get("test", {})
             accuracy = metrics.get("accuracy")
             shown = f"test accuracy {accuracy:.4f}" if isinstance(accuracy, float) else ""
-            print(f"{'*' if version == current else ' '} {version}  {shown}")
+            status = f"{statuses.get(version, 'unregistered'):<12}  " if registry else ""
+            print(f"{'*' if version == current else ' '} {version}  {status}{shown}")
     return 0
 
 
@@ -400,6 +428,7 @@ def _add_aws_flags(command: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from training.train import add_hyperparameter_flags
+    from workflow.names import StackNames
 
     parser = argparse.ArgumentParser(prog="scones", description="Scones Unlimited image-routing service.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -465,8 +494,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     up.add_argument("--ephemeral", action="store_true", help="keep nothing: start empty, save nothing")
     up.set_defaults(handler=cmd_up)
-
-    from workflow.names import StackNames
 
     submit = commands.add_parser("submit", help="upload images into the inbox (local stack or AWS)")
     submit.add_argument("paths", nargs="+", type=Path, metavar="PATH")
@@ -537,6 +564,8 @@ def build_parser() -> argparse.ArgumentParser:
     promote = model_commands.add_parser("promote", help="serve VERSION (the endpoint swaps without downtime)")
     promote.add_argument("version", metavar="VERSION")
     model_commands.add_parser("rollback", help="serve the version served before the current one again")
+    models.add_argument("--bucket", default=StackNames().bucket, help="the data bucket holding the registry")
+    models.add_argument("--endpoint-url", help="AWS endpoint for the registry (default $AWS_ENDPOINT_URL)")
     models.set_defaults(handler=cmd_models)
 
     replay = commands.add_parser(

@@ -9,6 +9,9 @@ labels; promote (publish and make current: the local endpoint swaps it in withou
 request) only when the candidate's accuracy and accuracy among accepted at the threshold are both at
 least the serving model's minus `--tolerance`. `--dry-run` decides without promoting;
 `--min-new-labels N` does nothing until N labels exist. Prints the side-by-side table and the decision.
+Every candidate is recorded in the model registry (the data bucket's `models/registry/`): pending
+when trained, then approved or rejected by the gate, serving when promoted (the model it replaces:
+retired).
 
     python training/retrain.py [--dataset SRC] [--endpoint-url URL] [--bucket B] [--dry-run]
 """
@@ -35,6 +38,7 @@ from scones.inference import OnnxClassifier
 from scones.labels import LABELS
 from scones.model_metadata import ModelMetadata
 from scones.model_store import ModelStore
+from scones.registry import ModelRegistry, Status, entry_from, record_promotion
 
 GATED: tuple[str, ...] = ("accuracy", "accepted_accuracy")
 
@@ -42,6 +46,7 @@ GATED: tuple[str, ...] = ("accuracy", "accepted_accuracy")
 @dataclass
 class Decision:
     promote: bool
+    passed: bool  # the gate's verdict (a --dry-run passes without promoting)
     reasons: list[str]
     candidate: dict[str, Any]
     serving: dict[str, Any]
@@ -150,6 +155,7 @@ def retrain(
     dry_run: bool = False,
     min_new_labels: int = 0,
     progress: bool = False,
+    registry: ModelRegistry | None = None,
 ) -> Decision | None:
     """Train a candidate on train + reviewed labels; promote it if it passes the gate."""
     from training.train import Hyperparameters, train
@@ -180,6 +186,7 @@ def retrain(
         promote, reasons = gate(candidate_eval, serving_eval, tolerance)
         decision = Decision(
             promote=promote and not dry_run,
+            passed=promote,
             reasons=reasons + (["--dry-run: not promoted"] if dry_run and promote else []),
             candidate=candidate_eval,
             serving=serving_eval,
@@ -191,7 +198,24 @@ def retrain(
             store.publish(candidate_dir)
         else:
             store.publish(candidate_dir, make_current=False)  # kept, for the record and a later promote
+        if registry is not None:
+            record_decision(registry, decision, ModelMetadata.read(serving_dir), metadata)
     return decision
+
+
+def record_decision(
+    registry: ModelRegistry, decision: Decision, serving: ModelMetadata, candidate: ModelMetadata
+) -> None:
+    """The candidate's way through the registry: pending, then approved or rejected, maybe serving."""
+    if registry.get(serving.version) is None:  # served before the registry knew it
+        registry.register(
+            entry_from(serving).model_copy(update={"status": "serving"}), reason="already serving"
+        )
+    registry.register(entry_from(candidate), reason="trained by retrain.py")
+    verdict: Status = "approved" if decision.passed else "rejected"
+    registry.set_status(candidate.version, verdict, reason="; ".join(decision.reasons))
+    if decision.promote:
+        record_promotion(registry, candidate.version, reason="promoted by retrain.py")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -214,6 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import boto3
 
     from scones.model_store import default_home
+    from scones.registry import BucketRegistry
 
     staged = stage(args.dataset, default_home() / "data", cache_dir=default_home() / "cache")
     s3 = boto3.client("s3", **({"endpoint_url": args.endpoint_url} if args.endpoint_url else {}))
@@ -231,6 +256,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             dry_run=args.dry_run,
             min_new_labels=args.min_new_labels,
             progress=True,
+            registry=BucketRegistry(s3, args.bucket),
         )
     if decision is None:
         return 0

@@ -4,10 +4,14 @@ replacing a bad serving model is promoted, and the reviewed labels are split bet
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from scones.model_metadata import ModelMetadata
 from scones.model_store import ModelStore
+from scones.registry import BucketRegistry, record_promotion
 from tests.conftest import SMALL_RECIPE
 from training.retrain import retrain, split_labels, table
 from training.staging import StagedDataset
@@ -37,8 +41,19 @@ def test_labels_are_split_and_neither_is_kept_out(staged: StagedDataset, tmp_pat
     assert not (tmp_path / "train" / "neither").exists()
 
 
+@pytest.fixture
+def registry() -> Iterator[BucketRegistry]:
+    """The registry in a data bucket on moto's S3 over loopback."""
+    from service.moto_adapters.server import start_moto_server
+
+    with start_moto_server() as moto:
+        s3 = moto.client("s3")
+        s3.create_bucket(Bucket="data")
+        yield BucketRegistry(s3, "data")
+
+
 def test_a_worse_candidate_is_refused_and_a_better_one_promoted(
-    staged: StagedDataset, small_model: Path, tmp_path: Path
+    staged: StagedDataset, small_model: Path, tmp_path: Path, registry: BucketRegistry
 ) -> None:
     from training.train import Hyperparameters
 
@@ -54,25 +69,45 @@ def test_a_worse_candidate_is_refused_and_a_better_one_promoted(
         labels_dir=tmp_path / "no-labels",
         store=store,
         hyperparameters=hp,
+        registry=registry,
     )
     assert shuffled is not None and not shuffled.promote
     assert shuffled.candidate["test"]["accuracy"] < shuffled.serving["test"]["accuracy"]
     assert store.current_version() == serving, "the serving model stays"
     assert "keep the serving model" in table(shuffled)
 
-    store.set_current(shuffled.candidate_version)  # a bad model is serving now
+    statuses = {entry.version: entry.status for entry in registry.entries()}
+    assert statuses == {serving: "serving", shuffled.candidate_version: "rejected"}
+    rejected = registry.get(shuffled.candidate_version)
+    assert rejected is not None and [change.status for change in rejected.history] == ["pending", "rejected"]
+    assert "WORSE" in rejected.history[-1].reason
+    assert rejected.training_data_sha256 != registry.get(serving).training_data_sha256  # type: ignore[union-attr]
+
+    store.set_current(shuffled.candidate_version)  # a bad model is serving now (`scones models promote`)
+    record_promotion(registry, shuffled.candidate_version, reason="by hand")
     better = retrain(
         base_train=staged.split_dir("train"),
         test_dir=staged.split_dir("test"),
         labels_dir=labels,
         store=store,
         hyperparameters=hp,
+        registry=registry,
     )
     assert better is not None
     assert better.promote, table(better)
     assert store.current_version() == better.candidate_version
     assert better.labels == {"train": 16, "holdout": 4, "test_images": 0, "neither": 1}
     assert better.candidate["holdout"]["n"] == 4 and "PROMOTE" in table(better)
+    statuses = {entry.version: entry.status for entry in registry.entries()}
+    assert statuses == {
+        serving: "retired",
+        shuffled.candidate_version: "retired",
+        better.candidate_version: "serving",
+    }
+    promoted = registry.get(better.candidate_version)
+    assert promoted is not None
+    assert [change.status for change in promoted.history] == ["pending", "approved", "serving"]
+    assert promoted.metrics["test"]["accuracy"] == better.candidate["test"]["accuracy"]
     assert store.rollback() == shuffled.candidate_version, "and a promotion can be rolled back"
 
 

@@ -1,0 +1,266 @@
+"""The model registry: every trained model as a version with its metrics, training-data id and a status.
+
+Statuses: `pending` (trained, not decided), `approved` (passed the gate), `rejected` (refused by it),
+`serving` (the endpoint's model), `retired` (served once, replaced). Two adapters behind one port:
+
+- `BucketRegistry` (the embedded default, and any bucket): one JSON record per version under
+  `models/registry/<version>.json` in the data bucket, with the history of its statuses.
+- `SageMakerRegistry` (AWS): a SageMaker Model Registry model package group; each version is a model
+  package whose approval status carries approved/rejected/pending and whose customer metadata
+  carries our status, version and training-data id.
+
+AWS clients are injected; nothing here imports boto3.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any, Final, Literal, Protocol
+
+from pydantic import BaseModel, Field
+
+from scones.model_metadata import ModelMetadata
+
+Status = Literal["pending", "approved", "rejected", "serving", "retired"]
+STATUSES: Final[tuple[Status, ...]] = ("pending", "approved", "rejected", "serving", "retired")
+REGISTRY_PREFIX: Final = "models/registry/"
+SUMMARY_METRICS: Final = ("n", "accuracy", "coverage", "accepted_accuracy", "ece")
+
+
+class StatusChange(BaseModel):
+    status: Status
+    at: str
+    reason: str = ""
+
+
+class RegistryEntry(BaseModel):
+    version: str
+    status: Status
+    training_data_sha256: str = ""
+    architecture: str = ""
+    created_at: str = ""
+    metrics: dict[str, dict[str, Any]] = Field(default_factory=dict)  # split -> summary
+    model_data_url: str = ""  # where the artifact is (AWS: model.tar.gz)
+    history: list[StatusChange] = Field(default_factory=list)
+
+
+def entry_from(metadata: ModelMetadata, *, model_data_url: str = "") -> RegistryEntry:
+    """A new `pending` entry for a trained model, with the summary of its measured metrics."""
+    metrics = {
+        split: {name: value for name, value in report.items() if name in SUMMARY_METRICS}
+        for split, report in metadata.metrics.items()
+        if isinstance(report, dict)
+    }
+    return RegistryEntry(
+        version=metadata.version,
+        status="pending",
+        training_data_sha256=metadata.training_data_sha256,
+        architecture=metadata.architecture,
+        created_at=metadata.created_at,
+        metrics=metrics,
+        model_data_url=model_data_url,
+    )
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class ModelRegistry(Protocol):
+    def register(self, entry: RegistryEntry, *, reason: str = "") -> RegistryEntry: ...
+
+    def set_status(self, version: str, status: Status, *, reason: str = "") -> RegistryEntry: ...
+
+    def get(self, version: str) -> RegistryEntry | None: ...
+
+    def entries(self) -> list[RegistryEntry]: ...
+
+
+def record_promotion(registry: ModelRegistry, version: str, *, reason: str) -> None:
+    """`version` is serving now; whatever served before it is retired."""
+    for entry in registry.entries():
+        if entry.status == "serving" and entry.version != version:
+            registry.set_status(entry.version, "retired", reason=f"replaced by {version}")
+    registry.set_status(version, "serving", reason=reason)
+
+
+class BucketRegistry:
+    """Registry records as JSON objects under `models/registry/` in a bucket."""
+
+    def __init__(self, s3: Any, bucket: str, prefix: str = REGISTRY_PREFIX) -> None:
+        self.s3 = s3
+        self.bucket = bucket
+        self.prefix = prefix
+
+    def _key(self, version: str) -> str:
+        return f"{self.prefix}{version}.json"
+
+    def _write(self, entry: RegistryEntry) -> RegistryEntry:
+        self.s3.put_object(
+            Bucket=self.bucket,
+            Key=self._key(entry.version),
+            Body=entry.model_dump_json(indent=2).encode(),
+            ContentType="application/json",
+        )
+        return entry
+
+    def register(self, entry: RegistryEntry, *, reason: str = "") -> RegistryEntry:
+        existing = self.get(entry.version)
+        if existing is not None:
+            return existing
+        change = StatusChange(status=entry.status, at=_now(), reason=reason or "registered")
+        return self._write(entry.model_copy(update={"history": [change]}))
+
+    def set_status(self, version: str, status: Status, *, reason: str = "") -> RegistryEntry:
+        entry = self.get(version)
+        if entry is None:
+            raise KeyError(f"model version {version} is not registered")
+        if entry.status == status:
+            return entry
+        change = StatusChange(status=status, at=_now(), reason=reason)
+        return self._write(entry.model_copy(update={"status": status, "history": [*entry.history, change]}))
+
+    def get(self, version: str) -> RegistryEntry | None:
+        try:
+            body = self.s3.get_object(Bucket=self.bucket, Key=self._key(version))["Body"].read()
+        except self.s3.exceptions.NoSuchKey:
+            return None
+        return RegistryEntry.model_validate_json(body)
+
+    def entries(self) -> list[RegistryEntry]:
+        found = []
+        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.prefix):
+            for item in page.get("Contents", []):
+                body = self.s3.get_object(Bucket=self.bucket, Key=item["Key"])["Body"].read()
+                found.append(RegistryEntry.model_validate_json(body))
+        return sorted(found, key=lambda entry: entry.version)
+
+
+_APPROVAL: Final[dict[Status, str]] = {
+    "pending": "PendingManualApproval",
+    "approved": "Approved",
+    "rejected": "Rejected",
+    "serving": "Approved",
+    "retired": "Approved",  # it passed once; "retired" lives in the customer metadata
+}
+
+
+class SageMakerRegistry:
+    """A SageMaker Model Registry model package group; one model package per version."""
+
+    def __init__(self, sagemaker: Any, group: str, *, serving_image: str = "") -> None:
+        self.sagemaker = sagemaker
+        self.group = group
+        self.serving_image = serving_image
+
+    def _ensure_group(self) -> None:
+        try:
+            self.sagemaker.describe_model_package_group(ModelPackageGroupName=self.group)
+        except self.sagemaker.exceptions.ClientError:
+            self.sagemaker.create_model_package_group(
+                ModelPackageGroupName=self.group,
+                ModelPackageGroupDescription="Scones Unlimited bicycle/motorcycle classifier versions",
+            )
+
+    def _packages(self) -> list[dict[str, Any]]:
+        packages = []
+        for page in self.sagemaker.get_paginator("list_model_packages").paginate(
+            ModelPackageGroupName=self.group
+        ):
+            for summary in page["ModelPackageSummaryList"]:
+                packages.append(
+                    self.sagemaker.describe_model_package(ModelPackageName=summary["ModelPackageArn"])
+                )
+        return packages
+
+    @staticmethod
+    def _properties(entry: RegistryEntry) -> dict[str, str]:
+        """The entry as customer metadata: string values of at most 256 characters each (AWS's limit)."""
+        properties = {
+            "version": entry.version,
+            "status": entry.status,
+            "training_data_sha256": entry.training_data_sha256,
+            "architecture": entry.architecture,
+            "created_at": entry.created_at,
+            "model_data_url": entry.model_data_url,
+        }
+        for split, report in entry.metrics.items():
+            for name, value in report.items():
+                properties[f"{split}.{name}"] = json.dumps(value)
+        return {name: value[:256] for name, value in properties.items() if value}
+
+    @staticmethod
+    def _entry(package: dict[str, Any]) -> RegistryEntry:
+        properties = dict(package.get("CustomerMetadataProperties", {}))
+        metrics: dict[str, dict[str, Any]] = {}
+        for name in [name for name in properties if "." in name]:
+            split, metric = name.split(".", 1)
+            metrics.setdefault(split, {})[metric] = json.loads(properties.pop(name))
+        return RegistryEntry.model_validate({**properties, "metrics": metrics})
+
+    def _find(self, version: str) -> dict[str, Any] | None:
+        for package in self._packages():
+            if package.get("CustomerMetadataProperties", {}).get("version") == version:
+                return package
+        return None
+
+    def register(self, entry: RegistryEntry, *, reason: str = "") -> RegistryEntry:
+        self._ensure_group()
+        existing = self._find(entry.version)
+        if existing is not None:
+            return self._entry(existing)
+        request: dict[str, Any] = {
+            "ModelPackageGroupName": self.group,
+            "ModelPackageDescription": f"{entry.version}: {entry.architecture}"[:1000],
+            "ModelApprovalStatus": _APPROVAL[entry.status],
+            "CustomerMetadataProperties": self._properties(entry),
+        }
+        if entry.model_data_url and self.serving_image:
+            request["InferenceSpecification"] = {
+                "Containers": [{"Image": self.serving_image, "ModelDataUrl": entry.model_data_url}],
+                "SupportedContentTypes": [
+                    "image/png",
+                    "image/jpeg",
+                    "application/x-image",
+                    "application/json",
+                ],
+                "SupportedResponseMIMETypes": ["application/json"],
+            }
+        self.sagemaker.create_model_package(**request)
+        return entry
+
+    def set_status(self, version: str, status: Status, *, reason: str = "") -> RegistryEntry:
+        package = self._find(version)
+        if package is None:
+            raise KeyError(f"model version {version} is not registered in {self.group}")
+        properties = dict(package.get("CustomerMetadataProperties", {}))
+        properties["status"] = status
+        request: dict[str, Any] = {
+            "ModelPackageArn": package["ModelPackageArn"],
+            "ModelApprovalStatus": _APPROVAL[status],
+            "CustomerMetadataProperties": properties,
+        }
+        if reason:
+            request["ApprovalDescription"] = reason[:1000]
+        self.sagemaker.update_model_package(**request)
+        return self._entry({"CustomerMetadataProperties": properties})
+
+    def get(self, version: str) -> RegistryEntry | None:
+        package = self._find(version)
+        return None if package is None else self._entry(package)
+
+    def entries(self) -> list[RegistryEntry]:
+        return sorted((self._entry(p) for p in self._packages()), key=lambda entry: entry.version)
+
+
+def describe(entry: RegistryEntry) -> str:
+    """One line: version, status, test accuracy, training data id."""
+    test = entry.metrics.get("test", {})
+    accuracy = test.get("accuracy")
+    shown = f"test accuracy {accuracy:.4f}" if isinstance(accuracy, float) else "test accuracy -"
+    return f"{entry.version}  {entry.status:<8}  {shown}  data {entry.training_data_sha256[:12] or '-'}"
+
+
+def dumps(entries: list[RegistryEntry]) -> str:
+    return json.dumps([entry.model_dump() for entry in entries], indent=2)

@@ -1,0 +1,136 @@
+"""The model registry's one contract, held by both adapters against moto over loopback: the data bucket's
+`models/registry/` and SageMaker's Model Registry (a model package group)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from scones.model_metadata import ModelMetadata
+from scones.registry import BucketRegistry, ModelRegistry, SageMakerRegistry, entry_from, record_promotion
+from service.moto_adapters.server import LocalMotoServer, start_moto_server
+
+
+@pytest.fixture(scope="module")
+def aws() -> Iterator[LocalMotoServer]:
+    with start_moto_server() as server:
+        yield server
+
+
+@pytest.fixture(params=["bucket", "sagemaker"])
+def registry(request: pytest.FixtureRequest, aws: LocalMotoServer) -> ModelRegistry:
+    name = f"registry-{request.node.name.split('[')[0][-20:].replace('_', '-')}"
+    if request.param == "bucket":
+        aws.client("s3").create_bucket(Bucket=name)
+        return BucketRegistry(aws.client("s3"), name)
+    return SageMakerRegistry(aws.client("sagemaker"), name, serving_image="123.dkr.ecr/scones-serve:1")
+
+
+def metadata(version: str, accuracy: float) -> ModelMetadata:
+    return ModelMetadata(
+        version=version,
+        input_size=128,
+        mean=(0.5, 0.5, 0.5),
+        std=(0.5, 0.5, 0.5),
+        architecture="efficientnet-lite0 x1 (seeds 0) + flip TTA, ImageNet-pretrained, fine-tuned at 128 px",
+        training_data_sha256="ab" * 32,
+        created_at="2026-11-24T10:00:00+00:00",
+        metrics={
+            "train_seconds": 140.0,
+            "test": {
+                "n": 200,
+                "accuracy": accuracy,
+                "coverage": 0.94,
+                "accepted_accuracy": 0.97,
+                "ece": 0.03,
+            },
+        },
+    )
+
+
+def test_a_version_goes_from_pending_to_serving_to_retired(registry: ModelRegistry) -> None:
+    first = registry.register(entry_from(metadata("20261124-100000-aaaaaaaa", 0.95)), reason="trained")
+    assert first.status == "pending"
+    assert (
+        registry.register(entry_from(metadata("20261124-100000-aaaaaaaa", 0.5))).metrics == first.metrics
+    ), "registering a known version again changes nothing"
+    registry.set_status(first.version, "approved", reason="gate passed")
+    record_promotion(registry, first.version, reason="promoted")
+
+    second = entry_from(
+        metadata("20261124-110000-bbbbbbbb", 0.965), model_data_url="s3://data/models/b.tar.gz"
+    )
+    registry.register(second)
+    registry.set_status(second.version, "approved", reason="gate passed")
+    record_promotion(registry, second.version, reason="promoted")
+
+    entries = registry.entries()
+    assert [(e.version, e.status) for e in entries] == [
+        (first.version, "retired"),
+        (second.version, "serving"),
+    ]
+    stored = registry.get(second.version)
+    assert stored is not None
+    assert stored.metrics["test"] == {
+        "n": 200,
+        "accuracy": 0.965,
+        "coverage": 0.94,
+        "accepted_accuracy": 0.97,
+        "ece": 0.03,
+    }
+    assert stored.training_data_sha256 == "ab" * 32 and stored.model_data_url == "s3://data/models/b.tar.gz"
+    assert registry.get("20990101-000000-cccccccc") is None
+
+
+def test_a_rejected_candidate_stays_out_of_service(registry: ModelRegistry) -> None:
+    entry = registry.register(entry_from(metadata("20261124-120000-dddddddd", 0.5)))
+    registry.set_status(entry.version, "rejected", reason="test accuracy: WORSE")
+    assert [(e.version, e.status) for e in registry.entries()] == [(entry.version, "rejected")]
+    with pytest.raises(KeyError):
+        registry.set_status("20990101-000000-eeeeeeee", "serving")
+
+
+def test_bucket_records_keep_the_history_of_statuses(aws: LocalMotoServer) -> None:
+    aws.client("s3").create_bucket(Bucket="registry-history")
+    registry = BucketRegistry(aws.client("s3"), "registry-history")
+    version = registry.register(entry_from(metadata("20261124-130000-ffffffff", 0.96))).version
+    registry.set_status(version, "approved", reason="gate passed")
+    record_promotion(registry, version, reason="promoted")
+    entry = registry.get(version)
+    assert entry is not None
+    assert [(c.status, c.reason) for c in entry.history] == [
+        ("pending", "registered"),
+        ("approved", "gate passed"),
+        ("serving", "promoted"),
+    ]
+    listed = aws.client("s3").list_objects_v2(Bucket="registry-history")["Contents"]
+    assert [item["Key"] for item in listed] == [f"models/registry/{version}.json"]
+
+
+def test_sagemaker_packages_carry_the_approval_status_and_short_metadata(aws: LocalMotoServer) -> None:
+    sagemaker = aws.client("sagemaker")
+    registry = SageMakerRegistry(sagemaker, "registry-approval", serving_image="123.dkr.ecr/scones-serve:1")
+    for version, status in (
+        ("20261124-140000-11111111", "rejected"),
+        ("20261124-150000-22222222", "serving"),
+    ):
+        registry.register(entry_from(metadata(version, 0.96), model_data_url=f"s3://data/{version}.tar.gz"))
+        registry.set_status(version, status, reason="decided")  # type: ignore[arg-type]
+    summaries = sagemaker.list_model_packages(ModelPackageGroupName="registry-approval")[
+        "ModelPackageSummaryList"
+    ]
+    approvals = {}
+    for summary in summaries:
+        package = sagemaker.describe_model_package(ModelPackageName=summary["ModelPackageArn"])
+        properties = package["CustomerMetadataProperties"]
+        assert all(len(value) <= 256 for value in properties.values()), (
+            "AWS caps each value at 256 characters"
+        )
+        approvals[properties["version"]] = (package["ModelApprovalStatus"], properties["status"])
+        container = package["InferenceSpecification"]["Containers"][0]
+        assert container["ModelDataUrl"] == f"s3://data/{properties['version']}.tar.gz"
+    assert approvals == {
+        "20261124-140000-11111111": ("Rejected", "rejected"),
+        "20261124-150000-22222222": ("Approved", "serving"),
+    }
