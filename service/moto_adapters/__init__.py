@@ -8,6 +8,7 @@
 | `emf_metrics`       | CloudWatch Logs extracting Embedded Metric Format lines into metrics           |
 | `metric_percentiles` | CloudWatch GetMetricData answering percentiles (p50, p99, ...)                |
 | `cfn_state_machine` | CloudFormation state machines from `DefinitionS3Location` + substitutions     |
+| `sagemaker_update_endpoint` | SageMaker UpdateEndpoint (a promotion swapping the endpoint's config)  |
 | `sagemaker_runtime` | SageMaker Runtime InvokeEndpoint, forwarded to a local model server            |
 | `jsonpath_cache`    | (speed) Step Functions' JSONPath parsing, cached                               |
 | `task_clients`      | (speed) Step Functions' service integrations reusing their AWS clients         |
@@ -65,6 +66,7 @@ from service.moto_adapters import (  # noqa: E402 - only after the version check
     metric_percentiles,
     s3_events,
     sagemaker_runtime,
+    sagemaker_update_endpoint,
     task_clients,
 )
 from service.moto_adapters.event_delivery import (  # noqa: E402
@@ -88,6 +90,7 @@ ADAPTERS = (
     emf_metrics,
     metric_percentiles,
     cfn_state_machine,
+    sagemaker_update_endpoint,
 )
 
 for _adapter in ADAPTERS:
@@ -146,6 +149,7 @@ def install_all(
         s3_events.install()
         metric_percentiles.install()
         cfn_state_machine.install()
+        sagemaker_update_endpoint.install()
         endpoints = sagemaker_runtime.install(sagemaker_endpoints or {})
     except BaseException:
         _uninstall_modules()
@@ -158,6 +162,7 @@ def install_all(
 
 def _uninstall_modules() -> None:
     for adapter in (
+        sagemaker_update_endpoint,
         cfn_state_machine,
         metric_percentiles,
         sagemaker_runtime,

@@ -28,9 +28,12 @@ class PatchSet:
         return bool(self._saved)
 
     def replace(self, owner: object, name: str, value: object) -> object:
-        """Set `owner.name = value`; return what `owner.name` resolved to before (the thing to wrap)."""
+        """Set `owner.name = value`; return what `owner.name` resolved to before (the thing to wrap).
+
+        A name `owner` lacks (an API moto does not implement) is added, and removed again by `restore`.
+        """
         with self._lock:
-            current = getattr(owner, name)
+            current = getattr(owner, name, None)
             own = vars(owner).get(name, _MISSING) if hasattr(owner, "__dict__") else current
             self._saved.append(_Saved(owner, name, own))
             setattr(owner, name, value)

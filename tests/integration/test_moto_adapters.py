@@ -831,3 +831,17 @@ def test_cfn_state_machine_fills_an_inline_definitions_placeholders_and_refuses_
     assert definition["States"]["A"]["Resource"] == "arn:aws:lambda:us-east-1:123456789012:function:f"
     with pytest.raises(KeyError, match="FnArn"):
         resolved_definition({"DefinitionString": properties["DefinitionString"]}, "123456789012")
+
+
+def test_sagemaker_update_endpoint_is_added_to_moto_and_removed_again() -> None:
+    from moto.sagemaker.responses import SageMakerResponse
+
+    from service.moto_adapters import sagemaker_update_endpoint
+
+    installed_before = sagemaker_update_endpoint.installed()
+    sagemaker_update_endpoint.uninstall()
+    assert not hasattr(SageMakerResponse, "update_endpoint"), "moto 5.2.5 has no UpdateEndpoint of its own"
+    sagemaker_update_endpoint.install()
+    assert callable(SageMakerResponse.update_endpoint)
+    if not installed_before:
+        sagemaker_update_endpoint.uninstall()

@@ -83,13 +83,18 @@ def test_hosting_creates_a_captured_real_time_endpoint_or_a_serverless_one(aws: 
         model["PrimaryContainer"]["Image"] == IMAGE
         and model["PrimaryContainer"]["ModelDataUrl"] == model_data
     )
-    # moto 5.2.5 has no UpdateEndpoint, so the serverless variant gets an endpoint of its own here
+    created = sagemaker.describe_endpoint(EndpointName="scones-classifier")
+    # a promotion: the same endpoint updated in place (moto: the sagemaker_update_endpoint adapter)
     run(
-        hosting_actions(sagemaker, settings(serverless=True), "scones-classifier-sl", model_data, "v2"),
+        hosting_actions(sagemaker, settings(serverless=True), "scones-classifier", model_data, "v2"),
         dry_run=False,
     )
-    endpoint = sagemaker.describe_endpoint(EndpointName="scones-classifier-sl")
+    endpoint = sagemaker.describe_endpoint(EndpointName="scones-classifier")
     assert endpoint["EndpointConfigName"] == "scones-v2-serverless"
+    assert endpoint["EndpointArn"] == created["EndpointArn"] and endpoint["EndpointStatus"] == "InService"
+    assert sagemaker.describe_endpoint_config(EndpointConfigName="scones-v1-realtime"), "the old config stays"
+    with pytest.raises(sagemaker.exceptions.ClientError, match="Could not find endpoint configuration"):
+        sagemaker.update_endpoint(EndpointName="scones-classifier", EndpointConfigName="no-such-config")
     serverless = sagemaker.describe_endpoint_config(EndpointConfigName="scones-v2-serverless")
     assert serverless["ProductionVariants"][0]["ServerlessConfig"] == {
         "MemorySizeInMB": 2048,
