@@ -21,9 +21,9 @@ _patches = PatchSet("sagemaker_update_endpoint")
 
 def update_endpoint(backend: Any, endpoint_name: str, endpoint_config_name: str) -> Any:
     """Swap `endpoint_name`'s config in moto's SageMaker backend; returns the endpoint."""
+    from moto.core.utils import utcnow
     from moto.sagemaker.exceptions import ValidationError
     from moto.sagemaker.models import FakeEndpoint
-    from moto.core.utils import utcnow
 
     endpoint = backend.endpoints.get(endpoint_name)
     if endpoint is None:
