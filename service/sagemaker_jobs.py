@@ -120,9 +120,15 @@ def timestamped(prefix: str, now: datetime | None = None) -> str:
 
 
 def training_job_request(
-    settings: SageMakerSettings, job_name: str, source_uri: str, hyperparameters: dict[str, str]
+    settings: SageMakerSettings,
+    job_name: str,
+    source_uri: str,
+    hyperparameters: dict[str, str],
+    channels: dict[str, str] | None = None,
 ) -> dict[str, Any]:
+    """The CreateTrainingJob request; `channels` (name -> S3 prefix) default to the bucket's train/, test/."""
     data = f"s3://{settings.bucket}"
+    channels = channels or {channel: f"{data}/{channel}/" for channel in ("train", "test")}
     return {
         "TrainingJobName": job_name,
         "RoleArn": settings.role_arn,
@@ -147,12 +153,12 @@ def training_job_request(
                 "DataSource": {
                     "S3DataSource": {
                         "S3DataType": "S3Prefix",
-                        "S3Uri": f"{data}/{channel}/",
+                        "S3Uri": uri,
                         "S3DataDistributionType": "FullyReplicated",
                     }
                 },
             }
-            for channel in ("train", "test")
+            for channel, uri in channels.items()
         ],
         "OutputDataConfig": {"S3OutputPath": f"{data}/models/"},
         "ResourceConfig": {
@@ -206,11 +212,17 @@ def endpoint_config_request(settings: SageMakerSettings, name: str, model_name: 
 
 
 def train_actions(
-    sagemaker: Any, s3: Any, settings: SageMakerSettings, hyperparameters: dict[str, str], job_name: str
+    sagemaker: Any,
+    s3: Any,
+    settings: SageMakerSettings,
+    hyperparameters: dict[str, str],
+    job_name: str,
+    *,
+    channels: dict[str, str] | None = None,
 ) -> list[Action]:
     key = f"code/{job_name}/source.tar.gz"
     source_uri = f"s3://{settings.bucket}/{key}"
-    request = training_job_request(settings, job_name, source_uri, hyperparameters)
+    request = training_job_request(settings, job_name, source_uri, hyperparameters, channels)
     return [
         Action(
             "upload",
@@ -362,6 +374,88 @@ def _empty(s3: Any, bucket: str) -> None:
         ]
         if doomed:
             s3.delete_objects(Bucket=bucket, Delete={"Objects": doomed, "Quiet": True})
+
+
+def split_s3_url(url: str) -> tuple[str, str]:
+    bucket, _, key = url.removeprefix("s3://").partition("/")
+    return bucket, key
+
+
+def upload_folder(s3: Any, bucket: str, prefix: str, folder: Path) -> int:
+    """Every file under `folder` to `s3://bucket/prefix<relative path>`; returns the count."""
+    count = 0
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            s3.upload_file(str(path), bucket, prefix + path.relative_to(folder).as_posix())
+            count += 1
+    return count
+
+
+def download_model(s3: Any, model_data_url: str, model_dir: Path) -> Path:
+    """Unpack a SageMaker `model.tar.gz` (model.onnx, metadata.json, ...) into `model_dir`."""
+    bucket, key = split_s3_url(model_data_url)
+    body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    model_dir.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(fileobj=io.BytesIO(body), mode="r:gz") as archive:
+        archive.extractall(model_dir, filter="data")  # refuses absolute paths, links out, devices
+    return model_dir
+
+
+@dataclass
+class SageMakerTrainer:
+    """Trains on SageMaker what `training.train.train` trains locally: upload, job, wait, unpack the model.
+
+    The training folder and the test folder go to `s3://<bucket>/retrain/<job>/{train,test}/`; the
+    artifact comes back from the job's `ModelArtifacts` (kept in `model_data_url` for the registry and
+    the endpoint).
+    """
+
+    sagemaker: Any
+    s3: Any
+    settings: SageMakerSettings
+    job_name: str = ""
+    wait_minutes: int = 120
+    poll_seconds: int = 30
+    model_data_url: str = field(default="", init=False)
+
+    def __call__(
+        self,
+        train_dir: Path,
+        model_dir: Path,
+        hyperparameters: Any,
+        *,
+        test_dir: Path | None = None,
+        **_: Any,
+    ) -> Any:
+        from dataclasses import asdict
+
+        from scones.model_metadata import ModelMetadata
+
+        job_name = self.job_name or timestamped(f"{self.settings.prefix}-retrain")
+        channels = {}
+        for channel, folder in (("train", train_dir), ("test", test_dir)):
+            if folder is not None:
+                prefix = f"retrain/{job_name}/{channel}/"
+                upload_folder(self.s3, self.settings.bucket, prefix, folder)
+                channels[channel] = f"s3://{self.settings.bucket}/{prefix}"
+        values = sagemaker_hyperparameters({**asdict(hyperparameters), "threads": 0})
+        actions = train_actions(self.sagemaker, self.s3, self.settings, values, job_name, channels=channels)
+        run(actions, dry_run=False)
+        self.sagemaker.get_waiter("training_job_completed_or_stopped").wait(
+            TrainingJobName=job_name,
+            WaiterConfig={
+                "Delay": self.poll_seconds,
+                "MaxAttempts": self.wait_minutes * 60 // self.poll_seconds,
+            },
+        )
+        job = self.sagemaker.describe_training_job(TrainingJobName=job_name)
+        if job["TrainingJobStatus"] != "Completed":
+            raise RuntimeError(
+                f"training job {job_name} ended {job['TrainingJobStatus']}: {job.get('FailureReason')}"
+            )
+        self.model_data_url = job["ModelArtifacts"]["S3ModelArtifacts"]
+        download_model(self.s3, self.model_data_url, model_dir)
+        return ModelMetadata.read(model_dir)
 
 
 def run(actions: list[Action], *, dry_run: bool, echo: Callable[[str], None] = print) -> None:

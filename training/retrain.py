@@ -25,7 +25,7 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -156,8 +156,17 @@ def retrain(
     min_new_labels: int = 0,
     progress: bool = False,
     registry: ModelRegistry | None = None,
+    trainer: Callable[..., ModelMetadata] | None = None,
+    serving_dir: Path | None = None,
+    promote_model: Callable[[Path, ModelMetadata], None] | None = None,
 ) -> Decision | None:
-    """Train a candidate on train + reviewed labels; promote it if it passes the gate."""
+    """Train a candidate on train + reviewed labels; promote it if it passes the gate.
+
+    Locally by default: `training.train.train`, the store's current model as the serving one, and
+    promotion by making the candidate current. On AWS, `trainer` is a `SageMakerTrainer` (its
+    `model_data_url` goes to the registry), `serving_dir` the endpoint's model unpacked, and
+    `promote_model` updates the endpoint.
+    """
     from training.train import Hyperparameters, train
 
     with tempfile.TemporaryDirectory(prefix="scones-retrain-") as scratch:
@@ -172,7 +181,7 @@ def retrain(
             return None
         training = merged_training_folder(base_train, root / "reviewed-train", root / "train")
         candidate_dir = root / "candidate"
-        metadata = train(
+        metadata = (trainer or train)(
             training,
             candidate_dir,
             hyperparameters or Hyperparameters(),
@@ -180,7 +189,7 @@ def retrain(
             progress=progress,
         )
         folders = {"test": test_dir, "holdout": root / "holdout"}
-        serving_dir = store.current_path()
+        serving_dir = serving_dir or store.current_path()
         candidate_eval = evaluate(candidate_dir, folders, threshold)
         serving_eval = evaluate(serving_dir, folders, threshold)
         promote, reasons = gate(candidate_eval, serving_eval, tolerance)
@@ -194,28 +203,72 @@ def retrain(
             candidate_version=metadata.version,
             serving_version=ModelMetadata.read(serving_dir).version,
         )
-        if decision.promote:
-            store.publish(candidate_dir)
-        else:
-            store.publish(candidate_dir, make_current=False)  # kept, for the record and a later promote
+        # kept in the store either way, for the record and a later `scones models promote`
+        store.publish(candidate_dir, make_current=decision.promote and promote_model is None)
+        if decision.promote and promote_model is not None:
+            promote_model(candidate_dir, metadata)
         if registry is not None:
-            record_decision(registry, decision, ModelMetadata.read(serving_dir), metadata)
+            model_data_url = str(getattr(trainer, "model_data_url", ""))
+            record_decision(registry, decision, ModelMetadata.read(serving_dir), metadata, model_data_url)
     return decision
 
 
 def record_decision(
-    registry: ModelRegistry, decision: Decision, serving: ModelMetadata, candidate: ModelMetadata
+    registry: ModelRegistry,
+    decision: Decision,
+    serving: ModelMetadata,
+    candidate: ModelMetadata,
+    model_data_url: str = "",
 ) -> None:
     """The candidate's way through the registry: pending, then approved or rejected, maybe serving."""
     if registry.get(serving.version) is None:  # served before the registry knew it
         registry.register(
             entry_from(serving).model_copy(update={"status": "serving"}), reason="already serving"
         )
-    registry.register(entry_from(candidate), reason="trained by retrain.py")
+    registry.register(entry_from(candidate, model_data_url=model_data_url), reason="trained by retrain.py")
     verdict: Status = "approved" if decision.passed else "rejected"
     registry.set_status(candidate.version, verdict, reason="; ".join(decision.reasons))
     if decision.promote:
         record_promotion(registry, candidate.version, reason="promoted by retrain.py")
+
+
+def sagemaker_engine(args: argparse.Namespace, sagemaker: Any, s3: Any, scratch: Path) -> dict[str, Any]:
+    """`retrain()`'s AWS parts: a SageMaker training job, the Model Registry, the endpoint's model
+    (from the registry's serving entry; the local store's current model before the first promotion)
+    and promotion by a new model + endpoint config + UpdateEndpoint."""
+    from scones.registry import SageMakerRegistry
+    from service.sagemaker_jobs import (
+        SageMakerSettings,
+        SageMakerTrainer,
+        download_model,
+        hosting_actions,
+        run,
+    )
+
+    if not args.role:
+        raise SystemExit("--on sagemaker needs --role (an IAM role SageMaker can assume)")
+    settings = SageMakerSettings(
+        role_arn=args.role, bucket=args.bucket, region=args.region, serving_image=args.serving_image
+    )
+    trainer = SageMakerTrainer(sagemaker, s3, settings)
+    registry = SageMakerRegistry(sagemaker, args.model_package_group, serving_image=args.serving_image)
+    serving = [entry for entry in registry.entries() if entry.status == "serving" and entry.model_data_url]
+    serving_dir = download_model(s3, serving[-1].model_data_url, scratch) if serving else None
+
+    def promote_model(_: Path, metadata: ModelMetadata) -> None:
+        run(
+            hosting_actions(
+                sagemaker, settings, args.endpoint_name, trainer.model_data_url, metadata.version
+            ),
+            dry_run=False,
+        )
+
+    return {
+        "registry": registry,
+        "trainer": trainer,
+        "serving_dir": serving_dir,
+        "promote_model": promote_model,
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -233,18 +286,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--min-new-labels", type=int, default=0)
     parser.add_argument("--dry-run", action="store_true", help="decide, but do not promote")
     parser.add_argument("--json", action="store_true")
+    aws = parser.add_argument_group("--on sagemaker: train on SageMaker, gate, update the endpoint")
+    aws.add_argument("--on", choices=["local", "sagemaker"], default="local", help="where to train")
+    aws.add_argument("--role", help="the IAM role SageMaker assumes")
+    aws.add_argument("--region", default=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
+    aws.add_argument("--serving-image", default="", help="the model server's image in ECR (Dockerfile)")
+    aws.add_argument("--endpoint-name", default=StackNames().endpoint)
+    aws.add_argument("--model-package-group", default=StackNames().endpoint, help="the Model Registry group")
     add_hyperparameter_flags(parser)
     args = parser.parse_args(argv)
     import boto3
 
     from scones.model_store import default_home
     from scones.registry import BucketRegistry
+    from workflow.names import StackNames
 
     staged = stage(args.dataset, default_home() / "data", cache_dir=default_home() / "cache")
-    s3 = boto3.client("s3", **({"endpoint_url": args.endpoint_url} if args.endpoint_url else {}))
-    with tempfile.TemporaryDirectory(prefix="scones-labels-") as labels:
+    endpoint = {"endpoint_url": args.endpoint_url} if args.endpoint_url else {}
+    s3 = boto3.client("s3", region_name=args.region, **endpoint)
+    with (
+        tempfile.TemporaryDirectory(prefix="scones-labels-") as labels,
+        tempfile.TemporaryDirectory(prefix="scones-serving-") as serving,
+    ):
         exported = export_labels(s3, args.bucket, Path(labels), classes=(*LABELS, "neither"))
         print("reviewed labels: " + ", ".join(f"{k} {v}" for k, v in exported.items()))
+        engine: dict[str, Any] = {"registry": BucketRegistry(s3, args.bucket)}
+        if args.on == "sagemaker":
+            sagemaker = boto3.client("sagemaker", region_name=args.region, **endpoint)
+            engine = sagemaker_engine(args, sagemaker, s3, Path(serving))
         decision = retrain(
             base_train=staged.split_dir("train"),
             test_dir=staged.split_dir("test"),
@@ -256,7 +325,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             dry_run=args.dry_run,
             min_new_labels=args.min_new_labels,
             progress=True,
-            registry=BucketRegistry(s3, args.bucket),
+            **engine,
         )
     if decision is None:
         return 0

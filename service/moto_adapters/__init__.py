@@ -9,6 +9,7 @@
 | `metric_percentiles` | CloudWatch GetMetricData answering percentiles (p50, p99, ...)                |
 | `cfn_state_machine` | CloudFormation state machines from `DefinitionS3Location` + substitutions     |
 | `sagemaker_update_endpoint` | SageMaker UpdateEndpoint (a promotion swapping the endpoint's config)  |
+| `sagemaker_training` | SageMaker training jobs running their script-mode entry point locally     |
 | `sagemaker_runtime` | SageMaker Runtime InvokeEndpoint, forwarded to a local model server            |
 | `jsonpath_cache`    | (speed) Step Functions' JSONPath parsing, cached                               |
 | `task_clients`      | (speed) Step Functions' service integrations reusing their AWS clients         |
@@ -66,6 +67,7 @@ from service.moto_adapters import (  # noqa: E402 - only after the version check
     metric_percentiles,
     s3_events,
     sagemaker_runtime,
+    sagemaker_training,
     sagemaker_update_endpoint,
     task_clients,
 )
@@ -91,6 +93,7 @@ ADAPTERS = (
     metric_percentiles,
     cfn_state_machine,
     sagemaker_update_endpoint,
+    sagemaker_training,
 )
 
 for _adapter in ADAPTERS:
@@ -150,6 +153,7 @@ def install_all(
         metric_percentiles.install()
         cfn_state_machine.install()
         sagemaker_update_endpoint.install()
+        sagemaker_training.install()
         endpoints = sagemaker_runtime.install(sagemaker_endpoints or {})
     except BaseException:
         _uninstall_modules()
@@ -162,6 +166,7 @@ def install_all(
 
 def _uninstall_modules() -> None:
     for adapter in (
+        sagemaker_training,
         sagemaker_update_endpoint,
         cfn_state_machine,
         metric_percentiles,

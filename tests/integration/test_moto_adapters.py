@@ -845,3 +845,67 @@ def test_sagemaker_update_endpoint_is_added_to_moto_and_removed_again() -> None:
     assert callable(getattr(SageMakerResponse, "update_endpoint", None))
     if not installed_before:
         sagemaker_update_endpoint.uninstall()
+
+
+def test_sagemaker_training_runs_the_entry_point_and_reports_its_failure() -> None:
+    """A script-mode job whose program exits 1 ends Failed with its stderr; one that writes a model ends
+    Completed with `model.tar.gz` at its ModelArtifacts."""
+    import tarfile
+
+    def source(program: str) -> bytes:
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+            data = program.encode()
+            info = tarfile.TarInfo("entry.py")
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+        return buffer.getvalue()
+
+    programs = {
+        "job-fails": "import sys\nsys.exit('no data in ' + sys.argv[1])\n",
+        "job-works": (
+            "import os, pathlib, sys\n"
+            "rows = sorted(p.name for p in pathlib.Path(os.environ['SM_CHANNEL_TRAIN']).iterdir())\n"
+            "model = pathlib.Path(os.environ['SM_MODEL_DIR'])\nmodel.mkdir()\n"
+            "(model / 'seen.txt').write_text(','.join(rows) + ' ' + sys.argv[2])\n"
+        ),
+    }
+    with start_moto_server() as server:
+        s3, sagemaker = server.client("s3"), server.client("sagemaker")
+        s3.create_bucket(Bucket="jobs")
+        s3.put_object(Bucket="jobs", Key="train/a.png", Body=b"a")
+        for name, program in programs.items():
+            s3.put_object(Bucket="jobs", Key=f"code/{name}.tar.gz", Body=source(program))
+            sagemaker.create_training_job(
+                TrainingJobName=name,
+                RoleArn="arn:aws:iam::123456789012:role/sagemaker",
+                AlgorithmSpecification={"TrainingImage": "image:1", "TrainingInputMode": "File"},
+                HyperParameters={
+                    "epochs": "3",
+                    "sagemaker_program": "entry.py",
+                    "sagemaker_submit_directory": f"s3://jobs/code/{name}.tar.gz",
+                },
+                InputDataConfig=[
+                    {
+                        "ChannelName": "train",
+                        "DataSource": {
+                            "S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": "s3://jobs/train/"}
+                        },
+                    }
+                ],
+                OutputDataConfig={"S3OutputPath": "s3://jobs/models/"},
+                ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 5},
+                StoppingCondition={"MaxRuntimeInSeconds": 60},
+            )
+        waiter = sagemaker.get_waiter("training_job_completed_or_stopped")
+        waiter.wait(TrainingJobName="job-works", WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+        works = sagemaker.describe_training_job(TrainingJobName="job-works")
+        assert works["TrainingJobStatus"] == "Completed"
+        artifact = s3.get_object(Bucket="jobs", Key="models/job-works/output/model.tar.gz")["Body"].read()
+        with tarfile.open(fileobj=io.BytesIO(artifact), mode="r:gz") as archive:
+            member = archive.extractfile("seen.txt")
+            assert member is not None and member.read() == b"a.png 3"
+        with pytest.raises(Exception, match="Failed"):
+            waiter.wait(TrainingJobName="job-fails", WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+        fails = sagemaker.describe_training_job(TrainingJobName="job-fails")
+        assert fails["TrainingJobStatus"] == "Failed" and "no data in --epochs" in fails["FailureReason"]
