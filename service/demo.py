@@ -11,7 +11,7 @@ import json
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,14 +32,19 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def metrics_matching(
-    stack: LocalStack, counted: dict[str, int], since_s: float, wait_s: float = 15.0
+    stack: LocalStack, counted: dict[str, int], window_start: datetime, wait_s: float = 15.0
 ) -> dict[str, Any]:
-    """The demo's CloudWatch counts, once they have caught up with the outcome records (or after `wait_s`)."""
+    """The demo's CloudWatch counts, once they have caught up with the outcome records (or after `wait_s`).
+
+    The window starts on the whole second the demo began (CloudWatch keeps whole seconds), so metrics
+    restored from an earlier run, however recent, stay out.
+    """
     from monitoring.metrics import read_metrics
 
     deadline = time.monotonic() + wait_s
     while True:
-        metrics = read_metrics(stack.client("cloudwatch"), since=timedelta(seconds=since_s + 60))
+        now = datetime.now(UTC)
+        metrics = read_metrics(stack.client("cloudwatch"), since=now - window_start, now=now)
         counts = {key: metrics[key] for key in ("received", "accepted", "review", "failed")}
         if all(counts[o] == n for o, n in counted.items()) or time.monotonic() > deadline:
             return counts
@@ -89,6 +94,7 @@ def run_demo(
             uploaded_at[key] = time.time()
             s3.put_object(Bucket=bucket, Key=key, Body=labels[key].data, ContentType="image/png")
 
+        window_start = datetime.now(UTC).replace(microsecond=0)
         started = time.monotonic()
         with ThreadPoolExecutor(concurrency) as pool:
             list(pool.map(upload, labels))
@@ -99,7 +105,7 @@ def run_demo(
             o: sum(r["outcome"] == o for r in index.records.values())
             for o in ("accepted", "review", "failed")
         }
-        metrics = metrics_matching(stack, outcomes, since_s=time.monotonic() - started)
+        metrics = metrics_matching(stack, outcomes, window_start)
         report_dir = default_home() / "report"
         write_report(s3, bucket, report_dir, last=len(labels))
 
