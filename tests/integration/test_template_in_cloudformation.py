@@ -31,6 +31,7 @@ PARAMETERS = {"EndpointName": "scones-classifier", "ConfidenceThreshold": "0.9",
 @dataclass(frozen=True)
 class CreatedStack:
     aws: LocalMotoServer
+    packaged: dict[str, Any]  # the SAM template as `aws cloudformation package` wrote it
     template: dict[str, Any]
     resources: dict[str, str]  # logical id -> physical id
 
@@ -63,7 +64,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CreatedStack]:
             packaged=work / "build" / "packaged.yaml",
         )
         package.run()
-        template = translate(load_template(work / "build" / "packaged.yaml"), region=REGION)
+        packaged = load_template(work / "build" / "packaged.yaml")
+        template = translate(packaged, region=REGION)
         cloudformation = aws.client("cloudformation")
         cloudformation.create_stack(
             StackName="scones",
@@ -73,7 +75,25 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CreatedStack]:
         )
         summaries = cloudformation.list_stack_resources(StackName="scones")["StackResourceSummaries"]
         resources = {s["LogicalResourceId"]: s.get("PhysicalResourceId", "") for s in summaries}
-        yield CreatedStack(aws, template, resources)
+        yield CreatedStack(aws, packaged, template, resources)
+
+
+def test_the_real_aws_cli_packaged_the_code_and_the_asl_file_to_s3(stack: CreatedStack) -> None:
+    resources = stack.packaged["Resources"]
+    code = {
+        r["Properties"]["CodeUri"] for r in resources.values() if r["Type"] == "AWS::Serverless::Function"
+    }
+    assert len(code) == 1 and next(iter(code)).startswith("s3://deploy-artifacts/")
+    definition = resources["ImageWorkflow"]["Properties"]["DefinitionUri"]
+    stored = stack.client("s3").get_object(Bucket=definition["Bucket"], Key=definition["Key"])["Body"].read()
+    assert stored == STATE_MACHINE_FILE.read_bytes(), "the ASL file, byte for byte"
+    _, deploy = stack_actions(
+        artifacts_bucket="deploy-artifacts", stack_name="scones", parameters=PARAMETERS, region=REGION
+    )
+    assert (
+        "--parameter-overrides ConfidenceThreshold=0.9 EndpointName=scones-classifier LogLevel=DEBUG"
+        in deploy.name
+    )
 
 
 def test_the_stack_is_created(stack: CreatedStack) -> None:
