@@ -19,6 +19,10 @@ runs the function's handler in this process, the way the Lambda service would ru
 - the function's `Timeout` is enforced: the handler runs on its own thread and, when it overruns,
   the caller gets `Sandbox.Timedout` with `X-Amz-Function-Error: Unhandled` (the thread cannot be
   killed; it finishes in the background and its output is discarded, as a frozen sandbox's is).
+  What it would still send is refused: from the timeout on, every AWS request the invocation's
+  thread makes through botocore raises `SandboxFrozen` before it leaves, so a late write (an outcome
+  record, a queue message) cannot land after Step Functions has moved on, as on AWS, where the
+  sandbox is frozen at the timeout.
 - an exception becomes Lambda's error document (`errorMessage`, `errorType`, `requestId`,
   `stackTrace`) with `X-Amz-Function-Error: Unhandled`; a factory failure or an unknown handler
   string is `Runtime.ImportModuleError`, an unserializable result `Runtime.MarshalError`.
@@ -89,6 +93,11 @@ _state = _State()
 class _Capture(threading.local):
     buffer: io.StringIO | None = None
     echo: bool = False
+    frozen: threading.Event | None = None  # set when this thread's invocation timed out
+
+
+class SandboxFrozen(RuntimeError):
+    """An AWS request from an invocation that already timed out: Lambda froze its sandbox."""
 
 
 _capture = _Capture()
@@ -427,6 +436,7 @@ class InProcessLambdaRuntime:
         def target() -> None:
             _capture.buffer = buffer
             _capture.echo = self._echo
+            _capture.frozen = timed_out
             try:
                 try:
                     key, handler = self._checkout(function, environment)
@@ -450,6 +460,7 @@ class InProcessLambdaRuntime:
                 outcome.error, outcome.error_log = _error_document(request_id, error)
             finally:
                 _capture.buffer = None
+                _capture.frozen = None
 
         worker = threading.Thread(
             target=target, name=f"lambda:{function.function_name}:{request_id[:8]}", daemon=True
@@ -574,6 +585,17 @@ def install(runtime: InProcessLambdaRuntime) -> None:
         return runtime.handle_invoke_api(function, body, headers, response_headers)
 
     _patches.replace(LambdaSimpleBackend, "invoke", invoke)
+    from botocore.httpsession import URLLib3Session
+
+    send = URLLib3Session.send
+
+    def send_unless_frozen(session: URLLib3Session, request: Any) -> Any:
+        frozen = _capture.frozen
+        if frozen is not None and frozen.is_set():
+            raise SandboxFrozen(f"the invocation timed out; not sending {request.method} {request.url}")
+        return send(session, request)
+
+    _patches.replace(URLLib3Session, "send", send_unless_frozen)
     install_stream_proxies()
     _state.installed = runtime
 

@@ -89,6 +89,17 @@ def echo_factory(env: Mapping[str, str]) -> HandlerFunction:
 def sleep_factory(env: Mapping[str, str]) -> HandlerFunction:
     def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         time.sleep(float(event["seconds"]))
+        if "then_put" in event:  # a write after the sleep: refused once the invocation timed out
+            import boto3
+
+            s3 = boto3.client(
+                "s3",
+                endpoint_url=env["S3_ENDPOINT_URL"],
+                region_name="us-east-1",
+                aws_access_key_id="local",
+                aws_secret_access_key="local",
+            )
+            s3.put_object(Bucket=event["then_put"]["bucket"], Key=event["then_put"]["key"], Body=b"late")
         return {"slept": event["seconds"]}
 
     return handler
@@ -533,6 +544,20 @@ def test_the_function_timeout_is_enforced(aws: Aws) -> None:
     assert response["FunctionError"] == "Unhandled"
     assert payload["errorType"] == "Sandbox.Timedout"
     assert "Task timed out after 1.00 seconds" in payload["errorMessage"]
+
+
+def test_a_timed_out_invocation_sends_nothing_more(aws: Aws) -> None:
+    name, _ = aws.function("tests.fake.sleep", timeout=1, env={"S3_ENDPOINT_URL": aws.server.endpoint_url})
+    bucket = aws.name("frozen")
+    aws.s3.create_bucket(Bucket=bucket)
+
+    _, late = _invoke(aws, name, {"seconds": 1.5, "then_put": {"bucket": bucket, "key": "late"}})
+    _, prompt = _invoke(aws, name, {"seconds": 0.1, "then_put": {"bucket": bucket, "key": "prompt"}})
+    time.sleep(1.0)  # the timed-out thread has woken and tried its write by now
+
+    assert late["errorType"] == "Sandbox.Timedout" and prompt == {"slept": 0.1}
+    keys = [o["Key"] for o in aws.s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
+    assert keys == ["prompt"], "the write after the timeout never reached S3"
 
 
 def test_an_unhandled_exception_has_lambdas_error_shape(aws: Aws) -> None:
