@@ -34,6 +34,9 @@ class EndpointUnavailable(Exception):
     """The model endpoint is down, overloaded, timing out or answering 5xx: retried with backoff."""
 
 
+MAX_RECORD_BYTES = 1 << 20  # an outcome record is a few hundred bytes
+
+
 class ModelRejected(Exception):
     """The model endpoint refused the input (4xx): retrying cannot help."""
 
@@ -193,12 +196,34 @@ def failure_record(state: State) -> OutcomeRecord:
     )
 
 
+def recorded_outcome(store: ObjectStore, obj: ObjectRef) -> State | None:
+    """The result or review record this object version already has, if any."""
+    for kind in ("results", "review"):
+        key = obj.outcome_key(kind)
+        try:
+            _, body = store.read(obj.bucket, key, MAX_RECORD_BYTES)
+        except ObjectMissing:
+            continue
+        if body is not None:
+            return {**json.loads(body), "record_key": key}
+    return None
+
+
 def record_outcome(state: State, store: ObjectStore) -> State:
-    """Write the outcome record (a failure record when the state carries an error) next to the data."""
+    """Write the outcome record (a failure record when the state carries an error) next to the data.
+
+    A failure is not recorded over a result or review record of the same object version: a record
+    invocation can write its result and still be reported failed (its answer lost, its time up), and
+    then the upload has its outcome already. The returned record says which one stands.
+    """
     failed = bool(state.get("error"))
+    obj = ObjectRef.from_dict(state["object"])
+    if failed:
+        existing = recorded_outcome(store, obj)
+        if existing is not None:
+            return {"object": state["object"], "record": existing}
     record = failure_record(state) if failed else OutcomeRecord.model_validate(state["record"])
     record.recorded_at = now_iso()
-    obj = ObjectRef.from_dict(state["object"])
     key = obj.outcome_key(OUTCOME_FOLDER[record.outcome])
     store.write_json(obj.bucket, key, record.to_json())
     if not failed and is_replay_execution(state.get("execution_id")):

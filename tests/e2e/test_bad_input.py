@@ -4,6 +4,7 @@ end in `failed/` with a clear reason code, and nothing blocks the uploads after 
 from __future__ import annotations
 
 import json
+import time
 import uuid
 
 import pytest
@@ -91,3 +92,27 @@ def test_objects_that_are_not_uploads_get_no_run_and_no_outcome(stack: LocalStac
     started = {execution["name"] for execution in executions["executions"]}
     assert ObjectRef(stack.resources.bucket, key, etag).execution_name() not in started
     assert key not in {object_key_of(record) for record in list_record_keys(s3, stack.resources.bucket)}
+
+
+def test_a_failure_never_lands_beside_an_outcome_the_upload_already_has(stack: LocalStack) -> None:
+    """The failure path meets a result record of the same object version (a record invocation that
+    wrote it and was still reported failed): the result stands, no failure record, no DLQ letter."""
+    s3, sfn = stack.client("s3"), stack.client("stepfunctions")
+    obj = ObjectRef(stack.resources.bucket, f"inbox/kept-{uuid.uuid4().hex[:8]}.png", "4567cdef")
+    result = {"outcome": "accepted", "bucket": obj.bucket, "key": obj.key, "etag": obj.etag}
+    s3.put_object(Bucket=obj.bucket, Key=obj.outcome_key("results"), Body=json.dumps(result).encode())
+    execution = sfn.start_execution(
+        stateMachineArn=stack.resources.state_machine_arn,
+        name=obj.execution_name(),
+        input=json.dumps({"object": obj.as_dict(), "received_at": "2026-11-24T00:00:00.000Z"}),
+    )  # the object itself is gone: serialize fails with object_missing
+    deadline = time.monotonic() + 60
+    while (status := sfn.describe_execution(executionArn=execution["executionArn"])["status"]) == "RUNNING":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert status == "SUCCEEDED"
+    assert "Contents" not in s3.list_objects_v2(Bucket=obj.bucket, Prefix=obj.outcome_key("failed"))
+    letters = stack.client("sqs").receive_message(
+        QueueUrl=stack.resources.dead_letter_queue_url, MaxNumberOfMessages=10, VisibilityTimeout=0
+    )
+    assert all(obj.key not in message["Body"] for message in letters.get("Messages", []))

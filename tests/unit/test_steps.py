@@ -224,3 +224,16 @@ def test_a_first_run_never_removes_another_record() -> None:
     }
     record_outcome(state, store)
     assert ("bucket", "failed/ride.jpg/etag1.json") in store.objects
+
+
+def test_a_failure_after_a_written_result_keeps_the_result() -> None:
+    """A record invocation that wrote its result but was reported failed (answer lost, time up)."""
+    store = MemoryStore()
+    accepted = initial_state() | {
+        "record": {"outcome": "accepted", "bucket": "bucket", "key": "inbox/ride.jpg", "etag": "etag1"}
+    }
+    record_outcome(accepted, store)
+    failed = initial_state() | {"error": {"Error": "Sandbox.Timedout", "Cause": "Task timed out"}}
+    answer = record_outcome(failed, store)["record"]
+    assert answer["outcome"] == "accepted" and answer["record_key"] == "results/ride.jpg/etag1.json"
+    assert set(store.objects) == {("bucket", "results/ride.jpg/etag1.json")}, "no failure record beside it"
