@@ -211,3 +211,19 @@ def test_queues_and_table_are_the_ones_the_local_stack_creates(template: dict[st
     }
     rule = template["Resources"]["StartFunction"]["Properties"]["Events"]["InboxObjectCreated"]["Properties"]
     assert rule["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": "UndeliveredEventsQueue.Arn"}}
+
+
+def test_every_lambda_step_but_the_failure_path_retries_throttling_and_timeouts() -> None:
+    """Every step is idempotent (pure, read-only, or a record keyed by the object version), so a
+    timed-out or throttled invocation is retried; only the failure path then records it."""
+    states = json.loads((WORKFLOW / "state_machine.asl.json").read_text())["States"]
+    lambda_steps = {
+        name: state
+        for name, state in states.items()
+        if state.get("Resource") == "arn:aws:states:::lambda:invoke" and name != "RecordFailure"
+    }
+    assert set(lambda_steps) == {"Serialize", "Classify", "Filter", "RecordResult"}
+    for name, state in lambda_steps.items():
+        retried = {error for rule in state["Retry"] for error in rule["ErrorEquals"]}
+        assert {"Sandbox.Timedout", "Lambda.TooManyRequestsException"} <= retried, name
+        assert state["Catch"][0]["Next"] == "RecordFailure", name
