@@ -15,6 +15,7 @@
 | `task_clients`      | (speed) Step Functions' service integrations reusing their AWS clients         |
 | `asl_parse_cache`   | (speed) Step Functions parsing a definition once, not per execution            |
 | `dispatch_cache`    | (speed) the server finding a request's service without listing its package     |
+| `in_process_transport` | (speed) clients in the stack's process calling the server app without a socket |
 
 Every adapter patches moto internals, so each module declares the `MOTO_VERSION` it was written and
 tested against, and importing this package fails with `MotoVersionMismatch` when the installed moto
@@ -62,6 +63,7 @@ from service.moto_adapters import (  # noqa: E402 - only after the version check
     dispatch_cache,
     emf_metrics,
     event_delivery,
+    in_process_transport,
     jsonpath_cache,
     lambda_runtime,
     metric_percentiles,
@@ -94,6 +96,7 @@ ADAPTERS = (
     cfn_state_machine,
     sagemaker_update_endpoint,
     sagemaker_training,
+    in_process_transport,
 )
 
 for _adapter in ADAPTERS:
@@ -166,6 +169,7 @@ def install_all(
 
 def _uninstall_modules() -> None:
     for adapter in (
+        in_process_transport,
         sagemaker_training,
         sagemaker_update_endpoint,
         cfn_state_machine,

@@ -100,6 +100,13 @@ class SandboxFrozen(RuntimeError):
     """An AWS request from an invocation that already timed out: Lambda froze its sandbox."""
 
 
+def refuse_if_frozen(request: Any) -> None:
+    """Raise `SandboxFrozen` when the calling thread's invocation has timed out."""
+    frozen = _capture.frozen
+    if frozen is not None and frozen.is_set():
+        raise SandboxFrozen(f"the invocation timed out; not sending {request.method} {request.url}")
+
+
 _capture = _Capture()
 _proxy_lock = threading.Lock()
 
@@ -590,9 +597,7 @@ def install(runtime: InProcessLambdaRuntime) -> None:
     send = URLLib3Session.send
 
     def send_unless_frozen(session: URLLib3Session, request: Any) -> Any:
-        frozen = _capture.frozen
-        if frozen is not None and frozen.is_set():
-            raise SandboxFrozen(f"the invocation timed out; not sending {request.method} {request.url}")
+        refuse_if_frozen(request)
         return send(session, request)
 
     _patches.replace(URLLib3Session, "send", send_unless_frozen)

@@ -37,6 +37,7 @@ from service.moto_adapters import (
     HandlerFactory,
     InstalledAdapters,
     RetryPolicy,
+    in_process_transport,
     install_all,
     uninstall_all,
 )
@@ -66,6 +67,10 @@ class _CheckedMotoServer(ThreadedMotoServer):
     """ThreadedMotoServer that keeps connections alive and whose `start()` reports a failure to bind."""
 
     startup_error: BaseException | None = None
+
+    def wsgi_app(self) -> Any:
+        """The application the server runs (moto's DomainDispatcherApplication)."""
+        return self._server.app  # type: ignore[union-attr]
 
     def _server_entry(self) -> None:
         try:
@@ -177,6 +182,7 @@ def start_moto_server(
             server = _CheckedMotoServer(ip_address=HOST, port=int(chosen), verbose=False)
             server.start()
             if server.startup_error is None:
+                in_process_transport.install(HOST, int(chosen), server.wsgi_app())
                 return LocalMotoServer(server, adapters, restore, previous_port, previous_log_level)
             if port is not None or attempt == _BIND_ATTEMPTS:
                 raise RuntimeError(

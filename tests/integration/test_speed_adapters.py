@@ -166,3 +166,33 @@ def test_the_server_keeps_a_connection_open_for_the_next_request(aws: LocalMotoS
             response.read()
     finally:
         connection.close()
+
+
+def test_in_process_clients_skip_the_socket_and_get_the_same_answers(aws: LocalMotoServer) -> None:
+    """Requests for the running server go straight to its WSGI app: bodies, errors and headers intact;
+    requests for any other address are left to the network."""
+    import hashlib
+
+    from botocore.awsrequest import AWSPreparedRequest, HTTPHeaders
+    from botocore.exceptions import ClientError
+
+    from service.moto_adapters import in_process_transport
+
+    assert in_process_transport.installed()
+    s3 = aws.client("s3")
+    s3.create_bucket(Bucket="in-process")
+    body = bytes(range(256)) * 4096  # 1 MiB, every byte value
+    put = s3.put_object(Bucket="in-process", Key="a/b c.bin", Body=body, ContentType="application/x-test")
+    got = s3.get_object(Bucket="in-process", Key="a/b c.bin")
+    assert got["Body"].read() == body and got["ContentType"] == "application/x-test"
+    assert put["ETag"].strip('"') == hashlib.md5(body).hexdigest()
+    with pytest.raises(ClientError) as missing:
+        s3.get_object(Bucket="in-process", Key="nothing")
+    assert missing.value.response["Error"]["Code"] == "NoSuchKey"
+    queue = aws.client("sqs").create_queue(QueueName="in-process")["QueueUrl"]
+    aws.client("sqs").send_message(QueueUrl=queue, MessageBody="é ünïcode")
+    received = aws.client("sqs").receive_message(QueueUrl=queue)["Messages"]
+    assert [m["Body"] for m in received] == ["é ünïcode"]
+
+    elsewhere = AWSPreparedRequest("GET", "http://127.0.0.1:1/x", HTTPHeaders(), None, stream_output=False)
+    assert in_process_transport.dispatch(elsewhere) is None, "another address: the network's business"
