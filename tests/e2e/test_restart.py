@@ -23,7 +23,7 @@ def test_a_stop_in_the_middle_of_a_burst_loses_nothing(
     model_store: ModelStore, staged: StagedDataset, tmp_path: Path
 ) -> None:
     data_dir = tmp_path / "stack"
-    images = [path.read_bytes() for path in sorted((staged.split_dir("test") / "motorcycle").iterdir())[:40]]
+    images = [path.read_bytes() for path in sorted((staged.split_dir("test") / "motorcycle").iterdir())]
     keys = [f"inbox/restart-{uuid.uuid4().hex[:6]}/{n:02d}.png" for n in range(len(images))]
 
     first = SconesUp(model_store.root.parent, "--data-dir", str(data_dir), "--threshold", "0.999")
@@ -32,10 +32,11 @@ def test_a_stop_in_the_middle_of_a_burst_loses_nothing(
         with ThreadPoolExecutor(8) as pool:
             list(
                 pool.map(
-                    lambda n: s3.put_object(Bucket="scones-data", Key=keys[n], Body=images[n]), range(40)
+                    lambda n: s3.put_object(Bucket="scones-data", Key=keys[n], Body=images[n]),
+                    range(len(images)),
                 )
             )
-        time.sleep(1.0)  # some runs done, most still in flight
+        time.sleep(0.3)  # some runs done, most still in flight
     finally:
         output = first.stop()
     assert f"saving its data to {data_dir}" in output
