@@ -381,16 +381,6 @@ def split_s3_url(url: str) -> tuple[str, str]:
     return bucket, key
 
 
-def upload_folder(s3: Any, bucket: str, prefix: str, folder: Path) -> int:
-    """Every file under `folder` to `s3://bucket/prefix<relative path>`; returns the count."""
-    count = 0
-    for path in sorted(folder.rglob("*")):
-        if path.is_file():
-            s3.upload_file(str(path), bucket, prefix + path.relative_to(folder).as_posix())
-            count += 1
-    return count
-
-
 def download_model(s3: Any, model_data_url: str, model_dir: Path) -> Path:
     """Unpack a SageMaker `model.tar.gz` (model.onnx, metadata.json, ...) into `model_dir`."""
     bucket, key = split_s3_url(model_data_url)
@@ -430,6 +420,7 @@ class SageMakerTrainer:
         from dataclasses import asdict
 
         from scones.model_metadata import ModelMetadata
+        from training.staging import upload_folder
 
         job_name = self.job_name or timestamped(f"{self.settings.prefix}-retrain")
         channels = {}

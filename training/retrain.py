@@ -190,6 +190,7 @@ def retrain(
         )
         folders = {"test": test_dir, "holdout": root / "holdout"}
         serving_dir = serving_dir or store.current_path()
+        serving = ModelMetadata.read(serving_dir)
         candidate_eval = evaluate(candidate_dir, folders, threshold)
         serving_eval = evaluate(serving_dir, folders, threshold)
         promote, reasons = gate(candidate_eval, serving_eval, tolerance)
@@ -201,7 +202,7 @@ def retrain(
             serving=serving_eval,
             labels=counts,
             candidate_version=metadata.version,
-            serving_version=ModelMetadata.read(serving_dir).version,
+            serving_version=serving.version,
         )
         # kept in the store either way, for the record and a later `scones models promote`
         store.publish(candidate_dir, make_current=decision.promote and promote_model is None)
@@ -209,7 +210,7 @@ def retrain(
             promote_model(candidate_dir, metadata)
         if registry is not None:
             model_data_url = str(getattr(trainer, "model_data_url", ""))
-            record_decision(registry, decision, ModelMetadata.read(serving_dir), metadata, model_data_url)
+            record_decision(registry, decision, serving, metadata, model_data_url)
     return decision
 
 

@@ -17,7 +17,7 @@ import tarfile
 import tempfile
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -206,12 +206,25 @@ def stage(source: str | Path | None, out_dir: Path, *, cache_dir: Path | None = 
     raise StagingError(f"dataset source {text!r} is neither a folder, an archive file nor a URL")
 
 
-def upload(staged_root: Path, bucket: str, s3: Any, *, prefix: str = "") -> int:
-    """Upload `train/`, `test/` and the `.lst` files to `s3://bucket/<prefix>`; returns the object count."""
+def upload_folder(
+    s3: Any, bucket: str, prefix: str, folder: Path, include: Callable[[str], bool] = lambda _: True
+) -> int:
+    """Every file under `folder` whose relative path `include`s to `s3://bucket/<prefix><relative path>`."""
     count = 0
-    for path in sorted(staged_root.rglob("*")):
-        relative = path.relative_to(staged_root).as_posix()
-        if path.is_file() and (relative.endswith(".lst") or relative.split("/", 1)[0] in SPLITS):
+    for path in sorted(folder.rglob("*")):
+        relative = path.relative_to(folder).as_posix()
+        if path.is_file() and include(relative):
             s3.upload_file(str(path), bucket, f"{prefix}{relative}")
             count += 1
     return count
+
+
+def upload(staged_root: Path, bucket: str, s3: Any, *, prefix: str = "") -> int:
+    """Upload `train/`, `test/` and the `.lst` files to `s3://bucket/<prefix>`; returns the object count."""
+    return upload_folder(
+        s3,
+        bucket,
+        prefix,
+        staged_root,
+        include=lambda relative: relative.endswith(".lst") or relative.split("/", 1)[0] in SPLITS,
+    )

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from service.moto_adapters._patching import PatchSet
+from service.sagemaker_jobs import split_s3_url
 
 MOTO_VERSION = "5.2.5"
 
@@ -44,13 +45,8 @@ def _s3(account_id: str) -> Any:
     return s3_backends[account_id]["aws"]
 
 
-def _split(url: str) -> tuple[str, str]:
-    bucket, _, key = url.removeprefix("s3://").partition("/")
-    return bucket, key
-
-
 def _download_prefix(account_id: str, url: str, target: Path) -> None:
-    bucket_name, prefix = _split(url)
+    bucket_name, prefix = split_s3_url(url)
     bucket = _s3(account_id).get_bucket(bucket_name)
     for key in list(bucket.keys.keys()):
         if key.startswith(prefix) and not key.endswith("/"):
@@ -74,7 +70,7 @@ def run_training_job(account_id: str, job: Any) -> None:
                 _download_prefix(account_id, channel["DataSource"]["S3DataSource"]["S3Uri"], folder)
                 environment[f"SM_CHANNEL_{name.upper()}"] = str(folder)
             parameters = job.hyper_parameters
-            bucket_name, key = _split(parameters["sagemaker_submit_directory"])
+            bucket_name, key = split_s3_url(parameters["sagemaker_submit_directory"])
             source = _s3(account_id).get_object(bucket_name, key).value
             with tarfile.open(fileobj=io.BytesIO(source), mode="r:gz") as archive:
                 archive.extractall(work / "code", filter="data")
@@ -100,7 +96,7 @@ def run_training_job(account_id: str, job: Any) -> None:
             with tarfile.open(fileobj=packed, mode="w:gz") as archive:
                 for path in sorted((work / "model").iterdir()):
                     archive.add(path, arcname=path.name)
-            bucket_name, key = _split(job.model_artifacts["S3ModelArtifacts"])
+            bucket_name, key = split_s3_url(job.model_artifacts["S3ModelArtifacts"])
             _s3(account_id).put_object(bucket_name, key, packed.getvalue())
             job.training_job_status = job.secondary_status = "Completed"
         except Exception as error:  # the job fails, as SageMaker reports a failed container
