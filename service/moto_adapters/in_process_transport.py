@@ -27,6 +27,10 @@ from urllib.parse import urlsplit
 
 from botocore.awsrequest import AWSPreparedRequest, AWSResponse
 from botocore.handlers import BUILTIN_HANDLERS
+from urllib3 import HTTPHeaderDict
+from werkzeug.test import EnvironBuilder, run_wsgi_app
+
+from service.moto_adapters.lambda_runtime import refuse_if_frozen
 
 MOTO_VERSION = "5.2.5"
 
@@ -75,11 +79,6 @@ def dispatch(request: AWSPreparedRequest, **_: Any) -> AWSResponse | None:
     parts = urlsplit(request.url)
     if parts.netloc != target.netloc:
         return None
-    from urllib3 import HTTPHeaderDict
-    from werkzeug.test import EnvironBuilder, run_wsgi_app
-
-    from service.moto_adapters.lambda_runtime import refuse_if_frozen
-
     refuse_if_frozen(request)
     headers = [
         (name, value.decode() if isinstance(value, bytes) else value)
