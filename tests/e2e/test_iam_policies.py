@@ -1,0 +1,280 @@
+"""Each function's IAM role in the AWS template allows every AWS call its code really makes.
+
+moto does not enforce IAM, so a missing permission passes every other local test and fails only on
+AWS (an `AccessDenied` where the code expects a result, or a 403 where it expects a 404). Here the
+calls the functions make through the local stack (an accepted or review upload, a bad upload, an
+upload deleted before it is read, its replay, the reconciler) are recorded per function, from the
+Lambda runtime's invocation threads, and each one is checked against the policy statements AWS's SAM
+translator gives that function's role.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import pytest
+from botocore.client import BaseClient
+from botocore.exceptions import ClientError
+
+from handlers.aws import StepFunctionsStarter
+from scones.objects import ObjectRef
+from scones.steps import replay_run
+from service.local_stack import LocalStack
+from service.outcome_watch import wait_for_outcomes
+from service.replay import wait_for_executions
+from service.sam_template import load_template, translate
+from service.sample_uploads import encode, scene
+from workflow.names import FUNCTIONS, StackNames
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+MISSING = {"NoSuchKey", "404", "NotFound"}
+
+
+@dataclass(frozen=True)
+class Call:
+    function: str  # physical function name
+    service: str
+    operation: str
+    params: dict[str, Any]
+    error: str  # error code, "" when it succeeded
+
+
+@dataclass(frozen=True)
+class Access:
+    action: str
+    resource: str
+    context: dict[str, str]  # condition keys of the request
+
+
+def accesses(call: Call) -> list[Access]:
+    """The IAM actions and resources AWS authorizes for one API call (only the operations we use)."""
+    p, region_account = call.params, f"{REGION}:{ACCOUNT}"
+    needed: list[Access] = []
+    match call.service, call.operation:
+        case "s3", "GetObject" | "HeadObject" | "PutObject" | "DeleteObject":
+            verb = "GetObject" if call.operation == "HeadObject" else call.operation
+            needed.append(Access(f"s3:{verb}", f"arn:aws:s3:::{p['Bucket']}/{p['Key']}", {}))
+            if call.error in MISSING:  # S3 answers 404, not 403, only to who may list the bucket
+                needed.append(Access("s3:ListBucket", f"arn:aws:s3:::{p['Bucket']}", {}))
+        case "s3", "ListObjectsV2" | "ListObjects":
+            context = {"s3:prefix": p.get("Prefix", "")}
+            needed.append(Access("s3:ListBucket", f"arn:aws:s3:::{p['Bucket']}", context))
+        case "dynamodb", operation:
+            table = f"arn:aws:dynamodb:{region_account}:table/{p['TableName']}"
+            needed.append(Access(f"dynamodb:{operation}", table, {}))
+        case "sagemaker-runtime", "InvokeEndpoint":
+            endpoint = f"arn:aws:sagemaker:{region_account}:endpoint/{p['EndpointName'].lower()}"
+            needed.append(Access("sagemaker:InvokeEndpoint", endpoint, {}))
+        case "sfn", "StartExecution":
+            needed.append(Access("states:StartExecution", p["stateMachineArn"], {}))
+        case "sfn", "DescribeExecution":
+            needed.append(Access("states:DescribeExecution", p["executionArn"], {}))
+        case "sqs", "SendMessage":
+            queue = p["QueueUrl"].rstrip("/").rsplit("/", 1)[-1]
+            needed.append(Access("sqs:SendMessage", f"arn:aws:sqs:{region_account}:{queue}", {}))
+    assert needed, f"{call.function} calls {call.service}.{call.operation}: map it to its IAM action"
+    return needed
+
+
+class Resolver:
+    """CloudFormation intrinsics of the translated template, resolved to the local stack's names."""
+
+    def __init__(self, stack: LocalStack, template: dict[str, Any]) -> None:
+        names = StackNames()
+        r = stack.resources
+        queues = {
+            "ReviewQueue": (names.review_queue, r.review_queue_url),
+            "FailedQueue": (names.dead_letter_queue, r.dead_letter_queue_url),
+            "UndeliveredEventsQueue": (names.event_dead_letter_queue, r.event_dead_letter_queue_url),
+        }
+        self.refs: dict[str, str] = {
+            "AWS::Partition": "aws",
+            "AWS::Region": REGION,
+            "AWS::AccountId": ACCOUNT,
+            "AWS::URLSuffix": "amazonaws.com",
+            "DataBucket": r.bucket,
+            "IdempotencyTable": names.idempotency_table,
+            "ImageWorkflow": r.state_machine_arn,
+            "EndpointName": names.endpoint,
+        }
+        self.attributes: dict[str, str] = {
+            "DataBucket.Arn": f"arn:aws:s3:::{r.bucket}",
+            "IdempotencyTable.Arn": f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{names.idempotency_table}",
+            "ImageWorkflow.Name": names.state_machine,
+        }
+        for logical_id, (name, url) in queues.items():
+            self.refs[logical_id] = url
+            self.attributes[f"{logical_id}.QueueName"] = name
+            self.attributes[f"{logical_id}.Arn"] = f"arn:aws:sqs:{REGION}:{ACCOUNT}:{name}"
+        for spec in FUNCTIONS:
+            self.refs[spec.logical_id] = names.function(spec)
+            self.attributes[f"{spec.logical_id}.Arn"] = r.function_arns.get(spec.logical_id, "")
+        for name, parameter in template.get("Parameters", {}).items():
+            self.refs.setdefault(name, str(parameter.get("Default", "")))
+
+    def __call__(self, value: Any) -> Any:
+        if isinstance(value, list):
+            return [self(item) for item in value]
+        if not isinstance(value, dict):
+            return value
+        if len(value) == 1 and (intrinsic := next(iter(value))) in self._INTRINSICS:
+            return getattr(self, self._INTRINSICS[intrinsic])(value[intrinsic])
+        return {key: self(item) for key, item in value.items()}
+
+    _INTRINSICS: ClassVar[dict[str, str]] = {
+        "Ref": "_ref",
+        "Fn::GetAtt": "_get_att",
+        "Fn::Sub": "_sub",
+        "Fn::Join": "_join",
+    }
+
+    def _ref(self, name: str) -> str:
+        return self.refs[name]
+
+    def _get_att(self, target: list[str]) -> str:
+        logical_id, attribute = target
+        return self.attributes[f"{logical_id}.{attribute}"]
+
+    def _sub(self, argument: str | list[Any]) -> str:
+        text, variables = argument if isinstance(argument, list) else (argument, {})
+        lookup = {**self.refs, **self.attributes, **{k: self(v) for k, v in variables.items()}}
+        for name, replacement in lookup.items():
+            text = text.replace("${" + name + "}", str(replacement))
+        assert "${" not in text, f"unresolved: {text}"
+        return str(text)
+
+    def _join(self, argument: list[Any]) -> str:
+        separator, parts = argument
+        return str(separator).join(str(self(part)) for part in parts)
+
+
+def role_statements(template: dict[str, Any], resolve: Resolver) -> dict[str, list[dict[str, Any]]]:
+    """Function name → the Allow statements of its role's inline policies, resolved."""
+    names = StackNames()
+    statements: dict[str, list[dict[str, Any]]] = {}
+    resources = template["Resources"]
+    for spec in FUNCTIONS:
+        role_id = resources[spec.logical_id]["Properties"]["Role"]["Fn::GetAtt"][0]
+        found = []
+        for policy in resources[role_id]["Properties"].get("Policies", []):
+            for statement in resolve(policy["PolicyDocument"]["Statement"]):
+                assert statement["Effect"] == "Allow"
+                found.append(statement)
+        statements[names.function(spec)] = found
+    return statements
+
+
+def _listed(value: Any) -> list[str]:
+    return [str(item) for item in (value if isinstance(value, list) else [value])]
+
+
+def allows(statement: dict[str, Any], access: Access) -> bool:
+    actions_match = any(
+        fnmatch.fnmatchcase(access.action.lower(), a.lower()) for a in _listed(statement["Action"])
+    )
+    resources_match = any(fnmatch.fnmatchcase(access.resource, r) for r in _listed(statement["Resource"]))
+    if not (actions_match and resources_match):
+        return False
+    for operator, tests in statement.get("Condition", {}).items():
+        assert operator in {"StringLike", "StringEquals"}, f"unsupported condition {operator}"
+        for key, patterns in tests.items():
+            if key not in access.context:
+                return False
+            match = fnmatch.fnmatchcase if operator == "StringLike" else str.__eq__
+            if not any(match(access.context[key], pattern) for pattern in _listed(patterns)):
+                return False
+    return True
+
+
+@pytest.fixture
+def recorded_calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Call]]:
+    """Every AWS call made on a Lambda invocation thread (named `lambda:<function>:<request>`)."""
+    calls: list[Call] = []
+    original = BaseClient._make_api_call  # type: ignore[attr-defined]
+
+    def recording(self: BaseClient, operation: str, params: dict[str, Any]) -> Any:
+        thread = threading.current_thread().name
+        if not thread.startswith("lambda:"):
+            return original(self, operation, params)
+        function = thread.split(":")[1]
+        service = self.meta.service_model.endpoint_prefix
+        service = {"states": "sfn", "runtime.sagemaker": "sagemaker-runtime"}.get(service, service)
+        try:
+            result = original(self, operation, params)
+        except ClientError as error:
+            calls.append(
+                Call(function, service, operation, dict(params), str(error.response["Error"]["Code"]))
+            )
+            raise
+        calls.append(Call(function, service, operation, dict(params), ""))
+        return result
+
+    monkeypatch.setattr(BaseClient, "_make_api_call", recording)
+    yield calls
+
+
+def _translated_template() -> dict[str, Any]:
+    template = load_template()
+    for resource in template["Resources"].values():  # as `aws cloudformation package` leaves them
+        if resource["Type"] == "AWS::Serverless::Function":
+            resource["Properties"]["CodeUri"] = "s3://artifacts/code.zip"
+        if resource["Type"] == "AWS::Serverless::StateMachine":
+            resource["Properties"]["DefinitionUri"] = {"Bucket": "artifacts", "Key": "definition.json"}
+    return translate(template, region=REGION)
+
+
+def test_every_call_a_function_makes_is_allowed_by_its_role(
+    stack: LocalStack, recorded_calls: list[Call]
+) -> None:
+    s3, sfn = stack.client("s3"), stack.client("stepfunctions")
+    bucket = stack.resources.bucket
+    batch = f"inbox/iam-{uuid.uuid4().hex[:8]}"
+    uploads = {f"{batch}/photo.png": encode(scene(), "PNG"), f"{batch}/garbage.png": b"not an image"}
+    for key, body in uploads.items():
+        s3.put_object(Bucket=bucket, Key=key, Body=body)
+    # an upload deleted before it is read (object_missing), then uploaded again and replayed
+    gone = ObjectRef(bucket, f"{batch}/gone.png", "")
+    body = encode(scene(size=(40, 40)), "PNG")
+    staged = f"iam-staging/{uuid.uuid4().hex[:8]}.png"  # outside the inbox: no run of its own
+    etag = s3.put_object(Bucket=bucket, Key=staged, Body=body)["ETag"].strip('"')
+    gone = ObjectRef(bucket, gone.key, etag)
+    sfn.start_execution(
+        stateMachineArn=stack.resources.state_machine_arn,
+        name=gone.execution_name(),
+        input=json.dumps({"object": gone.as_dict(), "received_at": "2026-11-24T00:00:00.000Z"}),
+    )
+    index = wait_for_outcomes(s3, bucket, [*uploads, gone.key], timeout_s=120, poll_s=0.1)
+    assert index.records[gone.key]["reason"] == "object_missing"
+    s3.copy_object(Bucket=bucket, Key=gone.key, CopySource={"Bucket": bucket, "Key": staged})
+    name = replay_run(gone, StepFunctionsStarter(sfn, stack.resources.state_machine_arn))
+    arn = stack.resources.state_machine_arn.replace(":stateMachine:", ":execution:") + f":{name}"
+    assert wait_for_executions(sfn, [arn], timeout_s=120)[arn] == "SUCCEEDED"
+    lam = stack.client("lambda")
+    lam.invoke(FunctionName=StackNames().function(FUNCTIONS[-1]), Payload=b"{}")
+
+    statements = role_statements(_translated_template(), Resolver(stack, load_template()))
+    functions = {call.function for call in recorded_calls}
+    assert {
+        "scones-start",
+        "scones-serialize",
+        "scones-classify",
+        "scones-record",
+        "scones-reconcile",
+    } <= functions
+    operations = {(call.function, call.operation, call.error in MISSING) for call in recorded_calls}
+    assert ("scones-record", "GetObject", True) in operations  # a failure looks for the standing record
+    assert ("scones-record", "DeleteObject", False) in operations  # the replay removes the failure record
+    denied = [
+        f"{call.function}: {access.action} on {access.resource} {access.context or ''}".strip()
+        for call in recorded_calls
+        for access in accesses(call)
+        if not any(allows(statement, access) for statement in statements[call.function])
+    ]
+    assert not denied, "\n".join(sorted(set(denied)))
