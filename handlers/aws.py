@@ -154,3 +154,13 @@ class StepFunctionsStarter:
                 return False
             raise
         return True
+
+    def status(self, name: str) -> str | None:
+        execution_arn = self._arn.replace(":stateMachine:", ":execution:", 1) + f":{name}"
+        try:
+            response = self._sfn.describe_execution(executionArn=execution_arn)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") == "ExecutionDoesNotExist":
+                return None
+            raise
+        return str(response["status"])

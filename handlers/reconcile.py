@@ -34,6 +34,7 @@ def build(environment: Mapping[str, str]) -> LambdaHandler:
             extra={
                 "started": len(report.started),
                 "already_running": len(report.already_running),
+                "exhausted": report.exhausted,
                 "too_young": report.too_young,
                 "recorded": report.recorded,
             },
@@ -43,6 +44,7 @@ def build(environment: Mapping[str, str]) -> LambdaHandler:
         return {
             "started": report.started,
             "already_running": report.already_running,
+            "exhausted": report.exhausted,
             "too_young": report.too_young,
             "recorded": report.recorded,
         }

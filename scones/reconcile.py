@@ -1,21 +1,25 @@
 """Reconciliation: every object in the inbox must end with an outcome; re-drive the ones that have none.
 
 A run can be lost: EventBridge gives up on an event after its retries, or the embedded stack stops
-in the middle of a burst. The reconciler lists the inbox and the outcome records and starts the
-first run of each object version that has no record (deterministic names: a run that exists already
-starts nothing). On AWS a scheduled function runs it, skipping uploads younger than `min_age_s`
-whose runs may still be going; the local stack runs it on start, when nothing can be in flight.
+in the middle of a burst. The reconciler lists the inbox and the outcome records and re-drives each
+object version that has no record: it starts the version's first run, or, when that run (and every
+replay of it) ended without recording anything, the next replay; a run still going is left alone.
+(Step Functions keeps a closed run's name taken for 90 days, so restarting under the first name
+would never run again.) On AWS a scheduled function runs it, skipping uploads younger than
+`min_age_s` whose runs may still be going; the local stack runs it on start, when nothing can be in
+flight.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
 from scones.objects import INBOX_PREFIX, OUTCOME_PREFIXES, ObjectRef
-from scones.steps import ExecutionStarter, start_run
+from scones.steps import RunInspector, now_iso
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,7 @@ class BucketLister(Protocol):
 class ReconcileReport:
     started: dict[str, str] = field(default_factory=dict)  # object key → execution name
     already_running: list[str] = field(default_factory=list)
+    exhausted: list[str] = field(default_factory=list)  # every replay name used: left to people
     too_young: int = 0
     recorded: int = 0
 
@@ -51,8 +56,21 @@ def unrecorded(bucket: str, inbox: Iterable[StoredObject], record_keys: Iterable
     return missing
 
 
+def redrive(obj: ObjectRef, runs: RunInspector, *, max_replays: int = 50) -> tuple[str, str]:
+    """(run name, "started" | "running" | "exhausted") for one object version without an outcome."""
+    payload = json.dumps({"object": obj.as_dict(), "received_at": now_iso()})
+    for attempt in range(max_replays + 1):
+        name = obj.execution_name(replay=attempt)
+        status = runs.status(name)
+        if status == "RUNNING":
+            return name, "running"
+        if status is None:
+            return name, "started" if runs.start(name, payload) else "running"  # else: started meanwhile
+    return obj.execution_name(replay=max_replays), "exhausted"
+
+
 def reconcile(
-    bucket: str, lister: BucketLister, starter: ExecutionStarter, *, now: datetime, min_age_s: float = 0.0
+    bucket: str, lister: BucketLister, runs: RunInspector, *, now: datetime, min_age_s: float = 0.0
 ) -> ReconcileReport:
     report = ReconcileReport()
     inbox = list(lister.list(bucket, INBOX_PREFIX))
@@ -64,9 +82,11 @@ def reconcile(
         if obj.key in young:
             report.too_young += 1
             continue
-        name, started = start_run(obj, starter)
-        if started:
+        name, outcome = redrive(obj, runs)
+        if outcome == "started":
             report.started[obj.key] = name
-        else:
+        elif outcome == "running":
             report.already_running.append(obj.key)
+        else:
+            report.exhausted.append(obj.key)
     return report

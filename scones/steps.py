@@ -74,6 +74,12 @@ class ExecutionStarter(Protocol):
     def start(self, name: str, payload: str) -> bool: ...
 
 
+class RunInspector(ExecutionStarter, Protocol):
+    """Also reads a run's status (RUNNING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED; None: no such run)."""
+
+    def status(self, name: str) -> str | None: ...
+
+
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 

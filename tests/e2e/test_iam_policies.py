@@ -34,7 +34,7 @@ from workflow.names import FUNCTIONS, StackNames
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
-MISSING = {"NoSuchKey", "404", "NotFound"}
+MISSING = {"NoSuchKey", "404", "NotFound", "ExecutionDoesNotExist"}
 
 
 @dataclass(frozen=True)
@@ -256,8 +256,19 @@ def test_every_call_a_function_makes_is_allowed_by_its_role(
     name = replay_run(gone, StepFunctionsStarter(sfn, stack.resources.state_machine_arn))
     arn = stack.resources.state_machine_arn.replace(":stateMachine:", ":execution:") + f":{name}"
     assert wait_for_executions(sfn, [arn], timeout_s=120)[arn] == "SUCCEEDED"
-    lam = stack.client("lambda")
-    lam.invoke(FunctionName=StackNames().function(FUNCTIONS[-1]), Payload=b"{}")
+    # an upload whose event never arrived (rule disabled): the reconciler looks up and starts its run
+    events = stack.client("events")
+    events.disable_rule(Name=stack.resources.rule_name)
+    try:
+        unseen = f"{batch}/unseen.png"
+        s3.put_object(Bucket=bucket, Key=unseen, Body=encode(scene(size=(30, 30)), "PNG"))
+    finally:
+        events.enable_rule(Name=stack.resources.rule_name)
+    answer = stack.client("lambda").invoke(
+        FunctionName=StackNames().function(FUNCTIONS[-1]), Payload=json.dumps({"min_age_s": 0}).encode()
+    )
+    assert unseen in json.loads(answer["Payload"].read())["started"]
+    wait_for_outcomes(s3, bucket, [unseen], timeout_s=120, poll_s=0.1)
 
     statements = role_statements(_translated_template(), Resolver(stack, load_template()))
     functions = {call.function for call in recorded_calls}
@@ -271,6 +282,7 @@ def test_every_call_a_function_makes_is_allowed_by_its_role(
     operations = {(call.function, call.operation, call.error in MISSING) for call in recorded_calls}
     assert ("scones-record", "GetObject", True) in operations  # a failure looks for the standing record
     assert ("scones-record", "DeleteObject", False) in operations  # the replay removes the failure record
+    assert ("scones-reconcile", "DescribeExecution", True) in operations  # no run of that name yet
     denied = [
         f"{call.function}: {access.action} on {access.resource} {access.context or ''}".strip()
         for call in recorded_calls

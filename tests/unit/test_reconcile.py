@@ -50,3 +50,32 @@ def test_young_uploads_are_left_for_later_and_running_ones_are_not_started_twice
     starter.start(ObjectRef("data", "inbox/running.png", "e1").execution_name(), "{}")
     report = reconcile("data", bucket, starter, now=NOW, min_age_s=900)
     assert report.started == {} and report.too_young == 1 and report.already_running == ["inbox/running.png"]
+
+
+def test_a_run_that_ended_without_a_record_is_replayed_under_the_next_free_name() -> None:
+    """Step Functions keeps a closed run's name for 90 days: the first name cannot run again."""
+    bucket = MemoryBucket()
+    bucket.add("inbox/cut-off.png")
+    obj = ObjectRef("data", "inbox/cut-off.png", "e1")
+    starter = MemoryStarter()
+    starter.start(obj.execution_name(), "{}")
+    starter.finish(obj.execution_name(), "FAILED")  # e.g. its record step was denied
+    first = reconcile("data", bucket, starter, now=NOW)
+    assert first.started == {obj.key: obj.execution_name(replay=1)}
+    again = reconcile("data", bucket, starter, now=NOW)  # the replay still runs: nothing new
+    assert again.started == {} and again.already_running == [obj.key]
+    starter.finish(obj.execution_name(replay=1), "TIMED_OUT")
+    third = reconcile("data", bucket, starter, now=NOW)
+    assert third.started == {obj.key: obj.execution_name(replay=2)}
+
+
+def test_an_upload_whose_every_replay_name_is_used_is_reported_not_retried() -> None:
+    from scones.reconcile import redrive
+
+    obj = ObjectRef("data", "inbox/hopeless.png", "e1")
+    starter = MemoryStarter()
+    for attempt in range(3):
+        starter.start(obj.execution_name(replay=attempt), "{}")
+        starter.finish(obj.execution_name(replay=attempt), "FAILED")
+    assert redrive(obj, starter, max_replays=2) == (obj.execution_name(replay=2), "exhausted")
+    assert redrive(obj, starter, max_replays=3) == (obj.execution_name(replay=3), "started")
