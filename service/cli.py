@@ -171,14 +171,17 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
     (s3,) = _aws_clients(args.endpoint_url, "s3")
     keys = []
+    etags: dict[str, str] = {}  # the version uploaded now: an earlier upload's record must not answer
     for path in args.paths:
         key = f"{args.prefix.rstrip('/')}/{path.name}"
         s3.upload_file(str(path), args.bucket, key)
         keys.append(key)
         print(f"uploaded {path} to s3://{args.bucket}/{key}")
+        if args.wait:
+            etags[key] = s3.head_object(Bucket=args.bucket, Key=key)["ETag"].strip('"')
     if not args.wait:
         return 0
-    index = wait_for_outcomes(s3, args.bucket, keys, timeout_s=args.timeout)
+    index = wait_for_outcomes(s3, args.bucket, keys, timeout_s=args.timeout, etags=etags)
     for key in keys:
         record = index.records.get(key)
         if record is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,21 +52,32 @@ def common_folder(object_keys: Iterable[str]) -> str:
 
 
 def wait_for_outcomes(
-    s3: Any, bucket: str, object_keys: Iterable[str], *, timeout_s: float = 300.0, poll_s: float = 0.2
+    s3: Any,
+    bucket: str,
+    object_keys: Iterable[str],
+    *,
+    timeout_s: float = 300.0,
+    poll_s: float = 0.2,
+    etags: Mapping[str, str] | None = None,
 ) -> OutcomeIndex:
     """Poll until every object key has an outcome record (or the timeout); then read the records.
 
-    Lists only the records below the keys' common folder, and waits longer between polls the
-    longer the wait, up to 1 s: a watcher in the stack's own process must not slow the stack down.
+    With `etags` (object key → ETag of the version uploaded), only that version's record counts for
+    the key: a key uploaded again is not answered by its earlier version's outcome. Lists only the
+    records below the keys' common folder, and waits longer between polls the longer the wait, up to
+    1 s: a watcher in the stack's own process must not slow the stack down.
     """
     wanted = set(object_keys)
+    versions = {key: "/" + etag.strip('"') + ".json" for key, etag in (etags or {}).items()}
     folder = common_folder(wanted)
     deadline = time.monotonic() + timeout_s
     pause = poll_s
     while True:
         found: dict[str, list[str]] = {}
         for record_key in list_record_keys(s3, bucket, folder):
-            found.setdefault(object_key_of(record_key), []).append(record_key)
+            key = object_key_of(record_key)
+            if key not in versions or record_key.endswith(versions[key]):
+                found.setdefault(key, []).append(record_key)
         if wanted <= found.keys() or time.monotonic() > deadline:
             break
         time.sleep(pause)

@@ -188,3 +188,17 @@ def test_awkward_keys_are_decoded_and_recorded(stack: LocalStack, staged: Staged
     key = upload(stack, data, name)
     record = outcome(stack, key)
     assert record["key"] == key and record["outcome"] in ("accepted", "review")
+
+
+def test_waiting_on_an_upload_again_waits_for_the_new_version_not_the_old_outcome(
+    stack: LocalStack, staged: StagedDataset
+) -> None:
+    """`scones submit --wait` of a key that already has a record: the old version's must not answer."""
+    s3, bucket = stack.client("s3"), stack.resources.bucket
+    first, second = sorted((staged.split_dir("test") / "bicycle").iterdir())[:2]
+    key = upload(stack, first.read_bytes(), "same-name.png")
+    assert outcome(stack, key)["outcome"] in ("accepted", "review")
+    etag = s3.put_object(Bucket=bucket, Key=key, Body=second.read_bytes())["ETag"].strip('"')
+    index = wait_for_outcomes(s3, bucket, [key], timeout_s=60, poll_s=0.05, etags={key: etag})
+    assert index.records[key]["etag"] == etag
+    assert not index.duplicates  # the two versions' records are not one upload's duplicates
