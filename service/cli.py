@@ -25,7 +25,7 @@ def cmd_stage(args: argparse.Namespace) -> int:
     if args.bucket:
         from training.staging import upload
 
-        (s3,) = _aws_clients(None, "s3")
+        (s3,) = _aws_clients(args, "s3")
         count = upload(staged.root, args.bucket, s3, prefix=args.prefix)
         print(f"uploaded {count} objects to s3://{args.bucket}/{args.prefix}")
     _print_json({"root": str(staged.root), "counts": staged.counts, "sha256": staged.sha256})
@@ -56,7 +56,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         from service.sagemaker_jobs import run, sagemaker_hyperparameters, timestamped, train_actions
 
         settings = _sagemaker_settings(args)
-        sagemaker, s3 = _aws_clients(args.endpoint_url, "sagemaker", "s3")
+        sagemaker, s3 = _aws_clients(args, "sagemaker", "s3")
         hyperparameters = sagemaker_hyperparameters(asdict(hyperparameters_from(args)))
         run(
             train_actions(sagemaker, s3, settings, hyperparameters, timestamped(settings.prefix)),
@@ -169,7 +169,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     """Upload images into the inbox of the stack `AWS_ENDPOINT_URL` (or AWS) points at."""
     from service.outcome_watch import wait_for_outcomes
 
-    (s3,) = _aws_clients(args.endpoint_url, "s3")
+    (s3,) = _aws_clients(args, "s3")
     keys = []
     etags: dict[str, str] = {}  # the version uploaded now: an earlier upload's record must not answer
     for path in args.paths:
@@ -200,7 +200,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from workflow.names import StackNames
 
     names = StackNames()
-    s3, sfn, sqs = _aws_clients(args.endpoint_url, "s3", "stepfunctions", "sqs")
+    s3, sfn, sqs = _aws_clients(args, "s3", "stepfunctions", "sqs")
     machines = [m for m in sfn.list_state_machines()["stateMachines"] if m["name"] == names.state_machine]
     if not machines:
         print(f"no state machine named {names.state_machine}: is the stack running?")
@@ -242,17 +242,28 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     """Print the service's CloudWatch metrics (AWS, or the stack `AWS_ENDPOINT_URL` points at)."""
     from monitoring.metrics import format_table, parse_duration, read_metrics
 
-    (cloudwatch,) = _aws_clients(args.endpoint_url, "cloudwatch")
+    (cloudwatch,) = _aws_clients(args, "cloudwatch")
     metrics = read_metrics(cloudwatch, since=parse_duration(args.since))
     print(json.dumps(metrics, indent=2) if args.json else format_table(metrics))
     return 0
 
 
-def _aws_clients(endpoint_url: str | None, *services: str) -> list[Any]:
+def _aws_clients(args: argparse.Namespace, *services: str, endpoint_url: str | None = None) -> list[Any]:
+    """Clients in the command's `--region` (the one its stack and jobs use) at its `--endpoint-url`."""
     import boto3
 
-    endpoint = {"endpoint_url": endpoint_url} if endpoint_url else {}
-    return [boto3.client(service, **endpoint) for service in services]  # type: ignore[call-overload]
+    options = {"region_name": getattr(args, "region", None)}
+    endpoint = endpoint_url or getattr(args, "endpoint_url", None)
+    if endpoint:
+        options["endpoint_url"] = endpoint
+    return [boto3.client(service, **options) for service in services]  # type: ignore[call-overload]
+
+
+def _default_region() -> str:
+    """The region boto3 would use (AWS_REGION, AWS_DEFAULT_REGION, the profile), else us-east-1."""
+    import boto3
+
+    return boto3.session.Session().region_name or "us-east-1"
 
 
 def cmd_review(args: argparse.Namespace) -> int:
@@ -262,7 +273,7 @@ def cmd_review(args: argparse.Namespace) -> int:
     from monitoring.review import CHOICES, Answer, Reviewer, ReviewItem, review_queue, summary
     from workflow.names import StackNames
 
-    s3, sqs = _aws_clients(args.endpoint_url, "s3", "sqs")
+    s3, sqs = _aws_clients(args, "s3", "sqs")
     queue_url = args.queue_url or sqs.get_queue_url(QueueName=StackNames().review_queue)["QueueUrl"]
     reviewer = Reviewer(s3, sqs, queue_url, reviewer=args.reviewer or getpass.getuser())
     if args.web:
@@ -296,7 +307,7 @@ def cmd_review(args: argparse.Namespace) -> int:
 def cmd_labels_export(args: argparse.Namespace) -> int:
     from monitoring.review import LABEL_CLASSES, export_labels
 
-    (s3,) = _aws_clients(args.endpoint_url, "s3")
+    (s3,) = _aws_clients(args, "s3")
     classes = LABEL_CLASSES if args.include_neither else LABEL_CLASSES[:-1]
     counts = export_labels(s3, args.bucket, args.out, classes)
     print(", ".join(f"{label} {count}" for label, count in counts.items()) + f" images in {args.out}")
@@ -307,7 +318,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     """Write the plots and the HTML page of recent inferences."""
     from monitoring.report import write_report
 
-    (s3,) = _aws_clients(args.endpoint_url, "s3")
+    (s3,) = _aws_clients(args, "s3")
     written = write_report(s3, args.bucket, args.out, last=args.last)
     outcomes = ", ".join(f"{count} {outcome}" for outcome, count in written["outcomes"].items())
     print(f"{written['inferences']} inferences ({outcomes}): wrote {args.out / 'index.html'} and the plots")
@@ -329,7 +340,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         )
     if args.model_data:
         settings = _sagemaker_settings(args)
-        (sagemaker,) = _aws_clients(args.endpoint_url, "sagemaker")
+        (sagemaker,) = _aws_clients(args, "sagemaker")
         version = args.version or args.model_data.rstrip("/").split("/")[-3]
         actions += hosting_actions(sagemaker, settings, args.endpoint_name, args.model_data, version)
     if not actions:
@@ -346,7 +357,7 @@ def cmd_destroy(args: argparse.Namespace) -> int:
     from service.sagemaker_jobs import SageMakerSettings, destroy_actions, run
 
     settings = SageMakerSettings(role_arn="", bucket=args.bucket, region=args.region)
-    sagemaker, cloudformation, s3 = _aws_clients(args.endpoint_url, "sagemaker", "cloudformation", "s3")
+    sagemaker, cloudformation, s3 = _aws_clients(args, "sagemaker", "cloudformation", "s3")
     actions = destroy_actions(
         sagemaker,
         cloudformation,
@@ -369,7 +380,7 @@ def _bucket_registry(args: argparse.Namespace) -> Any:
     endpoint_url = args.endpoint_url or os.environ.get("AWS_ENDPOINT_URL")
     if not endpoint_url:
         return None
-    (s3,) = _aws_clients(endpoint_url, "s3")
+    (s3,) = _aws_clients(args, "s3", endpoint_url=endpoint_url)
     return BucketRegistry(s3, args.bucket)
 
 
@@ -424,7 +435,9 @@ def _add_aws_flags(command: argparse.ArgumentParser) -> None:
     from workflow.names import StackNames
 
     command.add_argument("--bucket", default=StackNames().bucket, help="the data bucket (AWS commands)")
-    command.add_argument("--region", default="us-east-1", help="the AWS region (AWS commands)")
+    command.add_argument(
+        "--region", help="the AWS region (AWS commands): default the one boto3 uses, else us-east-1"
+    )
     command.add_argument("--endpoint-url", help="AWS commands: default $AWS_ENDPOINT_URL, else AWS itself")
     command.add_argument("--dry-run", action="store_true", help="print what it would do on AWS, do nothing")
 
@@ -595,6 +608,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if hasattr(args, "region") and not args.region:
+        args.region = _default_region()
     try:
         code: int = args.handler(args)
     except NoModelError as error:

@@ -290,13 +290,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     aws = parser.add_argument_group("--on sagemaker: train on SageMaker, gate, update the endpoint")
     aws.add_argument("--on", choices=["local", "sagemaker"], default="local", help="where to train")
     aws.add_argument("--role", help="the IAM role SageMaker assumes")
-    aws.add_argument("--region", default=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
+    aws.add_argument(
+        "--region", help="default: the region boto3 uses (AWS_REGION, the profile), else us-east-1"
+    )
     aws.add_argument("--serving-image", default="", help="the model server's image in ECR (Dockerfile)")
     aws.add_argument("--endpoint-name", default=StackNames().endpoint)
     aws.add_argument("--model-package-group", default=StackNames().endpoint, help="the Model Registry group")
     add_hyperparameter_flags(parser)
     args = parser.parse_args(argv)
     import boto3
+
+    args.region = args.region or boto3.session.Session().region_name or "us-east-1"
 
     from scones.model_store import default_home
     from scones.registry import BucketRegistry

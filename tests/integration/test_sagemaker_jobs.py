@@ -103,27 +103,32 @@ def test_hosting_creates_a_captured_real_time_endpoint_or_a_serverless_one(aws: 
     assert not serverless.get("DataCaptureConfig")
 
 
-def test_destroy_is_dry_run_first_then_removes_everything_and_is_safe_to_repeat(aws: LocalMotoServer) -> None:
-    sagemaker, cloudformation, s3 = aws.client("sagemaker"), aws.client("cloudformation"), aws.client("s3")
+def _cli(aws: LocalMotoServer, *arguments: str) -> subprocess.CompletedProcess[str]:
     environment = os.environ | {
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_ENDPOINT_URL": aws.endpoint_url,
     }
-    command = [
-        sys.executable,
-        "-m",
-        "service.cli",
-        "destroy",
-        "--bucket",
-        "sm-data",
-        "--dry-run",
-        "--delete-data",
-    ]
-    dry = subprocess.run(
+    command = [sys.executable, "-m", "service.cli", *arguments]
+    return subprocess.run(
         command, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=60, check=False
     )
+
+
+def test_region_flag_is_where_the_commands_look(aws: LocalMotoServer) -> None:
+    """The endpoint lives in us-east-1 (the environment's region): `--region eu-west-1` must look
+    there, not in the environment's region, as its CloudFormation and image URIs do."""
+    assert aws.client("sagemaker").list_endpoints()["Endpoints"]
+    elsewhere = _cli(aws, "destroy", "--bucket", "sm-data", "--dry-run", "--region", "eu-west-1")
+    assert elsewhere.returncode == 0 and "nothing to delete" in elsewhere.stdout, elsewhere.stdout
+    here = _cli(aws, "destroy", "--bucket", "sm-data", "--dry-run")  # default: the environment's region
+    assert "would delete  endpoint" in here.stdout, here.stdout
+
+
+def test_destroy_is_dry_run_first_then_removes_everything_and_is_safe_to_repeat(aws: LocalMotoServer) -> None:
+    sagemaker, cloudformation, s3 = aws.client("sagemaker"), aws.client("cloudformation"), aws.client("s3")
+    dry = _cli(aws, "destroy", "--bucket", "sm-data", "--dry-run", "--delete-data")
     assert dry.returncode == 0, dry.stderr
     assert "would delete  endpoint" in dry.stdout and "would delete  model" in dry.stdout, dry.stdout
     assert sagemaker.list_endpoints()["Endpoints"], "a dry run deletes nothing"
