@@ -105,7 +105,7 @@ class Reviewer:
                 QueueUrl=self.queue_url,
                 MaxNumberOfMessages=1,
                 VisibilityTimeout=self.visibility_s,
-                WaitTimeSeconds=0,
+                WaitTimeSeconds=1,  # long poll: a short poll of SQS can answer empty while items wait
             ).get("Messages", [])
             if not messages:
                 return

@@ -70,7 +70,7 @@ def save(client: Any, bucket: str, queue_urls: dict[str, str], data_dir: Path) -
     queues = {
         name: [
             {"body": m["Body"], "attributes": m.get("MessageAttributes", {})}
-            for m in receive_all(sqs, url, visibility_s=300, attributes=True)
+            for m in receive_all(sqs, url, visibility_s=300, attributes=True, wait_s=0)
         ]
         for name, url in queue_urls.items()
     }
