@@ -13,7 +13,14 @@ from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, Rea
 
 from handlers.settings import FunctionSettings
 from scones.reconcile import StoredObject
-from scones.steps import EndpointUnavailable, ModelRejected, ObjectMissing, Prediction, TransientError
+from scones.steps import (
+    EndpointUnavailable,
+    ModelRejected,
+    ObjectMissing,
+    ObjectSuperseded,
+    Prediction,
+    TransientError,
+)
 
 RETRYABLE_CODES = frozenset(
     {"SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout", "Throttling", "ThrottlingException"}
@@ -72,17 +79,29 @@ class S3ObjectStore:
             return getattr(self._s3, operation)(**kwargs)
         except ClientError as error:
             code = error.response.get("Error", {}).get("Code", "")
-            if code in ("NoSuchKey", "404", "NotFound"):
+            if code in ("NoSuchKey", "404", "NotFound", "NoSuchVersion"):
                 raise ObjectMissing(f"s3://{kwargs['Bucket']}/{kwargs['Key']} does not exist") from None
+            if code in ("PreconditionFailed", "412"):
+                raise ObjectSuperseded(
+                    f"s3://{kwargs['Bucket']}/{kwargs['Key']} was overwritten: it is no longer version "
+                    f"{kwargs.get('IfMatch', '')}"
+                ) from None
             if code in RETRYABLE_CODES or _status(error) >= 500:
                 raise TransientError(f"S3 {operation} failed: {code}") from error
             raise
         except (BotoCoreError, ConnectionError) as error:
             raise TransientError(f"S3 {operation} failed: {error}") from error
 
-    def read(self, bucket: str, key: str, max_bytes: int) -> tuple[int, bytes | None]:
+    def read(
+        self, bucket: str, key: str, max_bytes: int, *, etag: str | None = None, version_id: str | None = None
+    ) -> tuple[int, bytes | None]:
         """One GET; the body is left unread (and the connection closed) when it is over `max_bytes`."""
-        response = self._call("get_object", Bucket=bucket, Key=key)
+        version: dict[str, str] = {}
+        if version_id:
+            version["VersionId"] = version_id
+        elif etag:
+            version["IfMatch"] = '"' + etag.strip('"') + '"'
+        response = self._call("get_object", Bucket=bucket, Key=key, **version)
         size = int(response["ContentLength"])
         if size > max_bytes:
             response["Body"].close()

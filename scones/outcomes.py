@@ -17,6 +17,7 @@ OUTCOME_FOLDER: Final[dict[str, Literal["results", "review", "failed"]]] = {
 # Error types raised by the workflow's steps → the failure record's reason code.
 REASON_BY_ERROR: Final[dict[str, str]] = {
     "ObjectMissing": "object_missing",
+    "ObjectSuperseded": "superseded",
     "EndpointUnavailable": "endpoint_unavailable",
     "ModelRejected": "model_rejected",
     "TransientError": "transient_error",

@@ -30,6 +30,10 @@ class ObjectMissing(Exception):
     """The object was deleted (or never existed) by the time it was read."""
 
 
+class ObjectSuperseded(ObjectMissing):
+    """The key holds a newer version than the one this run is for (that version has its own run)."""
+
+
 class EndpointUnavailable(Exception):
     """The model endpoint is down, overloaded, timing out or answering 5xx: retried with backoff."""
 
@@ -44,8 +48,14 @@ class ModelRejected(Exception):
 class ObjectStore(Protocol):
     """The S3 operations the steps need."""
 
-    def read(self, bucket: str, key: str, max_bytes: int) -> tuple[int, bytes | None]:
-        """(size, bytes); bytes is None, unread, when the object is larger than `max_bytes`."""
+    def read(
+        self, bucket: str, key: str, max_bytes: int, *, etag: str | None = None, version_id: str | None = None
+    ) -> tuple[int, bytes | None]:
+        """(size, bytes); bytes is None, unread, when the object is larger than `max_bytes`.
+
+        With `version_id` that version is read; with `etag` only if the key still holds that version,
+        else `ObjectSuperseded`.
+        """
         ...
 
     def write_json(self, bucket: str, key: str, body: str) -> None: ...
@@ -118,7 +128,8 @@ def serialize(state: State, store: ObjectStore, config: PreprocessConfig) -> Sta
     """Read and validate the object; hand on only a 32x32 PNG thumbnail and facts about the source."""
     started = time.perf_counter()
     obj = ObjectRef.from_dict(state["object"])
-    size, data = store.read(obj.bucket, obj.key, config.max_bytes)
+    # the version this run is for: the key may have been overwritten since the event
+    size, data = store.read(obj.bucket, obj.key, config.max_bytes, etag=obj.etag, version_id=obj.version_id)
     if data is None:
         raise ImageRejected("too_large", f"{size} bytes is over the limit of {config.max_bytes}")
     png, info = thumbnail_png(data, config)

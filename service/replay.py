@@ -31,14 +31,23 @@ class ReplayReport:
     undelivered_started: dict[str, str] = field(default_factory=dict)  # object key → execution name
 
 
-def _exists(s3: Any, obj: ObjectRef) -> bool:
+def _why_not_replayable(s3: Any, obj: ObjectRef) -> str | None:
+    """None when the key still holds the failed version; else why a replay cannot run it."""
+    version: dict[str, str] = {}
+    if obj.version_id:
+        version["VersionId"] = obj.version_id
+    elif obj.etag:
+        version["IfMatch"] = '"' + obj.etag.strip('"') + '"'
     try:
-        s3.head_object(Bucket=obj.bucket, Key=obj.key)
+        s3.head_object(Bucket=obj.bucket, Key=obj.key, **version)
     except s3.exceptions.ClientError as error:
-        if error.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
-            return False
+        code = error.response.get("Error", {}).get("Code")
+        if code in {"404", "NoSuchKey", "NotFound", "NoSuchVersion"}:
+            return "the object is gone"
+        if code in {"412", "PreconditionFailed"}:
+            return "the object was overwritten since: its new version has a run of its own"
         raise
-    return True
+    return None
 
 
 def replay_failed(
@@ -58,8 +67,8 @@ def replay_failed(
         obj = ObjectRef.from_dict(record.get("replay") or record)
         if record.get("reason") not in reasons:
             report.skipped[obj.key] = f"reason {record.get('reason')} is not replayed"
-        elif not _exists(s3, obj):
-            report.skipped[obj.key] = "the object is gone"
+        elif (reason := _why_not_replayable(s3, obj)) is not None:
+            report.skipped[obj.key] = reason
         else:
             report.replayed[obj.key] = replay_run(obj, starter)
     if sqs is not None and dead_letter_queue_url:

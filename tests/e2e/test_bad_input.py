@@ -116,3 +116,29 @@ def test_a_failure_never_lands_beside_an_outcome_the_upload_already_has(stack: L
         QueueUrl=stack.resources.dead_letter_queue_url, MaxNumberOfMessages=10, VisibilityTimeout=0
     )
     assert all(obj.key not in message["Body"] for message in letters.get("Messages", []))
+
+
+def test_a_run_whose_version_was_overwritten_before_it_was_read_fails_as_superseded(
+    stack: LocalStack,
+) -> None:
+    """The key holds a newer version when serialize reads: that run must not classify the newer
+    bytes as its own version's (the newer version gets its own run); it records `superseded`."""
+    s3, events = stack.client("s3"), stack.client("events")
+    key = f"inbox/overwritten-{uuid.uuid4().hex[:8]}.png"
+    events.disable_rule(Name=stack.resources.rule_name)  # the runs are started by hand below
+    try:
+        old = s3.put_object(Bucket=stack.resources.bucket, Key=key, Body=encode(scene(), "PNG"))
+        s3.put_object(Bucket=stack.resources.bucket, Key=key, Body=encode(scene(size=(20, 20)), "PNG"))
+    finally:
+        events.enable_rule(Name=stack.resources.rule_name)
+    obj = ObjectRef(stack.resources.bucket, key, old["ETag"].strip('"'))
+    stack.client("stepfunctions").start_execution(
+        stateMachineArn=stack.resources.state_machine_arn,
+        name=obj.execution_name(),
+        input=json.dumps({"object": obj.as_dict(), "received_at": "2026-11-24T00:00:00.000Z"}),
+    )
+    index = wait_for_outcomes(
+        s3, stack.resources.bucket, [key], timeout_s=60, poll_s=0.1, etags={key: obj.etag}
+    )
+    record = index.records[key]
+    assert (record["outcome"], record["reason"], record["etag"]) == ("failed", "superseded", obj.etag)

@@ -59,7 +59,8 @@ def accesses(call: Call) -> list[Access]:
     needed: list[Access] = []
     match call.service, call.operation:
         case "s3", "GetObject" | "HeadObject" | "PutObject" | "DeleteObject":
-            verb = "GetObject" if call.operation == "HeadObject" else call.operation
+            verb: str = "GetObject" if call.operation == "HeadObject" else call.operation
+            verb += "Version" if verb in ("GetObject", "DeleteObject") and p.get("VersionId") else ""
             needed.append(Access(f"s3:{verb}", f"arn:aws:s3:::{p['Bucket']}/{p['Key']}", {}))
             if call.error in MISSING:  # S3 answers 404, not 403, only to who may list the bucket
                 needed.append(Access("s3:ListBucket", f"arn:aws:s3:::{p['Bucket']}", {}))

@@ -15,6 +15,7 @@ from scones.preprocessing import ImageRejected, PreprocessConfig
 from scones.steps import (
     ModelRejected,
     ObjectMissing,
+    ObjectSuperseded,
     Prediction,
     State,
     classify,
@@ -30,12 +31,18 @@ from tests.unit.fakes import MemoryStarter
 @dataclass
 class MemoryStore:
     objects: dict[tuple[str, str], bytes] = field(default_factory=dict)
+    etags: dict[tuple[str, str], str] = field(default_factory=dict)  # the version a key holds, if set
 
-    def read(self, bucket: str, key: str, max_bytes: int) -> tuple[int, bytes | None]:
+    def read(
+        self, bucket: str, key: str, max_bytes: int, *, etag: str | None = None, version_id: str | None = None
+    ) -> tuple[int, bytes | None]:
         try:
             data = self.objects[(bucket, key)]
         except KeyError:
             raise ObjectMissing(f"s3://{bucket}/{key} does not exist") from None
+        current = self.etags.get((bucket, key))
+        if etag and current and etag != current:
+            raise ObjectSuperseded(f"s3://{bucket}/{key} is no longer {etag}")
         return len(data), data if len(data) <= max_bytes else None
 
     def write_json(self, bucket: str, key: str, body: str) -> None:
@@ -101,6 +108,17 @@ def test_serialize_rejects_too_large_objects_without_reading_them() -> None:
 def test_serialize_of_a_deleted_object_raises_object_missing() -> None:
     with pytest.raises(ObjectMissing):
         serialize(initial_state(), MemoryStore(), PreprocessConfig())
+
+
+def test_serialize_reads_the_version_of_its_event_not_a_newer_one_under_the_same_key() -> None:
+    """The key was overwritten before this run read it: the newer version has its own run, and this
+    one must not classify the newer bytes as its own."""
+    key = ("bucket", "inbox/ride.jpg")
+    store = MemoryStore({key: photo(64, 64)}, etags={key: "etag2"})
+    with pytest.raises(ObjectSuperseded):
+        serialize(initial_state(), store, PreprocessConfig())  # the event's version is etag1
+    store.etags[key] = "etag1"
+    assert serialize(initial_state(), store, PreprocessConfig())["image"]["bytes"] > 0
 
 
 def test_classify_drops_the_thumbnail_and_names_the_label() -> None:
@@ -174,6 +192,7 @@ def test_failures_are_recorded_with_a_reason_code_and_a_replay_reference() -> No
     ("error", "reason"),
     [
         ({"Error": "ObjectMissing", "Cause": "{}"}, "object_missing"),
+        ({"Error": "ObjectSuperseded", "Cause": "{}"}, "superseded"),
         (
             {
                 "Error": "EndpointUnavailable",
