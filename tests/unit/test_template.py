@@ -147,6 +147,34 @@ def test_the_rule_pattern_is_the_event_pattern_file(template: dict[str, Any]) ->
     assert rule["Pattern"] == pattern
 
 
+def test_events_that_cannot_start_a_run_reach_the_undelivered_events_queue(template: dict[str, Any]) -> None:
+    """Two ways an event is lost on AWS: EventBridge gives up invoking the start function (the rule's
+    dead-letter queue, which EventBridge may write only if the queue's policy lets it), or the
+    asynchronous invocation fails after Lambda's retries (the function's dead-letter queue)."""
+
+    def get_att(value: dict[str, Any]) -> list[str]:
+        target = value["Fn::GetAtt"]
+        return target.split(".") if isinstance(target, str) else list(target)
+
+    queue_arn = ["UndeliveredEventsQueue", "Arn"]
+    start = template["Resources"]["StartFunction"]["Properties"]
+    assert (
+        get_att(start["Events"]["InboxObjectCreated"]["Properties"]["DeadLetterConfig"]["Arn"]) == queue_arn
+    )
+    assert (
+        start["DeadLetterQueue"]["Type"] == "SQS"
+        and get_att(start["DeadLetterQueue"]["TargetArn"]) == queue_arn
+    )
+    policy = template["Resources"]["UndeliveredEventsQueuePolicy"]["Properties"]
+    assert policy["Queues"] == [{"Ref": "UndeliveredEventsQueue"}]
+    (statement,) = policy["PolicyDocument"]["Statement"]
+    assert statement["Principal"] == {"Service": "events.amazonaws.com"}
+    assert statement["Action"] == "sqs:SendMessage" and get_att(statement["Resource"]) == queue_arn
+    # SAM names the rule it makes from the function and the event: the condition must name that rule
+    rule = get_att(statement["Condition"]["ArnEquals"]["aws:SourceArn"])
+    assert rule == ["StartFunction" + "InboxObjectCreated", "Arn"]
+
+
 def test_alarms_watch_low_confidence_failures_dead_letters_and_latency(template: dict[str, Any]) -> None:
     alarms = resources_of(template, "AWS::CloudWatch::Alarm")
     watched = set()
