@@ -104,7 +104,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     container_model = Path(os.environ.get("SCONES_MODEL_DIR", "/opt/ml/model"))  # where SageMaker puts it
     model_dir = args.model or (container_model if (container_model / "model.onnx").exists() else None)
-    slot = ModelSlot(lambda: model_loader(model_dir, None, args.threads))
+    # serving the store's current model: follow it, so `scones models promote/rollback` switch it live
+    follow = ModelStore.default().current_version if model_dir is None else None
+    slot = ModelSlot(lambda: model_loader(model_dir, None, args.threads), current_version=follow)
     slot.get()
     app = create_app({args.name: Endpoint(args.name, slot)}, default=args.name)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=False)

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import io
 import json
+import os
+import shutil
+import subprocess
+import sys
+import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -240,22 +248,15 @@ def test_concurrent_requests_match_sequential(endpoint: LocalEndpoint, test_pngs
         assert probabilities == expected[index]
 
 
-def test_scones_serve_runs_as_a_sagemaker_container_would(small_model: Any, test_pngs: list[bytes]) -> None:
-    """`scones serve` with no flags serves the model SageMaker extracts (SCONES_MODEL_DIR stands in for
-    /opt/ml/model) on the port and host the container's environment gives."""
-    import os
-    import subprocess
-    import sys
-    import time
-    from pathlib import Path
-
+@contextlib.contextmanager
+def scones_serve(environment: dict[str, str]) -> Iterator[int]:
+    """`scones serve` as a child process on a free port, up (it answers /ping); yields the port."""
     from service.endpoint import free_port
 
     port = free_port()
-    environment = os.environ | {"SCONES_MODEL_DIR": str(small_model), "SCONES_SERVE_HOST": "127.0.0.1"}
     server = subprocess.Popen(
         [str(Path(sys.executable).parent / "scones"), "serve", "--port", str(port)],
-        env=environment,
+        env=os.environ | {"SCONES_SERVE_HOST": "127.0.0.1"} | environment,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -269,17 +270,52 @@ def test_scones_serve_runs_as_a_sagemaker_container_would(small_model: Any, test
             except (urllib.error.URLError, ConnectionError):
                 assert server.poll() is None and time.monotonic() < deadline, "scones serve did not come up"
                 time.sleep(0.1)
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{port}/invocations", data=test_pngs[0], headers={"Content-Type": "image/png"}
-        )
-        with urllib.request.urlopen(request, timeout=10) as answer:
-            version = answer.headers["X-Model-Version"]
-            probabilities = json.loads(answer.read())
-        assert len(probabilities) == 2 and abs(sum(probabilities) - 1) < 1e-4
-        assert version == ModelMetadata.read(small_model).version, "the model from SCONES_MODEL_DIR"
+        yield port
     finally:
         server.terminate()  # our own child, by PID
         server.wait(timeout=30)
+
+
+def served_version(port: int, png: bytes) -> tuple[str, list[float]]:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/invocations", data=png, headers={"Content-Type": "image/png"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        return answer.headers["X-Model-Version"], json.loads(answer.read())
+
+
+def test_scones_serve_runs_as_a_sagemaker_container_would(small_model: Any, test_pngs: list[bytes]) -> None:
+    """`scones serve` with no flags serves the model SageMaker extracts (SCONES_MODEL_DIR stands in for
+    /opt/ml/model) on the port and host the container's environment gives."""
+    with scones_serve({"SCONES_MODEL_DIR": str(small_model)}) as port:
+        version, probabilities = served_version(port, test_pngs[0])
+    assert len(probabilities) == 2 and abs(sum(probabilities) - 1) < 1e-4
+    assert version == ModelMetadata.read(small_model).version, "the model from SCONES_MODEL_DIR"
+
+
+def test_scones_serve_of_the_store_follows_a_promotion(
+    small_model: Any, test_pngs: list[bytes], tmp_path: Path
+) -> None:
+    """Serving the store's current model, `scones serve` switches when `scones models promote` does."""
+    from scones.model_store import ModelStore
+
+    store = ModelStore(tmp_path / "home" / "models")
+    first = ModelMetadata.read(small_model).version
+    store.publish(small_model)
+    second_dir = tmp_path / "second"
+    shutil.copytree(small_model, second_dir)
+    metadata = json.loads((second_dir / "metadata.json").read_text())
+    metadata["version"] = second = first + "-b"
+    (second_dir / "metadata.json").write_text(json.dumps(metadata))
+    store.publish(second_dir, make_current=False)
+    environment = {"SCONES_HOME": str(tmp_path / "home"), "SCONES_MODEL_DIR": str(tmp_path / "none")}
+    with scones_serve(environment) as port:
+        assert served_version(port, test_pngs[0])[0] == first
+        store.set_current(second)
+        deadline = time.monotonic() + 15
+        while (version := served_version(port, test_pngs[0])[0]) != second and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert version == second
 
 
 def test_promotion_and_rollback_swap_the_served_model_without_failing_a_request(
