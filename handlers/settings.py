@@ -11,8 +11,8 @@ from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from scones.defaults import CONFIDENCE_THRESHOLD, MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS
-from workflow.names import DEFAULT_ENDPOINT_NAME, METRICS_NAMESPACE
+from scones.defaults import CONFIDENCE_THRESHOLD, DEFAULT_ENDPOINT_NAME, MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS
+from workflow.names import METRICS_NAMESPACE
 
 
 class FunctionSettings(BaseModel):

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from scones.defaults import DEFAULT_ENDPOINT_NAME
+
 logger = logging.getLogger(__name__)
 
 
@@ -25,7 +27,7 @@ logger = logging.getLogger(__name__)
 class CaptureConfig:
     bucket: str
     prefix: str = "datacapture"
-    endpoint_name: str = "scones-classifier"
+    endpoint_name: str = DEFAULT_ENDPOINT_NAME
     variant_name: str = "AllTraffic"
     sampling_percentage: float = 100.0
     flush_interval_s: float = 1.0

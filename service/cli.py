@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from scones.defaults import DEFAULT_ENDPOINT_NAME
 from scones.evaluation import DEFAULT_THRESHOLD
 from scones.model_store import ModelStore, NoModelError, default_home
 
@@ -490,7 +491,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host", default=os.environ.get("SCONES_SERVE_HOST", "127.0.0.1"))
     serve.add_argument("--port", type=int, default=8080)
-    serve.add_argument("--name", default="scones-classifier", help="endpoint name for the runtime route")
+    serve.add_argument("--name", default=DEFAULT_ENDPOINT_NAME, help="endpoint name for the runtime route")
     serve.add_argument(
         "--threads",
         type=int,

@@ -12,12 +12,11 @@ from typing import Self
 import uvicorn
 
 from scones.data_capture import DataCapture
+from scones.defaults import DEFAULT_ENDPOINT_NAME
 from scones.faults import FaultSwitch
 from scones.inference import OnnxClassifier
 from scones.model_server import Endpoint, ModelSlot, create_app
 from scones.model_store import ModelStore
-
-DEFAULT_ENDPOINT_NAME = "scones-classifier"
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
+from scones.defaults import DEFAULT_ENDPOINT_NAME
+
 METRICS_NAMESPACE: Final = "SconesUnlimited"
-DEFAULT_ENDPOINT_NAME: Final = "scones-classifier"
 
 
 @dataclass(frozen=True)

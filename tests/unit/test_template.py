@@ -255,3 +255,11 @@ def test_every_lambda_step_but_the_failure_path_retries_throttling_and_timeouts(
         retried = {error for rule in state["Retry"] for error in rule["ErrorEquals"]}
         assert {"Sandbox.Timedout", "Lambda.TooManyRequestsException"} <= retried, name
         assert state["Catch"][0]["Next"] == "RecordFailure", name
+
+
+def test_parameter_defaults_are_the_local_stack_defaults(template: dict[str, Any]) -> None:
+    from scones.defaults import CONFIDENCE_THRESHOLD, DEFAULT_ENDPOINT_NAME
+
+    parameters = template["Parameters"]
+    assert parameters["EndpointName"]["Default"] == DEFAULT_ENDPOINT_NAME
+    assert float(parameters["ConfidenceThreshold"]["Default"]) == CONFIDENCE_THRESHOLD
