@@ -138,7 +138,10 @@ def training_job_request(
             "EnableSageMakerMetricsTimeSeries": True,
             "MetricDefinitions": [
                 {"Name": "validation:accuracy", "Regex": r"val_acc=([0-9.]+)"},
-                {"Name": "test:accuracy", "Regex": r"test_acc=([0-9.]+)"},
+                {"Name": "test:accuracy", "Regex": r"test_acc=([0-9.]+)"},  # train.py's closing lines
+                {"Name": "test:coverage", "Regex": r"test_coverage=([0-9.]+)"},
+                {"Name": "test:accepted_accuracy", "Regex": r"test_accepted_acc=([0-9.]+)"},
+                {"Name": "test:ece", "Regex": r"test_ece=([0-9.]+)"},
             ],
         },
         "HyperParameters": {

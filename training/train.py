@@ -279,6 +279,7 @@ def train(
         if len(split.labels):
             probs = probabilities(split)
             metrics[name] = summarize(probs, split.labels, DEFAULT_THRESHOLD)
+            print(metric_line("val" if name == "validation" else name, metrics[name]), file=sys.stderr)
             evaluation[name] = [
                 {"path": path, "label": int(label), "probabilities": [round(float(p), 7) for p in row]}
                 for path, label, row in zip(split.paths, split.labels, probs, strict=True)
@@ -304,6 +305,15 @@ def train(
     metadata.write(model_dir)
     (model_dir / "evaluation.json").write_text(json.dumps(evaluation) + "\n")
     return metadata
+
+
+def metric_line(prefix: str, summary: dict[str, Any]) -> str:
+    """`test_acc=0.9650 test_coverage=...`: the log line SageMaker's metric definitions read."""
+    values = {key: summary[key] for key in ("accuracy", "coverage", "accepted_accuracy", "ece")}
+    short = {"accuracy": "acc", "accepted_accuracy": "accepted_acc"}
+    return " ".join(
+        f"{prefix}_{short.get(key, key)}={value:.4f}" for key, value in values.items() if value is not None
+    )
 
 
 def dataset_sha256(split: Split) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -53,6 +54,20 @@ def test_sagemaker_entry_point_reads_the_sm_environment(staged: StagedDataset, t
     assert metadata.hyperparameters["epochs"] == 1
     assert metadata.metrics["test"]["n"] == 200, "the whole test split is always evaluated"
     assert metadata.metrics["n_train"] == 14, "8 per class, minus the stratified validation share"
+    # the log lines the training job's metric definitions read (SageMaker scans the job's output)
+    from service.sagemaker_jobs import SageMakerSettings, training_job_request
+
+    request = training_job_request(
+        SageMakerSettings(role_arn="r", bucket="b"), "job", "s3://b/src.tar.gz", {}
+    )
+    for definition in request["AlgorithmSpecification"]["MetricDefinitions"]:
+        found = re.findall(definition["Regex"], completed.stderr)
+        split, _, metric = definition["Name"].partition(":")
+        expected = metadata.metrics[split][metric]
+        if expected is None:  # e.g. no image accepted by this tiny model: no accepted accuracy
+            continue
+        assert found, f"nothing in the log matches {definition['Name']}"
+        assert abs(float(found[-1]) - expected) < 1e-3, (definition["Name"], found, expected)
 
 
 def test_artifact_metadata_describes_the_model(
