@@ -102,9 +102,10 @@ def direct(stack: LocalStack, images: list[bytes], size: int) -> dict[str, Any]:
 
     for i in range(size):
         key = f"direct/{uuid.uuid4().hex[:8]}/{i}.png"
-        s3.put_object(Bucket=stack.resources.bucket, Key=key, Body=images[i % len(images)])
+        put = s3.put_object(Bucket=stack.resources.bucket, Key=key, Body=images[i % len(images)])
         started = time.perf_counter()
-        state: dict[str, Any] = {"object": {"bucket": stack.resources.bucket, "key": key, "etag": str(i)}}
+        etag = put["ETag"].strip('"')
+        state: dict[str, Any] = {"object": {"bucket": stack.resources.bucket, "key": key, "etag": etag}}
         with contextlib.redirect_stdout(io.StringIO()):  # the handlers' EMF lines
             for step in ("SerializeFunction", "ClassifyFunction", "FilterFunction", "RecordFunction"):
                 state = handlers[step](state, Context())
