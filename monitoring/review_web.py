@@ -3,6 +3,11 @@
 The page shows one queued item at a time; a button posts the label, which is stored exactly as the
 terminal review stores it (`monitoring.review.Reviewer`: conditional put, image copied, message
 deleted after). "Skip" leaves the item for later. Served by uvicorn on 127.0.0.1.
+
+A label is accepted only from this page: the form carries the session's secret token (another site
+cannot read it, so it cannot forge the post) and the `Host` must be the loopback address the page is
+served on (a rebound DNS name is refused); and only for the item the page showed (a second tab or a
+page reloaded from history gets 409 instead of labeling whatever item is current now).
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import secrets
 import threading
 from typing import Any
 
@@ -20,6 +26,8 @@ from starlette.routing import Route
 
 from monitoring.review import LABEL_CLASSES, Reviewer, ReviewItem
 from scones.labels import LABELS
+
+LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
 
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Scones Unlimited review</title>
@@ -43,6 +51,7 @@ class WebReview:
         self.current: ReviewItem | None = None
         self.labeled = 0
         self.skipped = 0
+        self.token = secrets.token_urlsafe(32)  # in the page's form; a post without it is refused
         self._lock = threading.Lock()
 
     def next_item(self) -> ReviewItem | None:
@@ -51,16 +60,18 @@ class WebReview:
                 self.current = next(self.reviewer.items(limit=1), None)
             return self.current
 
-    def answer(self, label: str) -> None:
+    def answer(self, label: str, shown: str) -> bool:
+        """Label (or skip) the item on screen, if `shown` (its receipt handle) is that item; else False."""
         with self._lock:
+            if self.current is None or not secrets.compare_digest(self.current.receipt_handle, shown):
+                return False
             item, self.current = self.current, None
-        if item is None:
-            return
         if label == "skip":
             self.reviewer.skip(item)
             self.skipped += 1
         elif self.reviewer.store(item, label):
             self.labeled += 1
+        return True
 
     def image_uri(self, item: ReviewItem) -> str:
         from PIL import Image, UnidentifiedImageError
@@ -105,7 +116,10 @@ def create_review_app(session: WebReview) -> Starlette:
             + f"<table id='probabilities'>{rows}</table>"
             + f"<p>model {html.escape(str(record.get('model_version')))}"
             + f" says {html.escape(str(record.get('label')))} at {record.get('confidence')}</p>"
-            + f'<form method="post" action="/label">{buttons}</form>'
+            + '<form method="post" action="/label">'
+            + f'<input type="hidden" name="token" value="{html.escape(session.token)}">'
+            + f'<input type="hidden" name="item" value="{html.escape(item.receipt_handle)}">'
+            + f"{buttons}</form>"
         )
         return HTMLResponse(PAGE.format(tally=tally, body=body))
 
@@ -114,11 +128,20 @@ def create_review_app(session: WebReview) -> Starlette:
 
         from starlette.concurrency import run_in_threadpool
 
+        host = request.headers.get("host", "").rsplit(":", 1)[0].strip("[]")
+        if host not in LOOPBACK_NAMES:
+            return HTMLResponse("this page answers on the loopback address only", status_code=403)
         form = parse_qs((await request.body()).decode(errors="replace"))  # a plain urlencoded form
+        if not secrets.compare_digest(form.get("token", [""])[0], session.token):
+            return HTMLResponse("labels are taken from this page's own form only", status_code=403)
         choice = form.get("label", [""])[0]
         if choice not in (*LABEL_CLASSES, "skip"):
             return HTMLResponse(f"unknown label {html.escape(choice)}", status_code=400)
-        await run_in_threadpool(session.answer, choice)
+        if not await run_in_threadpool(session.answer, choice, form.get("item", [""])[0]):
+            return HTMLResponse(
+                'that item was answered already or is no longer on screen: <a href="/">next item</a>',
+                status_code=409,
+            )
         return RedirectResponse("/", status_code=303)
 
     return Starlette(routes=[Route("/", page, methods=["GET"]), Route("/label", label, methods=["POST"])])

@@ -190,7 +190,7 @@ def test_the_review_page_labels_items_over_http(
         shown = re.search(r'<p id="key">([^<]+)</p>', page)
         assert shown, page
         assert 'id="image" src="data:image/png;base64,' in page and 'id="label-bicycle"' in page
-        body = urllib.parse.urlencode({"label": truth[shown.group(1)]}).encode()
+        body = urllib.parse.urlencode({"label": truth[shown.group(1)], **hidden_fields(page)}).encode()
         answer = urllib.request.urlopen(urllib.request.Request(f"{base}label", data=body), timeout=10)
         assert answer.status == 200  # redirected to the next item
         labeled.append(shown.group(1))
@@ -201,3 +201,50 @@ def test_the_review_page_labels_items_over_http(
     for key, label in truth.items():
         obj = ObjectRef(bucket, key, s3.head_object(Bucket=bucket, Key=key)["ETag"].strip('"'))
         assert json.loads(s3.get_object(Bucket=bucket, Key=label_key(obj))["Body"].read())["label"] == label
+
+
+def hidden_fields(page: str) -> dict[str, str]:
+    """The page form's hidden inputs (the session token and the item shown)."""
+    import html
+    import re
+
+    return {
+        name: html.unescape(value)
+        for name, value in re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)">', page)
+    }
+
+
+def test_the_review_page_takes_labels_only_from_its_own_form_for_the_item_it_shows(
+    stack: LocalStack, staged: StagedDataset, review_page: tuple[str, WebReview]
+) -> None:
+    """Another site posting a label (no token), a rebound DNS name (another Host), and a click on a
+    page that no longer shows the current item (a second tab, history) all label nothing."""
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    queue_for_review(stack, staged, per_class=1)
+    base, session = review_page
+    page = urllib.request.urlopen(base, timeout=10).read().decode()
+    fields = hidden_fields(page)
+    assert set(fields) == {"token", "item"}
+
+    def post(form: dict[str, str], headers: dict[str, str] | None = None) -> int:
+        request = urllib.request.Request(
+            f"{base}label", data=urllib.parse.urlencode(form).encode(), headers=headers or {}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as answer:
+                return int(answer.status)
+        except urllib.error.HTTPError as error:
+            return int(error.code)
+
+    assert post({"label": "bicycle", "item": fields["item"]}) == 403  # a forged cross-site post
+    assert post({"label": "bicycle", **fields}, {"Host": "attacker.example:8765"}) == 403
+    assert post({"label": "bicycle", "token": fields["token"], "item": "another item"}) == 409
+    assert session.labeled == 0 and session.current is not None, "nothing was labeled"
+    assert post({"label": "skip", **fields}) == 200  # the page's own form
+    assert post({"label": "bicycle", **fields}) == 409, "the same click again: that item is done"
+    assert session.labeled == 0 and session.skipped == 1
+    while (page := urllib.request.urlopen(base, timeout=10).read().decode()) and 'id="empty"' not in page:
+        assert post({"label": "skip", **hidden_fields(page)}) == 200  # leave the queue as found
