@@ -6,6 +6,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Final
 
 import platformdirs
 
@@ -23,6 +24,10 @@ def default_home() -> Path:
 
 class NoModelError(LookupError):
     """No model has been published to the store yet."""
+
+
+PROMOTED: Final = "promoted"
+ROLLED_BACK_TO: Final = "rolled-back-to"
 
 
 class ModelStore:
@@ -72,6 +77,9 @@ class ModelStore:
 
     def set_current(self, version: str) -> None:
         """Serve `version` from now on (the served one before it is remembered for `rollback`)."""
+        self._switch(version, PROMOTED)
+
+    def _switch(self, version: str, kind: str) -> None:
         if not (self.path(version) / METADATA_FILE).is_file():
             raise NoModelError(f"model version {version!r} is not in {self.root}")
         try:
@@ -85,22 +93,40 @@ class ModelStore:
         temporary.write_text(version + "\n")
         temporary.replace(pointer)  # atomic: readers see the old or the new version, never half
         with (self.root / HISTORY_FILE).open("a") as history:
-            history.write(version + "\n")
+            history.write(version + ("" if kind == PROMOTED else f" {kind}") + "\n")
+
+    def _entries(self) -> list[tuple[str, str]]:
+        """(version, how it became current) per `HISTORY` line: `v3`, or `v2 rolled-back-to`."""
+        try:
+            lines = (self.root / HISTORY_FILE).read_text().splitlines()
+        except FileNotFoundError:
+            return []
+        return [
+            (parts[0], parts[1] if len(parts) > 1 else PROMOTED) for parts in map(str.split, lines) if parts
+        ]
 
     def history(self) -> list[str]:
         """The versions made current, oldest first (one line each in `HISTORY`)."""
-        try:
-            return [line for line in (self.root / HISTORY_FILE).read_text().split() if line]
-        except FileNotFoundError:
-            return []
+        return [version for version, _ in self._entries()]
 
     def rollback(self) -> str:
-        """Serve again the version served before the current one; returns it."""
-        history = self.history()
+        """Serve again the version served before the current one; returns it.
+
+        Rollbacks step back through the promotions: after promoting v1, v2, v3, two rollbacks serve
+        v2, then v1 (not v3 again: a rollback is not a promotion to return to).
+        """
+        promoted: list[str] = []
+        for version, kind in self._entries():
+            if kind == ROLLED_BACK_TO:
+                while promoted and promoted[-1] != version:
+                    promoted.pop()  # the versions rolled back from
+            elif not promoted or promoted[-1] != version:
+                promoted.append(version)
         current = self.current_version()
-        earlier = [version for version in history[:-1] if version != current]
-        if not earlier:
+        while promoted and promoted[-1] != current:
+            promoted.pop()
+        if len(promoted) < 2:
             raise NoModelError("no earlier served version to roll back to")
-        target = earlier[-1]
-        self.set_current(target)
+        target = promoted[-2]
+        self._switch(target, ROLLED_BACK_TO)
         return target

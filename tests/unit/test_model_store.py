@@ -70,6 +70,19 @@ def test_rollback_serves_the_previous_version_and_history_records_every_switch(t
     assert store.history() == ["v1", "v2", "v3", "v2"]
 
 
+def test_rollbacks_step_back_through_the_promotions_and_a_promotion_after_them_counts(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path / "models")
+    for version in ("v1", "v2", "v3"):
+        store.publish(write_model(tmp_path / version, version))
+    assert store.rollback() == "v2"
+    assert store.rollback() == "v1", "not back to v3: a rollback is not a promotion"
+    with pytest.raises(NoModelError, match="no earlier"):
+        store.rollback()
+    store.set_current("v3")  # promoted again
+    assert store.rollback() == "v1"
+    assert ModelStore(tmp_path / "models").history() == ["v1", "v2", "v3", "v2", "v1", "v3", "v1"]
+
+
 def test_rollback_with_nothing_earlier_is_refused(tmp_path: Path) -> None:
     store = ModelStore(tmp_path / "models")
     store.publish(write_model(tmp_path / "v1", "v1"))
