@@ -59,9 +59,17 @@ class Query:
         }
 
 
+def _period(window_s: float, start: datetime, now: datetime | None = None) -> int:
+    """One period covering the window, in the unit CloudWatch requires for how far back it starts:
+    a multiple of 60 s within 15 days, of 300 s within 63 days, else of 3600 s (or it returns nothing)."""
+    age = (now or datetime.now(UTC)) - start
+    unit = 60 if age <= timedelta(days=15) else 300 if age <= timedelta(days=63) else 3600
+    return max(unit, math.ceil(window_s / unit) * unit)
+
+
 def _run(cloudwatch: Any, queries: list[Query], start: datetime, end: datetime) -> dict[str, list[float]]:
     """Each query's values; the window is one period, so a query has at most one value."""
-    period = max(60, math.ceil((end - start).total_seconds() / 60) * 60)
+    period = _period((end - start).total_seconds(), start)
     values: dict[str, list[float]] = {}
     for first in range(0, len(queries), 100):
         batch = queries[first : first + 100]

@@ -173,8 +173,8 @@ async def invoke(endpoint: Endpoint, request: Request) -> Response:
     """The container's `/invocations`: validate, preprocess, run the model, capture."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     body = await request.body()
-    try:
-        model = endpoint.slot.get()
+    try:  # on the thread pool: loading a newly promoted model must not stall the event loop
+        model = await run_in_threadpool(endpoint.slot.get)
     except Exception as error:
         return _error(503, "model_unavailable", str(error))
     if content_type in IMAGE_TYPES:

@@ -40,7 +40,7 @@ from scones.model_metadata import ModelMetadata
 from scones.model_store import ModelStore
 from scones.registry import ModelRegistry, Status, entry_from, record_promotion
 
-GATED: tuple[str, ...] = ("accuracy", "accepted_accuracy")
+GATED: tuple[str, ...] = ("accuracy", "coverage", "accepted_accuracy")
 
 
 @dataclass
@@ -107,11 +107,18 @@ def evaluate(model_dir: Path, folders: dict[str, Path], threshold: float) -> dic
 
 
 def gate(candidate: dict[str, Any], serving: dict[str, Any], tolerance: float) -> tuple[bool, list[str]]:
-    """Not worse on the fixed test set, metric by metric (within `tolerance`)."""
+    """Not worse on the fixed test set, metric by metric (within `tolerance`).
+
+    A metric the candidate lacks where the serving model has one (accepted accuracy when it accepts
+    nothing) counts as worse; one neither has is skipped.
+    """
     reasons = []
     for metric in GATED:
         new, old = candidate["test"].get(metric), serving["test"].get(metric)
-        if new is None or old is None:
+        if old is None:
+            continue
+        if new is None:
+            reasons.append(f"test {metric}: candidate has none vs serving {old:.4f} (WORSE)")
             continue
         verdict = "ok" if new >= old - tolerance else "WORSE"
         reasons.append(f"test {metric}: candidate {new:.4f} vs serving {old:.4f} ({verdict})")

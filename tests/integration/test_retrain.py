@@ -136,3 +136,17 @@ def test_reviewed_images_of_the_fixed_test_set_never_reach_training(
     )
     counts = split_labels(labels, tmp_path / "train", tmp_path / "holdout", exclude=test_hashes)
     assert counts == {"train": 0, "holdout": 0, "test_images": 100, "neither": 0}
+
+
+def test_the_gate_refuses_a_candidate_that_accepts_far_less_or_nothing() -> None:
+    """High accuracy among the few it accepts is no gain when most uploads go to people instead."""
+    from training.retrain import gate
+
+    serving = {"test": {"accuracy": 0.96, "coverage": 0.94, "accepted_accuracy": 0.97}}
+    shy = {"test": {"accuracy": 0.96, "coverage": 0.30, "accepted_accuracy": 1.0}}
+    silent = {"test": {"accuracy": 0.97, "coverage": 0.0, "accepted_accuracy": None}}
+    better = {"test": {"accuracy": 0.97, "coverage": 0.95, "accepted_accuracy": 0.98}}
+    assert gate(shy, serving, 0.0)[0] is False
+    passed, reasons = gate(silent, serving, 0.0)
+    assert passed is False and any("candidate has none" in reason for reason in reasons)
+    assert gate(better, serving, 0.0)[0] is True

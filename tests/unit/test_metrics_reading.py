@@ -36,3 +36,16 @@ def test_nearest_rank_percentiles() -> None:
     assert nearest_rank(values, 100) == 100.0
     assert nearest_rank(values, 0.5) == 1.0
     assert nearest_rank([], 50) is None
+
+
+def test_the_period_is_in_the_unit_cloudwatch_requires_for_how_old_the_window_is() -> None:
+    """Within 15 days any multiple of 60 s; up to 63 days of 300 s; beyond, of 3600 s (else no data)."""
+    from datetime import UTC, datetime, timedelta
+
+    from monitoring.metrics import _period
+
+    now = datetime(2026, 11, 24, tzinfo=UTC)
+    for days, unit in ((1, 60), (20, 300), (90, 3600)):
+        window = timedelta(days=days, seconds=120).total_seconds()
+        period = _period(window, now - timedelta(days=days, seconds=120), now)
+        assert period % unit == 0 and period >= window, (days, period)
