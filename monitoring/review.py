@@ -14,6 +14,7 @@ import hashlib
 import io
 import json
 import re
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -37,6 +38,15 @@ CHOICES: Final[dict[str, Answer]] = {
     "quit": "quit",
 }
 LABEL_CLASSES: Final = (*LABELS, "neither")
+# SQS's answers to a receipt handle whose message is no longer in flight for it
+STALE_HANDLE_CODES: Final = frozenset(
+    {
+        "ReceiptHandleIsInvalid",
+        "MessageNotInflight",
+        "AWS.SimpleQueueService.MessageNotInflight",
+        "InvalidParameterValue",
+    }
+)
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -95,12 +105,13 @@ class Reviewer:
         self.queue_url = queue_url
         self.reviewer = reviewer
         self.visibility_s = visibility_s
-        self._held: list[str] = []  # skipped in this session: back on the queue when it ends
+        self._held: dict[str, float] = {}  # skipped, receipt handle → when last hidden (monotonic)
 
     def items(self, limit: int | None = None) -> Iterator[ReviewItem]:
         """Messages from the queue, one at a time, each hidden from others while it is being reviewed."""
         served = 0
         while limit is None or served < limit:
+            self.keep_held()
             messages = self.sqs.receive_message(
                 QueueUrl=self.queue_url,
                 MaxNumberOfMessages=1,
@@ -121,14 +132,35 @@ class Reviewer:
 
     def skip(self, item: ReviewItem) -> None:
         """Leave the item for later: it stays hidden from this session and returns when `release()` runs."""
-        self._held.append(item.receipt_handle)
+        self._held[item.receipt_handle] = time.monotonic()
+
+    def keep_held(self) -> None:
+        """Hide the skipped items again before their visibility timeout runs out (a long session)."""
+        now = time.monotonic()
+        for handle, hidden_at in list(self._held.items()):
+            if now - hidden_at > self.visibility_s / 2:
+                if self._change_visibility(handle, self.visibility_s):
+                    self._held[handle] = now
+                else:
+                    del self._held[handle]  # back on the queue already, or gone
 
     def release(self) -> None:
         """Put every item skipped in this session back on the queue, visible at once."""
         while self._held:
+            handle, _ = self._held.popitem()
+            self._change_visibility(handle, 0)
+
+    def _change_visibility(self, handle: str, seconds: int) -> bool:
+        """False when SQS no longer holds the message for this handle (it timed out, or was deleted)."""
+        try:
             self.sqs.change_message_visibility(
-                QueueUrl=self.queue_url, ReceiptHandle=self._held.pop(), VisibilityTimeout=0
+                QueueUrl=self.queue_url, ReceiptHandle=handle, VisibilityTimeout=seconds
             )
+        except self.sqs.exceptions.ClientError as error:
+            if error.response.get("Error", {}).get("Code") not in STALE_HANDLE_CODES:
+                raise
+            return False
+        return True
 
     def store(self, item: ReviewItem, label: str) -> bool:
         """Store the label and the labeled image, then delete the message; False if already labeled."""
@@ -168,7 +200,13 @@ class Reviewer:
         return True
 
     def _delete(self, item: ReviewItem) -> None:
-        self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=item.receipt_handle)
+        try:
+            self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=item.receipt_handle)
+        except self.sqs.exceptions.ClientError as error:
+            # held past its visibility timeout and received by another session: that one finds the
+            # label stored and deletes the message itself
+            if error.response.get("Error", {}).get("Code") not in STALE_HANDLE_CODES:
+                raise
 
 
 def review_queue(

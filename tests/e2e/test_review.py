@@ -248,3 +248,39 @@ def test_the_review_page_takes_labels_only_from_its_own_form_for_the_item_it_sho
     assert session.labeled == 0 and session.skipped == 1
     while (page := urllib.request.urlopen(base, timeout=10).read().decode()) and 'id="empty"' not in page:
         assert post({"label": "skip", **hidden_fields(page)}) == 200  # leave the queue as found
+
+
+def test_skipped_items_stay_held_through_a_long_session_and_release_survives_stale_handles(
+    stack: LocalStack,
+) -> None:
+    """Skipped items are hidden for the visibility timeout: a session longer than that hides them
+    again as it goes, and ending it does not fail on a handle SQS no longer holds."""
+    import time
+    import uuid
+
+    from monitoring.review import Reviewer
+
+    sqs = stack.client("sqs")
+    url = sqs.create_queue(QueueName=f"review-held-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    for name in ("a", "b", "c"):
+        record = {"bucket": stack.resources.bucket, "key": f"inbox/{name}.png", "etag": name}
+        sqs.send_message(QueueUrl=url, MessageBody=json.dumps(record))
+    reviewer = Reviewer(stack.client("s3"), sqs, url, visibility_s=2)
+    first = next(reviewer.items(limit=1))
+    reviewer.skip(first)
+    time.sleep(1.5)  # past half the timeout: the next request hides the skipped item again
+    second = next(reviewer.items(limit=1))
+    reviewer.skip(second)
+    time.sleep(1.0)  # the first item's original 2 s are over; it must still be hidden
+    third = next(reviewer.items(limit=1))
+    assert {item.record["key"] for item in (first, second, third)} == {
+        "inbox/a.png",
+        "inbox/b.png",
+        "inbox/c.png",
+    }
+    sqs.delete_message(QueueUrl=url, ReceiptHandle=second.receipt_handle)  # gone meanwhile
+    reviewer.skip(third)
+    reviewer.release()  # no error for the deleted one; the others are visible at once
+    back = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
+    assert sorted(json.loads(m["Body"])["key"] for m in back) == ["inbox/a.png", "inbox/c.png"]
+    sqs.delete_queue(QueueUrl=url)
