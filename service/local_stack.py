@@ -168,7 +168,13 @@ class LocalStack:
             return None
         from service.persistence import save
 
-        return save(self.client, self.resources.bucket, self._queue_urls(), self.data_dir)
+        return save(
+            self.client,
+            self.resources.bucket,
+            self._queue_urls(),
+            self.data_dir,
+            review_queue=self.names.review_queue,
+        )
 
     def stop(self) -> None:
         try:

@@ -43,8 +43,14 @@ def _file_name(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def save(client: Any, bucket: str, queue_urls: dict[str, str], data_dir: Path) -> SnapshotSummary:
-    """Write the stack's data to `data_dir/snapshot` (replacing the previous snapshot atomically)."""
+def save(
+    client: Any, bucket: str, queue_urls: dict[str, str], data_dir: Path, *, review_queue: str | None = None
+) -> SnapshotSummary:
+    """Write the stack's data to `data_dir/snapshot` (replacing the previous snapshot atomically).
+
+    A queue is read whole, but a message a reviewer holds (on screen, or skipped) is invisible then:
+    for `review_queue`, every `review/` record with no label and no message is saved as a message.
+    """
     data_dir.mkdir(parents=True, exist_ok=True)
     staging = data_dir / "snapshot.partial"
     shutil.rmtree(staging, ignore_errors=True)
@@ -74,6 +80,8 @@ def save(client: Any, bucket: str, queue_urls: dict[str, str], data_dir: Path) -
         ]
         for name, url in queue_urls.items()
     }
+    if review_queue in queues:
+        queues[review_queue] += _held_for_review(objects, queues[review_queue], staging / "objects")
     summary.messages = sum(len(messages) for messages in queues.values())
     metrics = _metric_datapoints(client("cloudwatch"))
     summary.datapoints = sum(len(metric["datapoints"]) for metric in metrics)
@@ -88,12 +96,30 @@ def save(client: Any, bucket: str, queue_urls: dict[str, str], data_dir: Path) -
     }
     (staging / "index.json").write_text(json.dumps(index, default=str))
     current, previous = data_dir / "snapshot", data_dir / "snapshot.previous"
+    if (previous / "index.json").exists() and not current.exists():
+        previous.rename(current)  # the last save stopped between its renames: keep what it left
     shutil.rmtree(previous, ignore_errors=True)
     if current.exists():
         current.rename(previous)
     staging.rename(current)
     shutil.rmtree(previous, ignore_errors=True)
     return summary
+
+
+def _held_for_review(
+    objects: list[dict[str, Any]], queued: list[dict[str, Any]], files: Path
+) -> list[dict[str, Any]]:
+    """Messages for the review records that await a label but are on no visible message."""
+    keys = {item["key"] for item in objects}
+    waiting = {(body.get("key"), body.get("etag")) for body in (json.loads(m["body"]) for m in queued)}
+    held = []
+    for item in objects:
+        if not item["key"].startswith("review/") or "labels/" + item["key"].removeprefix("review/") in keys:
+            continue
+        record = json.loads((files / item["file"]).read_bytes())
+        if (record.get("key"), record.get("etag")) not in waiting:
+            held.append({"body": json.dumps(record), "attributes": {}})
+    return held
 
 
 def _query(metric: dict[str, Any], period_s: int, stat: str, query_id: str) -> dict[str, Any]:
@@ -173,6 +199,8 @@ def _metric_datapoints(cloudwatch: Any) -> list[dict[str, Any]]:
 def restore(client: Any, bucket: str, queue_urls: dict[str, str], data_dir: Path) -> SnapshotSummary | None:
     """Put a snapshot back into a freshly provisioned stack; None when there is none."""
     snapshot = data_dir / "snapshot"
+    if not (snapshot / "index.json").exists():
+        snapshot = data_dir / "snapshot.previous"  # a save stopped between its two renames
     if not (snapshot / "index.json").exists():
         return None
     index = json.loads((snapshot / "index.json").read_text())
