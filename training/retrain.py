@@ -6,9 +6,10 @@ out and counted, and so are images of the fixed test set, e.g. the demo's upload
 fifth label for evaluation; train a candidate on the base `train/` split plus the other labels;
 evaluate the candidate and the serving model on the same fixed `test/` split and on the held-out
 labels; promote (publish and make current: the local endpoint swaps it in without dropping a
-request) only when the candidate's accuracy and accuracy among accepted at the threshold are both at
-least the serving model's minus `--tolerance`. `--dry-run` decides without promoting;
-`--min-new-labels N` does nothing until N labels exist. Prints the side-by-side table and the decision.
+request) only when the candidate's accuracy, coverage and accuracy among accepted at the threshold
+are each at least the serving model's minus `--tolerance`. `--dry-run` decides without promoting;
+`--min-new-labels N` does nothing until N labels exist that no model in the store was trained with.
+Prints the side-by-side table and the decision.
 Every candidate is recorded in the model registry (the data bucket's `models/registry/`): pending
 when trained, then approved or rejected by the gate, serving when promoted (the model it replaces:
 retired).
@@ -182,9 +183,10 @@ def retrain(
             hashlib.sha256(p.read_bytes()).hexdigest() for p in test_dir.glob("*/*") if p.is_file()
         )
         counts = split_labels(labels_dir, root / "reviewed-train", root / "holdout", exclude=test_images)
-        if counts["train"] + counts["holdout"] < min_new_labels:
-            total = counts["train"] + counts["holdout"]
-            print(f"{total} reviewed labels, under {min_new_labels}: nothing to do")
+        used = image_hashes(root / "reviewed-train", root / "holdout")
+        new = len(used - labels_seen(store))
+        if new < min_new_labels:
+            print(f"{new} new reviewed labels ({len(used)} in all), under {min_new_labels}: nothing to do")
             return None
         training = merged_training_folder(base_train, root / "reviewed-train", root / "train")
         candidate_dir = root / "candidate"
@@ -211,6 +213,7 @@ def retrain(
             candidate_version=metadata.version,
             serving_version=serving.version,
         )
+        (candidate_dir / LABELS_USED_FILE).write_text(json.dumps(sorted(used)) + "\n")
         # kept in the store either way, for the record and a later `scones models promote`
         store.publish(candidate_dir, make_current=decision.promote and promote_model is None)
         if decision.promote and promote_model is not None:
@@ -219,6 +222,23 @@ def retrain(
             model_data_url = str(getattr(trainer, "model_data_url", ""))
             record_decision(registry, decision, serving, metadata, model_data_url)
     return decision
+
+
+LABELS_USED_FILE = "reviewed_labels.json"  # beside a candidate: the SHA-256 of each label image it used
+
+
+def image_hashes(*folders: Path) -> set[str]:
+    return {hashlib.sha256(p.read_bytes()).hexdigest() for f in folders for p in f.glob("*/*") if p.is_file()}
+
+
+def labels_seen(store: ModelStore) -> set[str]:
+    """The label images some model in the store was trained (or held out) with: not new any more."""
+    seen: set[str] = set()
+    for version in store.versions():
+        used = store.path(version) / LABELS_USED_FILE
+        if used.is_file():
+            seen.update(json.loads(used.read_text()))
+    return seen
 
 
 def record_decision(
@@ -291,7 +311,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--endpoint-url", default=os.environ.get("AWS_ENDPOINT_URL"))
     parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD)
     parser.add_argument("--tolerance", type=float, default=0.0, help="how much worse a gated metric may be")
-    parser.add_argument("--min-new-labels", type=int, default=0)
+    parser.add_argument(
+        "--min-new-labels",
+        type=int,
+        default=0,
+        help="train only with this many labels no stored model has used",
+    )
     parser.add_argument("--dry-run", action="store_true", help="decide, but do not promote")
     parser.add_argument("--json", action="store_true")
     aws = parser.add_argument_group("--on sagemaker: train on SageMaker, gate, update the endpoint")

@@ -109,6 +109,15 @@ def test_a_worse_candidate_is_refused_and_a_better_one_promoted(
     assert [change.status for change in promoted.history] == ["pending", "approved", "serving"]
     assert promoted.metrics["test"]["accuracy"] == better.candidate["test"]["accuracy"]
     assert store.rollback() == shuffled.candidate_version, "and a promotion can be rolled back"
+    again = retrain(
+        base_train=staged.split_dir("train"),
+        test_dir=staged.split_dir("test"),
+        labels_dir=labels,
+        store=store,
+        hyperparameters=hp,
+        min_new_labels=1,
+    )
+    assert again is None, "the same labels are not new: no model trained on them again"
 
 
 def test_too_few_labels_do_nothing(staged: StagedDataset, small_model: Path, tmp_path: Path) -> None:
