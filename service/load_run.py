@@ -15,7 +15,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -119,10 +119,14 @@ def run_load(stack: LocalStack, images: list[bytes], plan: LoadPlan = LoadPlan()
     outage_thread.start()
     started = time.time()
     with ThreadPoolExecutor(plan.concurrency) as pool:
+        sent: list[Future[None]] = []
         for index in range(len(uploads)):
             if index == outage_at and plan.outage_s > 0:
+                wait(sent)  # the uploads before it are sent, not only queued: the outage comes mid-burst
                 outage.set()
-            pool.submit(send, index)
+            sent.append(pool.submit(send, index))
+        for upload in sent:
+            upload.result()  # an upload that failed is the load run's error, not a "lost" outcome later
     outage.set()
     outage_thread.join()
     keys = [upload.key for upload in uploads]
