@@ -25,6 +25,7 @@ from PIL import Image
 
 from scones.model_metadata import ModelMetadata
 from scones.model_server import MAX_BATCH
+from scones.model_store import ModelStore
 from service.endpoint import LocalEndpoint
 from training.staging import StagedDataset
 
@@ -293,21 +294,25 @@ def test_scones_serve_runs_as_a_sagemaker_container_would(small_model: Any, test
     assert version == ModelMetadata.read(small_model).version, "the model from SCONES_MODEL_DIR"
 
 
-def test_scones_serve_of_the_store_follows_a_promotion(
-    small_model: Any, test_pngs: list[bytes], tmp_path: Path
-) -> None:
-    """Serving the store's current model, `scones serve` switches when `scones models promote` does."""
-    from scones.model_store import ModelStore
-
-    store = ModelStore(tmp_path / "home" / "models")
-    first = ModelMetadata.read(small_model).version
-    store.publish(small_model)
-    second_dir = tmp_path / "second"
-    shutil.copytree(small_model, second_dir)
+def two_version_store(model: Path, root: Path) -> tuple[ModelStore, str, str]:
+    """A store serving `model`, with a copy of it under another version published beside it."""
+    store = ModelStore(root)
+    first = ModelMetadata.read(model).version
+    store.publish(model)
+    second_dir = root.parent / f"{root.name}-second"
+    shutil.copytree(model, second_dir)
     metadata = json.loads((second_dir / "metadata.json").read_text())
     metadata["version"] = second = first + "-b"
     (second_dir / "metadata.json").write_text(json.dumps(metadata))
     store.publish(second_dir, make_current=False)
+    return store, first, second
+
+
+def test_scones_serve_of_the_store_follows_a_promotion(
+    small_model: Any, test_pngs: list[bytes], tmp_path: Path
+) -> None:
+    """Serving the store's current model, `scones serve` switches when `scones models promote` does."""
+    store, first, second = two_version_store(small_model, tmp_path / "home" / "models")
     environment = {"SCONES_HOME": str(tmp_path / "home"), "SCONES_MODEL_DIR": str(tmp_path / "none")}
     with scones_serve(environment) as port:
         assert served_version(port, test_pngs[0])[0] == first
@@ -323,21 +328,9 @@ def test_promotion_and_rollback_swap_the_served_model_without_failing_a_request(
 ) -> None:
     """Requests run on four threads while the store's current version changes twice: none fails, and
     the answers switch to the promoted version, then back."""
-    import shutil
     import threading
-    import time
 
-    from scones.model_store import ModelStore
-
-    store = ModelStore(tmp_path / "models")
-    first = ModelMetadata.read(small_model).version
-    store.publish(small_model)
-    second_dir = tmp_path / "second"
-    shutil.copytree(small_model, second_dir)
-    metadata = json.loads((second_dir / "metadata.json").read_text())
-    metadata["version"] = second = first + "-b"
-    (second_dir / "metadata.json").write_text(json.dumps(metadata))
-    store.publish(second_dir, make_current=False)
+    store, first, second = two_version_store(small_model, tmp_path / "models")
 
     seen: list[str] = []
     failures: list[str] = []

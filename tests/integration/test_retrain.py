@@ -3,6 +3,7 @@ replacing a bad serving model is promoted, and the reviewed labels are split bet
 
 from __future__ import annotations
 
+import functools
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -85,14 +86,15 @@ def test_a_worse_candidate_is_refused_and_a_better_one_promoted(
 
     store.set_current(shuffled.candidate_version)  # a bad model is serving now (`scones models promote`)
     record_promotion(registry, shuffled.candidate_version, reason="by hand")
-    better = retrain(
+    with_labels = functools.partial(
+        retrain,
         base_train=staged.split_dir("train"),
         test_dir=staged.split_dir("test"),
         labels_dir=labels,
         store=store,
         hyperparameters=hp,
-        registry=registry,
     )
+    better = with_labels(registry=registry)
     assert better is not None
     assert better.promote, table(better)
     assert store.current_version() == better.candidate_version
@@ -109,14 +111,7 @@ def test_a_worse_candidate_is_refused_and_a_better_one_promoted(
     assert [change.status for change in promoted.history] == ["pending", "approved", "serving"]
     assert promoted.metrics["test"]["accuracy"] == better.candidate["test"]["accuracy"]
     assert store.rollback() == shuffled.candidate_version, "and a promotion can be rolled back"
-    again = retrain(
-        base_train=staged.split_dir("train"),
-        test_dir=staged.split_dir("test"),
-        labels_dir=labels,
-        store=store,
-        hyperparameters=hp,
-        min_new_labels=1,
-    )
+    again = with_labels(min_new_labels=1)
     assert again is None, "the same labels are not new: no model trained on them again"
 
 
