@@ -115,20 +115,23 @@ def run_load(stack: LocalStack, images: list[bytes], plan: LoadPlan = LoadPlan()
         time.sleep(plan.outage_s)
         stack.endpoint.come_back()
 
-    outage_thread = threading.Thread(target=endpoint_outage, daemon=True)
-    outage_thread.start()
+    outage_runner = ThreadPoolExecutor(1, thread_name_prefix="outage")
+    outage_done = outage_runner.submit(endpoint_outage)  # its error (e.g. the port taken) is raised below
     started = time.time()
-    with ThreadPoolExecutor(plan.concurrency) as pool:
-        sent: list[Future[None]] = []
-        for index in range(len(uploads)):
-            if index == outage_at and plan.outage_s > 0:
-                wait(sent)  # the uploads before it are sent, not only queued: the outage comes mid-burst
-                outage.set()
-            sent.append(pool.submit(send, index))
-        for upload in sent:
-            upload.result()  # an upload that failed is the load run's error, not a "lost" outcome later
-    outage.set()
-    outage_thread.join()
+    try:
+        with ThreadPoolExecutor(plan.concurrency) as pool:
+            sent: list[Future[None]] = []
+            for index in range(len(uploads)):
+                if index == outage_at and plan.outage_s > 0:
+                    wait(sent)  # the uploads before it are sent, not only queued: the outage comes mid-burst
+                    outage.set()
+                sent.append(pool.submit(send, index))
+            for upload in sent:
+                upload.result()  # a failed upload is the load run's error, not a "lost" outcome later
+    finally:
+        outage.set()  # (an outage not begun yet begins and ends now: the endpoint is up afterwards)
+        outage_runner.shutdown()
+    outage_done.result()
     keys = [upload.key for upload in uploads]
     first = wait_for_outcomes(s3, bucket, keys, timeout_s=600 + plan.uploads)
     recorded = [parse_iso(record["recorded_at"]).timestamp() for record in first.records.values()]
