@@ -187,12 +187,14 @@ def _uninstall_modules() -> None:
 
 
 def uninstall_all() -> None:
-    """Undo `install_all`: restore moto, then finish in-flight deliveries and invocations."""
+    """Undo `install_all`: let running deliveries and invocations finish (queued ones are dropped),
+    then restore moto. In that order: a running handler's AWS calls still reach moto in-process after
+    the server stopped listening, instead of failing on a closed port."""
     installed, _state.current = _state.current, None
-    _uninstall_modules()
     if installed is not None:
         installed.delivery.shutdown(wait=True)
         installed.runtime.shutdown(wait=True)
+    _uninstall_modules()
 
 
 def current() -> InstalledAdapters | None:

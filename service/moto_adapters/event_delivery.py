@@ -183,9 +183,20 @@ class EventTargetDelivery:
             return self._idle.wait_for(lambda: self._pending == 0, timeout)
 
     def shutdown(self, wait: bool = True) -> None:
-        """Stop: queued deliveries are dropped, retry waits end at once, running attempts finish."""
+        """Stop: queued deliveries are dropped (and logged), retry waits end, running attempts finish."""
         self._stopping.set()
         self._pool.shutdown(wait=wait, cancel_futures=True)
+        if not wait:
+            return
+        with self._idle:  # what is still counted now was cancelled, never run
+            dropped, self._pending = self._pending, 0
+            self._idle.notify_all()
+        if dropped:
+            _log.warning(
+                "%d queued EventBridge deliveries dropped at shutdown; the reconciler re-drives their "
+                "uploads when the stack starts again",
+                dropped,
+            )
 
     # delivery -------------------------------------------------------------------------------
 
