@@ -74,6 +74,8 @@ def run_training_job(account_id: str, job: Any) -> None:
             source = _s3(account_id).get_object(bucket_name, key).value
             with tarfile.open(fileobj=io.BytesIO(source), mode="r:gz") as archive:
                 archive.extractall(work / "code", filter="data")
+            for folder in ("model", "output"):  # SageMaker creates /opt/ml/model and output beforehand
+                (work / folder).mkdir()
             environment |= {"SM_MODEL_DIR": str(work / "model"), "SM_OUTPUT_DATA_DIR": str(work / "output")}
             flags = [
                 item
@@ -116,6 +118,7 @@ def install() -> None:
         thread = threading.Thread(
             target=run_training_job, args=(self.account_id, job), name=f"training-{job.training_job_name}"
         )
+        _threads[:] = [running for running in _threads if running.is_alive()]
         _threads.append(thread)
         thread.start()
         return job

@@ -891,7 +891,8 @@ def test_sagemaker_training_runs_the_entry_point_and_reports_its_failure() -> No
         "job-works": (
             "import os, pathlib, sys\n"
             "rows = sorted(p.name for p in pathlib.Path(os.environ['SM_CHANNEL_TRAIN']).iterdir())\n"
-            "model = pathlib.Path(os.environ['SM_MODEL_DIR'])\nmodel.mkdir()\n"
+            "model = pathlib.Path(os.environ['SM_MODEL_DIR'])\n"
+            "assert model.is_dir() and pathlib.Path(os.environ['SM_OUTPUT_DATA_DIR']).is_dir()\n"
             "(model / 'seen.txt').write_text(','.join(rows) + ' ' + sys.argv[2])\n"
         ),
     }
