@@ -9,24 +9,25 @@ original code. What the wrapper emulates:
 - a DISABLED rule delivers nothing (moto ignores the rule state);
 - delivery is asynchronous, like EventBridge's: the call that produced the event (PutObject,
   PutEvents) returns before the target runs. Deliveries run on a bounded pool of named threads;
-- a Lambda target is invoked with the "Event" invocation type through the in-process runtime
-  (`lambda_runtime.InProcessLambdaRuntime`), with the event as AWS delivers it: `time` as ISO-8601
+- a Lambda target is invoked through the in-process runtime (`lambda_runtime.InProcessLambdaRuntime`),
+  on the delivery thread (asynchronous to the event's producer, as the "Event" invocation type is),
+  with the event as AWS delivers it: `time` as ISO-8601
   (`%Y-%m-%dT%H:%M:%SZ`, moto keeps a float internally) and no `ingestion-time`. The target's
   `Input`, `InputPath` or `InputTransformer` apply, as they do in AWS;
 - a Step Functions target gets StartExecution with the event as input and a generated execution
   name (EventBridge cannot choose it; a state machine that needs a deterministic name is started by
   a small Lambda function instead, the design this project uses);
-- a failed delivery (the function raised, timed out or does not exist; StartExecution failed) is
-  retried with exponential backoff up to the target's `RetryPolicy.MaximumRetryAttempts` (default:
-  this adapter's small `RetryPolicy.max_retries`) and within `MaximumEventAgeInSeconds`; then the
-  event goes to the target's `DeadLetterConfig` SQS queue, if it has one, with EventBridge's
-  message attributes (RULE_ARN, TARGET_ARN, ERROR_CODE, ERROR_MESSAGE, EXHAUSTED_RETRY_CONDITION,
-  RETRY_ATTEMPTS).
+- a failed delivery is retried with exponential backoff up to the target's
+  `RetryPolicy.MaximumRetryAttempts` (default: this adapter's small `RetryPolicy.max_retries`) and
+  within `MaximumEventAgeInSeconds`, except that a function that ran and failed (raised, timed out)
+  is retried at most twice, as Lambda retries an asynchronous invocation, and a target that does not
+  exist is not retried (AWS sends it to the dead-letter queue at once). Then the event goes to the
+  target's `DeadLetterConfig` SQS queue, if it has one, with EventBridge's message attributes
+  (RULE_ARN, TARGET_ARN, ERROR_CODE, ERROR_MESSAGE, EXHAUSTED_RETRY_CONDITION, RETRY_ATTEMPTS).
 
-One simplification: in AWS, EventBridge hands the event to Lambda's asynchronous queue and a
-*function error* is then retried by Lambda (twice) and sent to the function's own on-failure
-destination; EventBridge's retry policy and DLQ cover only failures to hand the event over. Here
-both are folded into the target's retry policy and DLQ, which is what the local stack needs.
+One simplification: in AWS a function error goes to the *function's* dead-letter queue (or on-failure
+destination), not the rule's; the template points both at the same queue, so here both use the
+target's `DeadLetterConfig`.
 """
 
 from __future__ import annotations
@@ -100,10 +101,17 @@ class DeliveryOutcome:
 
 
 class DeliveryFailed(Exception):
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, *, retries: int | None = None) -> None:
+        """`retries`: at most this many retries for this kind of failure (None: the target's policy)."""
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
+        self.retries = retries
+
+
+# Lambda retries a failing asynchronous invocation twice; a target that does not exist is not retried
+LAMBDA_ASYNC_RETRIES: Final = 2
+NOT_RETRIED: Final = 0
 
 
 def random_execution_name(event: Mapping[str, Any], target: Mapping[str, Any]) -> str:
@@ -249,11 +257,13 @@ class EventTargetDelivery:
                     rule_arn, target_id, arn, attempts, delivered=True, reference=reference
                 )
             except DeliveryFailed as failure:
-                code, message = failure.code, failure.message
+                code, message, cap = failure.code, failure.message, failure.retries
             except Exception as error:
-                code, message = type(error).__name__, str(error)
+                code, message, cap = type(error).__name__, str(error), None
             next_wait = self.retry.backoff(attempts)
-            if attempts > max_retries:
+            if cap == NOT_RETRIED:
+                exhausted = "NotRetriable"
+            elif attempts > (max_retries if cap is None else min(cap, max_retries)):
                 exhausted = "MaximumRetryAttempts"
             elif max_age is not None and time.time() - received + next_wait > float(max_age):
                 exhausted = "MaximumEventAgeInSeconds"
@@ -316,13 +326,15 @@ class EventTargetDelivery:
             function = get_backend(parsed.account, parsed.region).get_function(arn)
         except Exception as error:
             raise DeliveryFailed(
-                "ResourceNotFoundException", f"Function not found: {arn} ({error})"
+                "ResourceNotFoundException", f"Function not found: {arn} ({error})", retries=NOT_RETRIED
             ) from None
         result = self.runtime.invoke(function, json.dumps(payload))
         error_document = result.error
-        if error_document is not None:
+        if error_document is not None:  # the function ran and failed: Lambda's asynchronous retries
             raise DeliveryFailed(
-                str(error_document.get("errorType", "Unhandled")), str(error_document.get("errorMessage", ""))
+                str(error_document.get("errorType", "Unhandled")),
+                str(error_document.get("errorMessage", "")),
+                retries=LAMBDA_ASYNC_RETRIES,
             )
         return result.request_id
 

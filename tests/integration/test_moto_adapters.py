@@ -446,6 +446,40 @@ def test_a_failing_lambda_target_is_retried_then_dead_lettered(aws: Aws) -> None
     assert attributes["RULE_ARN"].endswith(f":rule/{rule}")
 
 
+def test_a_function_error_gets_lambdas_two_retries_and_a_missing_function_none(aws: Aws) -> None:
+    """The stack's rule allows 185 retries (for handing events over); a function that runs and fails
+    is retried twice, as Lambda retries an asynchronous invocation, and a function that does not exist
+    is not retried at all: both go to the dead-letter queue."""
+    function, arn = aws.function("tests.fake.fail", prefix="failing-long")
+    dlq_url, dlq_arn = aws.queue("dlq-long")
+    source = aws.name("scones.test")
+    policy = {"MaximumRetryAttempts": 185, "MaximumEventAgeInSeconds": 86400}
+    missing = arn.rsplit(":", 1)[0] + ":no-such-function"
+    aws.rule(
+        {"source": [source]},
+        [
+            {"Id": "fails", "Arn": arn, "RetryPolicy": policy, "DeadLetterConfig": {"Arn": dlq_arn}},
+            {"Id": "gone", "Arn": missing, "RetryPolicy": policy, "DeadLetterConfig": {"Arn": dlq_arn}},
+        ],
+    )
+    aws.events.put_events(Entries=[{"Source": source, "DetailType": "Test", "Detail": json.dumps({"n": 1})}])
+    messages = aws.drain(dlq_url, expect=2)
+    aws.settle()
+    assert len(RECORDER.get(function)) == 3, "the first attempt and Lambda's two retries"
+    attributes = {
+        m["MessageAttributes"]["TARGET_ARN"]["StringValue"]: {
+            name: value["StringValue"] for name, value in m["MessageAttributes"].items()
+        }
+        for m in messages
+    }
+    assert (attributes[arn]["EXHAUSTED_RETRY_CONDITION"], attributes[arn]["RETRY_ATTEMPTS"]) == (
+        "MaximumRetryAttempts",
+        "2",
+    )
+    assert attributes[missing]["ERROR_CODE"] == "ResourceNotFoundException"
+    assert attributes[missing]["RETRY_ATTEMPTS"] == "0"
+
+
 def test_a_step_functions_target_starts_an_execution_beside_an_sqs_target(aws: Aws) -> None:
     machine = aws.sfn.create_state_machine(
         name=aws.name("pass"),
