@@ -12,6 +12,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, ReadTimeoutError
 
 from handlers.settings import FunctionSettings
+from scones.objects import execution_arn, s3_version_selector
 from scones.reconcile import StoredObject
 from scones.steps import (
     EndpointUnavailable,
@@ -22,6 +23,8 @@ from scones.steps import (
     TransientError,
 )
 
+MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound", "NoSuchVersion"})
+SUPERSEDED_CODES = frozenset({"PreconditionFailed", "412"})  # If-Match: the key holds another version
 RETRYABLE_CODES = frozenset(
     {"SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout", "Throttling", "ThrottlingException"}
 )
@@ -79,9 +82,9 @@ class S3ObjectStore:
             return getattr(self._s3, operation)(**kwargs)
         except ClientError as error:
             code = error.response.get("Error", {}).get("Code", "")
-            if code in ("NoSuchKey", "404", "NotFound", "NoSuchVersion"):
+            if code in MISSING_CODES:
                 raise ObjectMissing(f"s3://{kwargs['Bucket']}/{kwargs['Key']} does not exist") from None
-            if code in ("PreconditionFailed", "412"):
+            if code in SUPERSEDED_CODES:
                 raise ObjectSuperseded(
                     f"s3://{kwargs['Bucket']}/{kwargs['Key']} was overwritten: it is no longer version "
                     f"{kwargs.get('IfMatch', '')}"
@@ -96,11 +99,7 @@ class S3ObjectStore:
         self, bucket: str, key: str, max_bytes: int, *, etag: str | None = None, version_id: str | None = None
     ) -> tuple[int, bytes | None]:
         """One GET; the body is left unread (and the connection closed) when it is over `max_bytes`."""
-        version: dict[str, str] = {}
-        if version_id:
-            version["VersionId"] = version_id
-        elif etag:
-            version["IfMatch"] = '"' + etag.strip('"') + '"'
+        version = s3_version_selector(etag, version_id)
         response = self._call("get_object", Bucket=bucket, Key=key, **version)
         size = int(response["ContentLength"])
         if size > max_bytes:
@@ -175,9 +174,8 @@ class StepFunctionsStarter:
         return True
 
     def status(self, name: str) -> str | None:
-        execution_arn = self._arn.replace(":stateMachine:", ":execution:", 1) + f":{name}"
         try:
-            response = self._sfn.describe_execution(executionArn=execution_arn)
+            response = self._sfn.describe_execution(executionArn=execution_arn(self._arn, name))
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") == "ExecutionDoesNotExist":
                 return None

@@ -60,6 +60,11 @@ class ModelSlot:
         self._model: OnnxClassifier | None = None
         self._lock = threading.Lock()
 
+    def ready(self) -> OnnxClassifier | None:
+        """The loaded model when `get` would neither load nor look for a new version; else None."""
+        model = self._model
+        return model if model is not None and not self._due() else None
+
     def get(self) -> OnnxClassifier:
         model = self._model
         if model is None or self._due():
@@ -173,10 +178,12 @@ async def invoke(endpoint: Endpoint, request: Request) -> Response:
     """The container's `/invocations`: validate, preprocess, run the model, capture."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     body = await request.body()
-    try:  # on the thread pool: loading a newly promoted model must not stall the event loop
-        model = await run_in_threadpool(endpoint.slot.get)
-    except Exception as error:
-        return _error(503, "model_unavailable", str(error))
+    model = endpoint.slot.ready()
+    if model is None:  # a load or version check: on the thread pool, never stalling the event loop
+        try:
+            model = await run_in_threadpool(endpoint.slot.get)
+        except Exception as error:
+            return _error(503, "model_unavailable", str(error))
     if content_type in IMAGE_TYPES:
         try:
             result: Any = await run_in_threadpool(_predict_one, model, body)

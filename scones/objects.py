@@ -23,6 +23,18 @@ def is_replay_execution(execution_id: str | None) -> bool:
     return bool(mark and head and attempt.isdigit())
 
 
+def execution_arn(state_machine_arn: str, name: str) -> str:
+    """The ARN of the run `name` of a state machine."""
+    return state_machine_arn.replace(":stateMachine:", ":execution:", 1) + f":{name}"
+
+
+def s3_version_selector(etag: str | None, version_id: str | None) -> dict[str, str]:
+    """GetObject/HeadObject parameters for exactly this version: its version id, else If-Match on its ETag."""
+    if version_id:
+        return {"VersionId": version_id}
+    return {"IfMatch": '"' + etag.strip('"') + '"'} if etag else {}
+
+
 class NotAnUpload(ValueError):
     """An event that must start nothing: another event type, another prefix, or a folder marker."""
 

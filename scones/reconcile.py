@@ -12,14 +12,13 @@ flight.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
 from scones.objects import INBOX_PREFIX, OUTCOME_PREFIXES, ObjectRef
-from scones.steps import RunInspector, now_iso
+from scones.steps import MAX_REPLAYS, RunInspector, run_payload
 
 
 @dataclass(frozen=True)
@@ -56,9 +55,9 @@ def unrecorded(bucket: str, inbox: Iterable[StoredObject], record_keys: Iterable
     return missing
 
 
-def redrive(obj: ObjectRef, runs: RunInspector, *, max_replays: int = 50) -> tuple[str, str]:
+def redrive(obj: ObjectRef, runs: RunInspector, *, max_replays: int = MAX_REPLAYS) -> tuple[str, str]:
     """(run name, "started" | "running" | "exhausted") for one object version without an outcome."""
-    payload = json.dumps({"object": obj.as_dict(), "received_at": now_iso()})
+    payload = run_payload(obj)
     for attempt in range(max_replays + 1):
         name = obj.execution_name(replay=attempt)
         status = runs.status(name)

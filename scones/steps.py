@@ -12,7 +12,7 @@ import json
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from scones.labels import LABELS
 from scones.objects import ObjectRef, is_replay_execution
@@ -103,20 +103,27 @@ def elapsed_ms(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 2)
 
 
+MAX_REPLAYS: Final = 50
+
+
+def run_payload(obj: ObjectRef) -> str:
+    """A workflow run's input: the object version and when it was received."""
+    return json.dumps({"object": obj.as_dict(), "received_at": now_iso()})
+
+
 def start_run(obj: ObjectRef, starter: ExecutionStarter) -> tuple[str, bool]:
     """Start the run for one object version under its deterministic name; (name, started)."""
     name = obj.execution_name()
-    payload = json.dumps({"object": obj.as_dict(), "received_at": now_iso()})
-    return name, starter.start(name, payload)
+    return name, starter.start(name, run_payload(obj))
 
 
-def replay_run(obj: ObjectRef, starter: ExecutionStarter, *, max_replays: int = 50) -> str:
+def replay_run(obj: ObjectRef, starter: ExecutionStarter, *, max_replays: int = MAX_REPLAYS) -> str:
     """Start a new run of an upload whose earlier run failed; the name of the run started.
 
     Replays are named `...-replay-n`, the first n not used yet; when that run records an accepted
     or review outcome it removes the failure record, so the upload still has exactly one outcome.
     """
-    payload = json.dumps({"object": obj.as_dict(), "received_at": now_iso()})
+    payload = run_payload(obj)
     for attempt in range(1, max_replays + 1):
         name = obj.execution_name(replay=attempt)
         if starter.start(name, payload):

@@ -230,10 +230,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
         f"{len(report.undelivered_started)} undelivered started"
     )
     if args.wait:
-        prefix = arn.replace(":stateMachine:", ":execution:")
-        executions = [
-            f"{prefix}:{name}" for name in [*report.replayed.values(), *report.undelivered_started.values()]
-        ]
+        from scones.objects import execution_arn
+
+        started = [*report.replayed.values(), *report.undelivered_started.values()]
+        executions = [execution_arn(arn, name) for name in started]
         status = wait_for_executions(sfn, executions, timeout_s=args.timeout)
         for execution, result in status.items():
             print(f"{execution.rsplit(':', 1)[-1]}: {result}")
@@ -260,13 +260,6 @@ def _aws_clients(args: argparse.Namespace, *services: str, endpoint_url: str | N
     if endpoint:
         options["endpoint_url"] = endpoint
     return [boto3.client(service, **options) for service in services]  # type: ignore[call-overload]
-
-
-def _default_region() -> str:
-    """The region boto3 would use (AWS_REGION, AWS_DEFAULT_REGION, the profile), else us-east-1."""
-    import boto3
-
-    return boto3.session.Session().region_name or "us-east-1"
 
 
 def cmd_review(args: argparse.Namespace) -> int:
@@ -612,7 +605,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if hasattr(args, "region") and not args.region:
-        args.region = _default_region()
+        from service.sagemaker_jobs import default_region
+
+        args.region = default_region()
     try:
         code: int = args.handler(args)
     except NoModelError as error:

@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
+from monitoring.review import label_key
 from scones.objects import OUTCOME_PREFIXES, ObjectRef
 from service.queues import receive_all
 from workflow.names import METRICS_NAMESPACE
@@ -114,10 +115,11 @@ def _held_for_review(
     waiting = {(body.get("key"), body.get("etag")) for body in (json.loads(m["body"]) for m in queued)}
     held = []
     for item in objects:
-        if not item["key"].startswith("review/") or "labels/" + item["key"].removeprefix("review/") in keys:
+        if not item["key"].startswith("review/"):
             continue
         record = json.loads((files / item["file"]).read_bytes())
-        if (record.get("key"), record.get("etag")) not in waiting:
+        obj = ObjectRef(record["bucket"], record["key"], record["etag"])
+        if label_key(obj) not in keys and (obj.key, obj.etag) not in waiting:
             held.append({"body": json.dumps(record), "attributes": {}})
     return held
 

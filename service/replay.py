@@ -16,7 +16,8 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
-from scones.objects import NotAnUpload, ObjectRef, object_from_event
+from handlers.aws import MISSING_CODES, SUPERSEDED_CODES
+from scones.objects import NotAnUpload, ObjectRef, object_from_event, s3_version_selector
 from scones.outcomes import REPLAYABLE_REASONS
 from scones.steps import ExecutionStarter, replay_run, start_run
 from service.outcome_watch import list_record_keys
@@ -33,18 +34,13 @@ class ReplayReport:
 
 def _why_not_replayable(s3: Any, obj: ObjectRef) -> str | None:
     """None when the key still holds the failed version; else why a replay cannot run it."""
-    version: dict[str, str] = {}
-    if obj.version_id:
-        version["VersionId"] = obj.version_id
-    elif obj.etag:
-        version["IfMatch"] = '"' + obj.etag.strip('"') + '"'
     try:
-        s3.head_object(Bucket=obj.bucket, Key=obj.key, **version)
+        s3.head_object(Bucket=obj.bucket, Key=obj.key, **s3_version_selector(obj.etag, obj.version_id))
     except s3.exceptions.ClientError as error:
         code = error.response.get("Error", {}).get("Code")
-        if code in {"404", "NoSuchKey", "NotFound", "NoSuchVersion"}:
+        if code in MISSING_CODES:
             return "the object is gone"
-        if code in {"412", "PreconditionFailed"}:
+        if code in SUPERSEDED_CODES:
             return "the object was overwritten since: its new version has a run of its own"
         raise
     return None

@@ -379,6 +379,13 @@ def _empty(s3: Any, bucket: str) -> None:
             s3.delete_objects(Bucket=bucket, Delete={"Objects": doomed, "Quiet": True})
 
 
+def default_region() -> str:
+    """The region boto3 would use (AWS_REGION, AWS_DEFAULT_REGION, the profile), else us-east-1."""
+    import boto3
+
+    return boto3.session.Session().region_name or "us-east-1"
+
+
 def split_s3_url(url: str) -> tuple[str, str]:
     bucket, _, key = url.removeprefix("s3://").partition("/")
     return bucket, key

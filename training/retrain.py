@@ -179,9 +179,7 @@ def retrain(
 
     with tempfile.TemporaryDirectory(prefix="scones-retrain-") as scratch:
         root = Path(scratch)
-        test_images = frozenset(
-            hashlib.sha256(p.read_bytes()).hexdigest() for p in test_dir.glob("*/*") if p.is_file()
-        )
+        test_images = frozenset(image_hashes(test_dir))
         counts = split_labels(labels_dir, root / "reviewed-train", root / "holdout", exclude=test_images)
         used = image_hashes(root / "reviewed-train", root / "holdout")
         new = len(used - labels_seen(store))
@@ -332,7 +330,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import boto3
 
-    args.region = args.region or boto3.session.Session().region_name or "us-east-1"
+    from service.sagemaker_jobs import default_region
+
+    args.region = args.region or default_region()
 
     from scones.model_store import default_home
     from scones.registry import BucketRegistry

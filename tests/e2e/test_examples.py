@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from scones.objects import execution_arn
 from service.local_stack import LocalStack
 
 ROOT = Path(__file__).parents[2]
@@ -50,10 +51,6 @@ def test_the_start_example_invokes_the_stack_function(stack: LocalStack) -> None
     }
     answer = json.loads(run_example("--invoke", str(event.relative_to(ROOT)), environment=environment))
     assert answer["started"] is True and answer["execution_name"].startswith("example-key-")
-    arn = (
-        stack.resources.state_machine_arn.replace(":stateMachine:", ":execution:")
-        + ":"
-        + answer["execution_name"]
-    )
+    arn = execution_arn(stack.resources.state_machine_arn, answer["execution_name"])
     execution = stack.client("stepfunctions").describe_execution(executionArn=arn)
     assert json.loads(execution["input"])["object"]["key"] == "inbox/example-key"

@@ -23,7 +23,7 @@ from botocore.client import BaseClient
 from botocore.exceptions import ClientError
 
 from handlers.aws import StepFunctionsStarter
-from scones.objects import ObjectRef
+from scones.objects import ObjectRef, execution_arn
 from scones.steps import replay_run
 from service.local_stack import LocalStack
 from service.outcome_watch import wait_for_outcomes
@@ -255,7 +255,7 @@ def test_every_call_a_function_makes_is_allowed_by_its_role(
     assert index.records[gone.key]["reason"] == "object_missing"
     s3.copy_object(Bucket=bucket, Key=gone.key, CopySource={"Bucket": bucket, "Key": staged})
     name = replay_run(gone, StepFunctionsStarter(sfn, stack.resources.state_machine_arn))
-    arn = stack.resources.state_machine_arn.replace(":stateMachine:", ":execution:") + f":{name}"
+    arn = execution_arn(stack.resources.state_machine_arn, name)
     assert wait_for_executions(sfn, [arn], timeout_s=120)[arn] == "SUCCEEDED"
     # an upload whose event never arrived (rule disabled): the reconciler looks up and starts its run
     events = stack.client("events")
