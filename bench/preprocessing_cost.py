@@ -7,7 +7,9 @@ measures for each, from the encoded bytes to the normalized model input:
 - the median wall-clock time of `preprocess` over `--runs` runs (>= 20);
 - peak memory of one call: the Python/numpy heap peak (tracemalloc) and, on Linux, the growth of
   the process's resident-set high-water mark (VmHWM, reset through /proc/self/clear_refs), which
-  also counts Pillow's decode buffers that tracemalloc does not see.
+  also counts Pillow's decode buffers that tracemalloc does not see; and the RSS growth for the
+  worst uploads, flat PNGs at the pixel limit in the modes that need converting (RGBA, LA, P with
+  transparency, 16-bit), against the serialize Lambda's 1024 MB.
 
 It then compares two resize paths for the photo, each timed as a median of `--runs` runs:
 
@@ -144,6 +146,25 @@ def peak_memory(path: str, data: bytes, config: PreprocessConfig) -> dict[str, f
         return result
 
 
+def at_the_pixel_limit(mode: str, config: PreprocessConfig) -> bytes:
+    """A flat square PNG of `mode` as large as the pixel limit allows: tiny to upload, the most
+    memory a decode can take (the serialize Lambda has 1024 MB)."""
+    side = int(config.max_pixels**0.5)
+    options: dict[str, Any] = {}
+    if mode == "I;16":
+        image = Image.fromarray(np.full((side, side), 30000, dtype=np.uint16))
+    elif mode == "P":
+        image, options = Image.new("P", (side, side), 0), {"transparency": 0}
+    else:
+        image = Image.new(mode, (side, side))
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG", **options)
+    return buffer.getvalue()
+
+
+PIXEL_LIMIT_MODES = ("RGB", "RGBA", "LA", "P", "I;16")
+
+
 def direct_from_image(image: Image.Image, config: PreprocessConfig) -> npt.NDArray[np.float32]:
     """Centre square crop, then one Lanczos resize straight to the input size, normalized."""
     rgb = to_rgb(image)
@@ -187,6 +208,10 @@ def measure(config: PreprocessConfig, runs: int, seed: int) -> dict[str, Any]:
             "median_ms": milliseconds(call),
             **peak_memory("ours", data, config),
         }
+    result["pixel_limit_peak_rss_mib"] = {
+        mode: peak_memory("ours", at_the_pixel_limit(mode, config), config)["rss_peak_growth_mib"]
+        for mode in PIXEL_LIMIT_MODES
+    }
     result["resize_paths_from_jpeg_bytes"] = {
         "ours_ms": milliseconds(lambda: preprocess(photo, config)),
         "direct_ms": milliseconds(lambda: direct_from_bytes(photo, config)),
@@ -209,6 +234,10 @@ def print_table(result: dict[str, Any]) -> None:
             f"{name:<24} {row['bytes']:>10} {row['median_ms']:>10.2f} "
             f"{row['tracemalloc_peak_mib']:>9.1f} {rss_text}"
         )
+    side = int(DEFAULT_CONFIG.max_pixels**0.5)
+    print(f"\none {side}x{side} PNG at the pixel limit -> model input: peak RSS growth")
+    for mode, growth in result["pixel_limit_peak_rss_mib"].items():
+        print(f"  {mode:<6} {f'{growth:.0f} MiB' if growth is not None else 'n/a':>10}")
     from_bytes = result["resize_paths_from_jpeg_bytes"]
     peak = from_bytes["direct_peak"]
     rss = f"{peak['rss_peak_growth_mib']:.1f}" if peak["rss_peak_growth_mib"] is not None else "n/a"

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from monitoring.review import stored_labels
+from scones.defaults import CONFIDENCE_THRESHOLD
 from scones.objects import OUTCOME_PREFIXES
 from scones.outcomes import OutcomeRecord
 from scones.steps import parse_iso
@@ -75,7 +76,9 @@ def plot_confidence(inferences: list[Inference]) -> bytes:
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(9, 4))
-    threshold = next((i.record.threshold for i in inferences if i.record.threshold is not None), 0.85)
+    threshold = next(
+        (i.record.threshold for i in inferences if i.record.threshold is not None), CONFIDENCE_THRESHOLD
+    )
     for outcome, color in OUTCOME_COLORS.items():
         points = [
             (n, i.record.confidence)

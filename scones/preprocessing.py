@@ -20,7 +20,16 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from scones.defaults import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, MIN_IMAGE_SIDE
 
 THUMBNAIL_SIZE: Final = 32
-ALLOWED_FORMATS: Final = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")
+# the formats accepted, each with the file suffix an image of it is saved under
+FORMAT_SUFFIXES: Final = {
+    "PNG": ".png",
+    "JPEG": ".jpg",
+    "WEBP": ".webp",
+    "GIF": ".gif",
+    "BMP": ".bmp",
+    "TIFF": ".tiff",
+}
+ALLOWED_FORMATS: Final = tuple(FORMAT_SUFFIXES)
 BACKGROUND_RGB: Final = (255, 255, 255)
 
 RejectReason = Literal[
@@ -74,7 +83,7 @@ def decode(data: bytes, config: PreprocessConfig = DEFAULT_CONFIG) -> Image.Imag
         raise ImageRejected("decompression_bomb", str(error)) from None
     except (OSError, SyntaxError, ValueError) as error:
         # A file cut short inside its header (e.g. a JPEG before its SOF marker) fails while opening.
-        raise ImageRejected("truncated", f"the image header is incomplete or corrupt ({error})") from None
+        raise _corrupt("the image header is incomplete or corrupt", error) from None
     width, height = image.size
     if width * height > config.max_pixels:
         raise ImageRejected(
@@ -88,21 +97,34 @@ def decode(data: bytes, config: PreprocessConfig = DEFAULT_CONFIG) -> Image.Imag
     try:
         image.load()
     except (OSError, SyntaxError, ValueError) as error:
-        raise ImageRejected("truncated", f"the image data is incomplete or corrupt ({error})") from None
-    upright = ImageOps.exif_transpose(image)
+        raise _corrupt("the image data is incomplete or corrupt", error) from None
+    try:
+        upright = ImageOps.exif_transpose(image)
+    except Exception as error:  # Pillow's EXIF parser raises struct.error, TypeError, ... on garbage
+        raise ImageRejected("truncated", f"the EXIF metadata is corrupt ({error!r})") from None
     upright.format = image.format  # the copy forgets what it was decoded from
     upright.info["frames"] = int(getattr(image, "n_frames", 1))
     upright.info["source_size"] = (width, height)  # before the JPEG draft downscale
     return upright
 
 
+def _corrupt(what: str, error: Exception) -> ImageRejected:
+    """Pillow's decoding error as a rejection; a metadata chunk that inflates past Pillow's cap is a bomb."""
+    if "Decompressed data too large" in str(error):
+        return ImageRejected("decompression_bomb", f"a compressed metadata chunk is too large ({error})")
+    return ImageRejected("truncated", f"{what} ({error})")
+
+
 def to_rgb(image: Image.Image) -> Image.Image:
     """Any Pillow mode to 8-bit RGB; transparency is composited over white, 16-bit is scaled, not clipped."""
+    # Memory: at the pixel limit every full-size copy is hundreds of MB, so the work is done in place
+    # (float32 is exact enough: v * 255/65535 never lies within 1e-3 of a rounding tie).
     if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        values = np.asarray(image, dtype=np.float64)
+        values = np.array(image, dtype=np.float32)
         peak = 65535.0 if image.mode.startswith("I;16") or values.max() > 255 else 255.0
-        scaled = np.clip(np.rint(values * (255.0 / peak)), 0, 255).astype(np.uint8)
-        return Image.fromarray(scaled, mode="L").convert("RGB")
+        np.multiply(values, 255.0 / peak, out=values)
+        np.clip(np.rint(values, out=values), 0, 255, out=values)
+        return Image.fromarray(values.astype(np.uint8), mode="L").convert("RGB")
     if (image.mode == "P" and "transparency" in image.info) or image.mode in (
         "RGBA",
         "LA",
@@ -110,9 +132,10 @@ def to_rgb(image: Image.Image) -> Image.Image:
         "La",
         "RGBa",
     ):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (*BACKGROUND_RGB, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
+        rgba = image if image.mode == "RGBA" else image.convert("RGBA")
+        composited = Image.new("RGB", rgba.size, BACKGROUND_RGB)
+        composited.paste(rgba, mask=rgba)  # blends by the alpha band, in place
+        return composited
     if image.mode != "RGB":
         return image.convert("RGB")
     return image

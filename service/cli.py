@@ -483,7 +483,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="a model folder (default: /opt/ml/model in a SageMaker container, else the current model)",
     )
     serve.add_argument("--host", default=os.environ.get("SCONES_SERVE_HOST", "127.0.0.1"))
-    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument(
+        "--port",
+        type=int,
+        default=int(os.environ.get("SAGEMAKER_BIND_TO_PORT", "8080")),
+        help="default: SAGEMAKER_BIND_TO_PORT (set by SageMaker in multi-container hosting), else 8080",
+    )
     serve.add_argument("--name", default=DEFAULT_ENDPOINT_NAME, help="endpoint name for the runtime route")
     serve.add_argument(
         "--threads",

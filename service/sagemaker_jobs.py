@@ -16,6 +16,7 @@ here needs the SageMaker Python SDK; the Lambdas and the local default never imp
 
 from __future__ import annotations
 
+import contextlib
 import io
 import sys
 import tarfile
@@ -119,6 +120,20 @@ def timestamped(prefix: str, now: datetime | None = None) -> str:
     return f"{prefix}-{(now or datetime.now(UTC)):%Y%m%d-%H%M%S}"
 
 
+# train.py's closing `val_...` and `test_...` lines (`metric_line`); `\b` keeps the per-epoch
+# `epoch_val_acc=` (one member, before averaging) out of the validation series.
+METRIC_DEFINITIONS: Final = [
+    {"Name": f"{split}:{metric}", "Regex": rf"\b{prefix}_{short}=([0-9.]+)"}
+    for split, prefix in (("validation", "val"), ("test", "test"))
+    for metric, short in (
+        ("accuracy", "acc"),
+        ("coverage", "coverage"),
+        ("accepted_accuracy", "accepted_acc"),
+        ("ece", "ece"),
+    )
+]
+
+
 def training_job_request(
     settings: SageMakerSettings,
     job_name: str,
@@ -136,13 +151,7 @@ def training_job_request(
             "TrainingImage": pytorch_training_image(settings.region),
             "TrainingInputMode": "File",
             "EnableSageMakerMetricsTimeSeries": True,
-            "MetricDefinitions": [
-                {"Name": "validation:accuracy", "Regex": r"val_acc=([0-9.]+)"},
-                {"Name": "test:accuracy", "Regex": r"test_acc=([0-9.]+)"},  # train.py's closing lines
-                {"Name": "test:coverage", "Regex": r"test_coverage=([0-9.]+)"},
-                {"Name": "test:accepted_accuracy", "Regex": r"test_accepted_acc=([0-9.]+)"},
-                {"Name": "test:ece", "Regex": r"test_ece=([0-9.]+)"},
-            ],
+            "MetricDefinitions": METRIC_DEFINITIONS,
         },
         "HyperParameters": {
             **hyperparameters,
@@ -203,7 +212,7 @@ def endpoint_config_request(settings: SageMakerSettings, name: str, model_name: 
         "ProductionVariants": [variant],
         "Tags": [{"Key": "service", "Value": settings.prefix}],
     }
-    if not settings.serverless:  # Serverless Inference does not support data capture
+    if not settings.serverless and settings.capture_percent > 0:  # Serverless has no data capture
         request["DataCaptureConfig"] = {
             "EnableCapture": True,
             "InitialSamplingPercentage": settings.capture_percent,
@@ -240,23 +249,103 @@ def train_actions(
 def hosting_actions(
     sagemaker: Any, settings: SageMakerSettings, endpoint_name: str, model_data_url: str, version: str
 ) -> list[Action]:
-    """A new model and endpoint config; the endpoint is created, or updated in place if it exists."""
+    """A model and endpoint config for `version` (kept if they exist: a rollback reuses them); the
+    endpoint is created, or updated in place, and waited for until it serves that config."""
     model_name = f"{settings.prefix}-{version}"[:63]
     config_name = f"{model_name}-{'serverless' if settings.serverless else 'realtime'}"[:63]
     model = model_request(settings, model_name, model_data_url)
     config = endpoint_config_request(settings, config_name, model_name)
 
+    def create_model() -> Any:
+        if not _exists(lambda: sagemaker.describe_model(ModelName=model_name)):
+            sagemaker.create_model(**model)
+
+    def create_config() -> Any:
+        if not _exists(lambda: sagemaker.describe_endpoint_config(EndpointConfigName=config_name)):
+            sagemaker.create_endpoint_config(**config)
+
     def endpoint() -> Any:
-        listed = sagemaker.list_endpoints(NameContains=endpoint_name)["Endpoints"]
-        if not any(item["EndpointName"] == endpoint_name for item in listed):
-            return sagemaker.create_endpoint(EndpointName=endpoint_name, EndpointConfigName=config_name)
-        return sagemaker.update_endpoint(EndpointName=endpoint_name, EndpointConfigName=config_name)
+        if describe_endpoint(sagemaker, endpoint_name) is None:
+            sagemaker.create_endpoint(EndpointName=endpoint_name, EndpointConfigName=config_name)
+        else:
+            sagemaker.update_endpoint(EndpointName=endpoint_name, EndpointConfigName=config_name)
+        wait_until_serving(sagemaker, endpoint_name, config_name)
 
     return [
-        Action("create", "model", model_name, lambda: sagemaker.create_model(**model)),
-        Action("create", "endpoint config", config_name, lambda: sagemaker.create_endpoint_config(**config)),
+        Action("create", "model", model_name, create_model),
+        Action("create", "endpoint config", config_name, create_config),
         Action("create", "endpoint", endpoint_name, endpoint),
     ]
+
+
+def _exists(describe: Callable[[], Any]) -> bool:
+    """Whether a SageMaker describe call finds its resource (SageMaker answers a missing one with a
+    ValidationException 'Could not find ...')."""
+    from botocore.exceptions import ClientError
+
+    try:
+        describe()
+    except ClientError as error:
+        if error.response["Error"].get("Code") == "ValidationException" and "find" in str(error):
+            return False
+        raise
+    return True
+
+
+def describe_endpoint(sagemaker: Any, endpoint_name: str) -> dict[str, Any] | None:
+    """The endpoint by its exact name, or None if there is none."""
+    found: list[dict[str, Any]] = []
+    if _exists(lambda: found.append(sagemaker.describe_endpoint(EndpointName=endpoint_name))):
+        return found[0]
+    return None
+
+
+def wait_until_serving(
+    sagemaker: Any, endpoint_name: str, config_name: str, *, delay_s: int = 30, max_minutes: int = 60
+) -> None:
+    """Wait for the endpoint to be InService with `config_name`. SageMaker rolls a failed update back
+    to the previous config and reports InService again, so the config is checked, not just the status."""
+    from botocore.exceptions import WaiterError
+
+    with contextlib.suppress(WaiterError):  # the description below says why
+        sagemaker.get_waiter("endpoint_in_service").wait(
+            EndpointName=endpoint_name,
+            WaiterConfig={"Delay": delay_s, "MaxAttempts": max(1, max_minutes * 60 // delay_s)},
+        )
+    endpoint = sagemaker.describe_endpoint(EndpointName=endpoint_name)
+    if endpoint["EndpointStatus"] != "InService" or endpoint["EndpointConfigName"] != config_name:
+        reason = endpoint.get("FailureReason", "no reason given")
+        raise RuntimeError(
+            f"endpoint {endpoint_name} is {endpoint['EndpointStatus']} with config "
+            f"{endpoint['EndpointConfigName']}, not {config_name}: {reason}"
+        )
+
+
+def hosting_like(sagemaker: Any, settings: SageMakerSettings, endpoint_name: str) -> SageMakerSettings:
+    """`settings` with the hosting the endpoint has now (serverless or its instance type, the data
+    capture share), so that a promotion changes the model and nothing else; as given if there is
+    no such endpoint yet."""
+    from dataclasses import replace
+
+    endpoint = describe_endpoint(sagemaker, endpoint_name)
+    if endpoint is None:
+        return settings
+    config = sagemaker.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
+    variant = config["ProductionVariants"][0]
+    capture = config.get("DataCaptureConfig") or {}
+    serverless = variant.get("ServerlessConfig")
+    return replace(
+        settings,
+        serverless=serverless is not None,
+        serverless_memory_mb=(serverless or {}).get("MemorySizeInMB", settings.serverless_memory_mb),
+        serverless_max_concurrency=(serverless or {}).get(
+            "MaxConcurrency", settings.serverless_max_concurrency
+        ),
+        hosting_instance=variant.get("InstanceType", settings.hosting_instance),
+        capture_percent=int(capture.get("InitialSamplingPercentage", 0))
+        if capture.get("EnableCapture")
+        else 0,
+    )
 
 
 def stack_actions(
@@ -405,7 +494,7 @@ def download_model(s3: Any, model_data_url: str, model_dir: Path) -> Path:
 class SageMakerTrainer:
     """Trains on SageMaker what `training.train.train` trains locally: upload, job, wait, unpack the model.
 
-    The training folder and the test folder go to `s3://<bucket>/retrain/<job>/{train,test}/`; the
+    The training, validation and test folders go to `s3://<bucket>/retrain/<job>/<channel>/`; the
     artifact comes back from the job's `ModelArtifacts` (kept in `model_data_url` for the registry and
     the endpoint).
     """
@@ -425,6 +514,7 @@ class SageMakerTrainer:
         hyperparameters: Any,
         *,
         test_dir: Path | None = None,
+        validation_dir: Path | None = None,
         **_: Any,
     ) -> Any:
         from dataclasses import asdict
@@ -434,7 +524,7 @@ class SageMakerTrainer:
 
         job_name = self.job_name or timestamped(f"{self.settings.prefix}-retrain")
         channels = {}
-        for channel, folder in (("train", train_dir), ("test", test_dir)):
+        for channel, folder in (("train", train_dir), ("validation", validation_dir), ("test", test_dir)):
             if folder is not None:
                 prefix = f"retrain/{job_name}/{channel}/"
                 upload_folder(self.s3, self.settings.bucket, prefix, folder)
@@ -442,13 +532,16 @@ class SageMakerTrainer:
         values = sagemaker_hyperparameters({**asdict(hyperparameters), "threads": 0})
         actions = train_actions(self.sagemaker, self.s3, self.settings, values, job_name, channels=channels)
         run(actions, dry_run=False)
-        self.sagemaker.get_waiter("training_job_completed_or_stopped").wait(
-            TrainingJobName=job_name,
-            WaiterConfig={
-                "Delay": self.poll_seconds,
-                "MaxAttempts": self.wait_minutes * 60 // self.poll_seconds,
-            },
-        )
+        from botocore.exceptions import WaiterError
+
+        with contextlib.suppress(WaiterError):  # a Failed job ends the waiter; its description says why
+            self.sagemaker.get_waiter("training_job_completed_or_stopped").wait(
+                TrainingJobName=job_name,
+                WaiterConfig={
+                    "Delay": self.poll_seconds,
+                    "MaxAttempts": self.wait_minutes * 60 // self.poll_seconds,
+                },
+            )
         job = self.sagemaker.describe_training_job(TrainingJobName=job_name)
         if job["TrainingJobStatus"] != "Completed":
             raise RuntimeError(

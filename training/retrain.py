@@ -2,13 +2,16 @@
 and promote it only if it is not worse.
 
 Steps: export the reviewed labels (`labels/` + `labeled/<class>/` in the data bucket; "neither" kept
-out and counted, and so are images of the fixed test set, e.g. the demo's uploads); hold out every
-fifth label for evaluation; train a candidate on the base `train/` split plus the other labels;
-evaluate the candidate and the serving model on the same fixed `test/` split and on the held-out
-labels; promote (publish and make current: the local endpoint swaps it in without dropping a
-request) only when the candidate's accuracy, coverage and accuracy among accepted at the threshold
-are each at least the serving model's minus `--tolerance`. `--dry-run` decides without promoting;
-`--min-new-labels N` does nothing until N labels exist that no model in the store was trained with.
+out and counted, and so are images of the fixed test set, e.g. the demo's uploads); hold out about
+one label in five (by image fingerprint, so a label keeps its part as labels accumulate); carve
+from `train/` the validation split the serving model held out; train a candidate on the rest of
+`train/` plus the other labels, validated on that carve; evaluate both models on the gate split
+(that carve plus the held-out labels: images neither trained on) and, for the record only, on the
+fixed `test/` split; promote (publish and make current: the local endpoint swaps it in without
+dropping a request) only when the candidate's accuracy, coverage and accuracy among accepted at the
+threshold on the gate split are each at least the serving model's minus `--tolerance`.
+`--dry-run` decides without promoting; `--min-new-labels N` does nothing until N labels exist that
+no model in the store was trained with.
 Prints the side-by-side table and the decision.
 Every candidate is recorded in the model registry (the data bucket's `models/registry/`): pending
 when trained, then approved or rejected by the gate, serving when promoted (the model it replaces:
@@ -29,19 +32,24 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
+
+import numpy as np
 
 if __package__ in (None, ""):  # `python training/retrain.py`: the repository root holds the packages
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from scones.datasets import IMAGE_SUFFIXES
 from scones.evaluation import DEFAULT_THRESHOLD, evaluate_folder
 from scones.inference import OnnxClassifier
 from scones.labels import LABELS
 from scones.model_metadata import ModelMetadata
 from scones.model_store import ModelStore
+from scones.preprocessing import FORMAT_SUFFIXES, ImageRejected, decode, square_thumbnail, to_rgb
 from scones.registry import ModelRegistry, Status, entry_from, record_promotion
 
 GATED: tuple[str, ...] = ("accuracy", "coverage", "accepted_accuracy")
+GATE: Final = "gate"  # the split the decision is made on
 
 
 @dataclass
@@ -63,33 +71,50 @@ def split_labels(
     every: int = 5,
     exclude: frozenset[str] = frozenset(),
 ) -> dict[str, int]:
-    """Every `every`-th labeled image (sorted) to the hold-out, the rest to training; counts per part.
+    """About one labeled image in `every` to the hold-out, the rest to training; counts per part.
 
-    Images whose SHA-256 is in `exclude` (the fixed test set's) go to neither: training on them
-    would make the gate's test figures dishonest.
+    The part follows from the image's fingerprint (its thumbnail pixels), so an image keeps its part
+    as labels accumulate: a later candidate is never judged on an image an earlier one trained on.
+    Images whose fingerprint is in `exclude` (the fixed test set's) go to neither, nor do files that
+    are no supported image (counted as unreadable).
     """
-    counts = {"train": 0, "holdout": 0, "test_images": 0}
+    counts = {"train": 0, "holdout": 0, "test_images": 0, "unreadable": 0}
     for name in LABELS:
         files = sorted((labels_dir / name).glob("*")) if (labels_dir / name).is_dir() else []
-        kept = []
         for path in files:
-            if hashlib.sha256(path.read_bytes()).hexdigest() in exclude:
+            image = read_image(path)
+            if image is None:
+                counts["unreadable"] += 1
+                continue
+            fingerprint, suffix = image
+            if fingerprint in exclude:
                 counts["test_images"] += 1
-            else:
-                kept.append(path)
-        for n, path in enumerate(kept):
-            part = "holdout" if n % every == every - 1 else "train"
+                continue
+            part = "holdout" if int(fingerprint[:8], 16) % every == every - 1 else "train"
             target = (holdout_out if part == "holdout" else train_out) / name
             target.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(path, target / f"reviewed-{path.name}")
+            keep = path.suffix if path.suffix.lower() in IMAGE_SUFFIXES else suffix
+            shutil.copy2(path, target / f"reviewed-{path.stem}{keep}")
             counts[part] += 1
     neither = labels_dir / "neither"
     counts["neither"] = sum(1 for _ in neither.glob("*")) if neither.is_dir() else 0
     return counts
 
 
-def merged_training_folder(base_train: Path, extra: Path, out: Path) -> Path:
-    for folder in (base_train, extra):
+def read_image(path: Path) -> tuple[str, str] | None:
+    """An image file's fingerprint (SHA-256 of its 32x32 thumbnail pixels: the same picture
+    re-encoded or staged anew matches) and its format's file suffix; None if it is no supported image."""
+    try:
+        image = decode(path.read_bytes())
+        pixels = np.asarray(square_thumbnail(to_rgb(image)), dtype=np.uint8)
+    except ImageRejected:
+        return None
+    return hashlib.sha256(pixels.tobytes()).hexdigest(), FORMAT_SUFFIXES[str(image.format)]
+
+
+def merged_folder(out: Path, *folders: Path) -> Path:
+    """One `<class>/<image>` folder holding the images of all `folders`."""
+    for folder in folders:
         for name in LABELS:
             if (folder / name).is_dir():
                 (out / name).mkdir(parents=True, exist_ok=True)
@@ -108,22 +133,34 @@ def evaluate(model_dir: Path, folders: dict[str, Path], threshold: float) -> dic
 
 
 def gate(candidate: dict[str, Any], serving: dict[str, Any], tolerance: float) -> tuple[bool, list[str]]:
-    """Not worse on the fixed test set, metric by metric (within `tolerance`).
+    """Not worse on the gate split, metric by metric (within `tolerance`).
 
+    The gate split is the validation carve the serving model held out plus the held-out labels:
+    images neither model trained on. `test/` is reported beside it, never decided on.
     A metric the candidate lacks where the serving model has one (accepted accuracy when it accepts
     nothing) counts as worse; one neither has is skipped.
     """
     reasons = []
     for metric in GATED:
-        new, old = candidate["test"].get(metric), serving["test"].get(metric)
+        new, old = candidate[GATE].get(metric), serving[GATE].get(metric)
         if old is None:
             continue
         if new is None:
-            reasons.append(f"test {metric}: candidate has none vs serving {old:.4f} (WORSE)")
+            reasons.append(f"{GATE} {metric}: candidate has none vs serving {old:.4f} (WORSE)")
             continue
         verdict = "ok" if new >= old - tolerance else "WORSE"
-        reasons.append(f"test {metric}: candidate {new:.4f} vs serving {old:.4f} ({verdict})")
+        reasons.append(f"{GATE} {metric}: candidate {new:.4f} vs serving {old:.4f} ({verdict})")
     return all(not reason.endswith("(WORSE)") for reason in reasons), reasons
+
+
+def held_out_by(serving: ModelMetadata, recipe: Any) -> dict[str, Any]:
+    """The carve of `train/` the serving model held out: its own recipe's, else `recipe`'s."""
+    trained_with = serving.hyperparameters or {}
+    return {
+        "fraction": float(trained_with.get("val_fraction", recipe.val_fraction)),
+        "seed": int(trained_with.get("split_seed", recipe.split_seed)),
+        "limit_per_class": int(trained_with.get("limit_per_class", recipe.limit_per_class)) or None,
+    }
 
 
 def table(decision: Decision) -> str:
@@ -132,7 +169,7 @@ def table(decision: Decision) -> str:
         f"{'':28}{'serving':>{width}}{'candidate':>{width}}",
         f"{'version':28}{decision.serving_version:>{width}}{decision.candidate_version:>{width}}",
     ]
-    for part in ("test", "holdout"):
+    for part in (GATE, "holdout", "test"):
         for metric in ("n", "accuracy", "coverage", "accepted_accuracy", "ece"):
             old = decision.serving.get(part, {}).get(metric)
             new = decision.candidate.get(part, {}).get(metric)
@@ -144,7 +181,9 @@ def table(decision: Decision) -> str:
     rows += [
         "",
         f"reviewed labels: {labels.get('train', 0)} trained on, {labels.get('holdout', 0)} held out, "
-        f"{labels.get('neither', 0)} neither, {labels.get('test_images', 0)} test-set images kept out",
+        f"{labels.get('neither', 0)} neither, {labels.get('test_images', 0)} test-set images kept out, "
+        f"{labels.get('unreadable', 0)} unreadable",
+        f"{GATE}: the validation carve the serving model held out + the held-out labels; test: reported only",
         *decision.reasons,
         f"decision: {'PROMOTE' if decision.promote else 'keep the serving model'}",
     ]
@@ -175,8 +214,9 @@ def retrain(
     `model_data_url` goes to the registry), `serving_dir` the endpoint's model unpacked, and
     `promote_model` updates the endpoint.
     """
-    from training.train import Hyperparameters, train
+    from training.train import Hyperparameters, carve_folder, train
 
+    recipe = hyperparameters or Hyperparameters()
     with tempfile.TemporaryDirectory(prefix="scones-retrain-") as scratch:
         root = Path(scratch)
         test_images = frozenset(image_hashes(test_dir))
@@ -186,18 +226,22 @@ def retrain(
         if new < min_new_labels:
             print(f"{new} new reviewed labels ({len(used)} in all), under {min_new_labels}: nothing to do")
             return None
-        training = merged_training_folder(base_train, root / "reviewed-train", root / "train")
+        serving_dir = serving_dir or store.current_path()
+        serving = ModelMetadata.read(serving_dir)
+        validation = root / "validation"
+        carve_folder(base_train, root / "base-fit", validation, **held_out_by(serving, recipe))
+        training = merged_folder(root / "train", root / "base-fit", root / "reviewed-train")
         candidate_dir = root / "candidate"
         metadata = (trainer or train)(
             training,
             candidate_dir,
-            hyperparameters or Hyperparameters(),
+            recipe,
             test_dir=test_dir,
+            validation_dir=validation,
             progress=progress,
         )
-        folders = {"test": test_dir, "holdout": root / "holdout"}
-        serving_dir = serving_dir or store.current_path()
-        serving = ModelMetadata.read(serving_dir)
+        gate_split = merged_folder(root / GATE, validation, root / "holdout")
+        folders = {GATE: gate_split, "holdout": root / "holdout", "test": test_dir}
         candidate_eval = evaluate(candidate_dir, folders, threshold)
         serving_eval = evaluate(serving_dir, folders, threshold)
         promote, reasons = gate(candidate_eval, serving_eval, tolerance)
@@ -222,11 +266,13 @@ def retrain(
     return decision
 
 
-LABELS_USED_FILE = "reviewed_labels.json"  # beside a candidate: the SHA-256 of each label image it used
+LABELS_USED_FILE = "reviewed_labels.json"  # beside a candidate: the fingerprint of each label image it used
 
 
 def image_hashes(*folders: Path) -> set[str]:
-    return {hashlib.sha256(p.read_bytes()).hexdigest() for f in folders for p in f.glob("*/*") if p.is_file()}
+    """The fingerprints of the images under `folders/<class>/`."""
+    images = (read_image(path) for folder in folders for path in folder.glob("*/*") if path.is_file())
+    return {image[0] for image in images if image is not None}
 
 
 def labels_seen(store: ModelStore) -> set[str]:
@@ -268,6 +314,7 @@ def sagemaker_engine(args: argparse.Namespace, sagemaker: Any, s3: Any, scratch:
         SageMakerTrainer,
         download_model,
         hosting_actions,
+        hosting_like,
         run,
     )
 
@@ -282,10 +329,9 @@ def sagemaker_engine(args: argparse.Namespace, sagemaker: Any, s3: Any, scratch:
     serving_dir = download_model(s3, serving[-1].model_data_url, scratch) if serving else None
 
     def promote_model(_: Path, metadata: ModelMetadata) -> None:
+        hosting = hosting_like(sagemaker, settings, args.endpoint_name)  # the endpoint's, unchanged
         run(
-            hosting_actions(
-                sagemaker, settings, args.endpoint_name, trainer.model_data_url, metadata.version
-            ),
+            hosting_actions(sagemaker, hosting, args.endpoint_name, trainer.model_data_url, metadata.version),
             dry_run=False,
         )
 

@@ -2,7 +2,8 @@
 
 SageMaker runs `train.py --epochs 6 ...` with `SM_CHANNEL_TRAIN`, `SM_CHANNEL_TEST` and
 `SM_MODEL_DIR` set; locally the same values come from flags. The validation split is carved from
-the training folder (stratified, seeded); `test` is only evaluated, never used for any choice.
+the training folder (stratified, seeded), or is the `validation` channel when one is given; `test`
+is only evaluated, never used for any choice.
 Output in the model folder: `model.onnx` (calibrated probabilities in label order, flip TTA and the
 seed ensemble baked in), `metadata.json`, and `evaluation.json` (per-image probabilities).
 """
@@ -78,16 +79,22 @@ def load_split(folder: Path, limit_per_class: int | None = None) -> Split:
     )
 
 
-def carve_validation(split: Split, fraction: float, seed: int) -> tuple[Split, Split]:
-    """Stratified, seeded train/validation split of the training folder."""
+def validation_mask(labels: npt.NDArray[np.int64], fraction: float, seed: int) -> npt.NDArray[np.bool_]:
+    """Which images (in the folder's sorted order) the stratified, seeded carve holds out for validation."""
     rng = np.random.default_rng(seed)
     validation: list[int] = []
     for label in range(len(LABELS)):
-        members = np.flatnonzero(split.labels == label)
+        members = np.flatnonzero(labels == label)
         count = max(1, round(len(members) * fraction)) if fraction > 0 else 0
         validation.extend(rng.permutation(members)[:count].tolist())
-    is_val = np.zeros(len(split.labels), dtype=bool)
+    is_val = np.zeros(len(labels), dtype=bool)
     is_val[validation] = True
+    return is_val
+
+
+def carve_validation(split: Split, fraction: float, seed: int) -> tuple[Split, Split]:
+    """Stratified, seeded train/validation split of the training folder."""
+    is_val = validation_mask(split.labels, fraction, seed)
 
     def subset(mask: npt.NDArray[np.bool_]) -> Split:
         return Split(
@@ -95,6 +102,26 @@ def carve_validation(split: Split, fraction: float, seed: int) -> tuple[Split, S
         )
 
     return subset(~is_val), subset(is_val)
+
+
+def carve_folder(
+    train_dir: Path,
+    fit_dir: Path,
+    validation_dir: Path,
+    *,
+    fraction: float,
+    seed: int,
+    limit_per_class: int | None = None,
+) -> dict[str, int]:
+    """Copy a training folder's images into `fit_dir` and `validation_dir` by the very carve `train`
+    makes with the same fraction and seed: the images a model trained on `train_dir` never saw."""
+    images = read_labeled_folder(train_dir, limit_per_class=limit_per_class)
+    is_val = validation_mask(np.array([image.label for image in images]), fraction, seed)
+    for image, held_out in zip(images, is_val, strict=True):
+        target = (validation_dir if held_out else fit_dir) / image.relative_path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(image.data)
+    return {"fit": int((~is_val).sum()), "validation": int(is_val.sum())}
 
 
 def augment(pixels: Pixels, rng: np.random.Generator) -> Pixels:
@@ -192,7 +219,8 @@ def train_member(
         if len(validation.labels):
             logits = predict_logits(single, validation, config)
             accuracy = float((logits.argmax(1).numpy() == validation.labels).mean())
-            summary += f" val_acc={accuracy:.3f}"
+            # one member, no weight average or flip: not the model's figure (`val_acc=`, at the end)
+            summary += f" epoch_val_acc={accuracy:.3f}"
             bar.set_postfix(loss=f"{loss_sum / seen:.3f}", val_acc=f"{accuracy:.3f}")
             bar.refresh()
         if progress and bar.disable:  # logs (SageMaker, CI): one line per epoch instead of a bar
@@ -236,19 +264,33 @@ def train(
     hp: Hyperparameters,
     *,
     test_dir: Path | None = None,
+    validation_dir: Path | None = None,
     progress: bool = True,
 ) -> ModelMetadata:
-    """Train, calibrate, export and evaluate; returns the metadata written beside the model."""
+    """Train, calibrate, export and evaluate; returns the metadata written beside the model.
+
+    The validation split is carved from `train_dir` unless `validation_dir` is given (retraining
+    passes the carve the serving model held out, so both are judged on images neither trained on).
+    """
     import torch
 
-    from training.model import Ensemble, fit_temperature
+    from training.model import Ensemble, fit_temperature, pretrained_weights_path
 
+    pretrained_weights_path(hp.variant)  # an unknown variant fails now, not after loading the data
     started = time.perf_counter()
     torch.set_num_threads(hp.threads or os.cpu_count() or 1)
     config = PreprocessConfig(input_size=hp.image_size)
     limit = hp.limit_per_class or None
     full = load_split(train_dir, limit)
-    train_split, validation = carve_validation(full, hp.val_fraction, hp.split_seed)
+    if validation_dir is None:
+        train_split, validation = carve_validation(full, hp.val_fraction, hp.split_seed)
+    else:
+        train_split, validation = full, load_split(validation_dir)
+        full = Split(
+            np.concatenate([full.pixels, validation.pixels]),
+            np.concatenate([full.labels, validation.labels]),
+            [*full.paths, *validation.paths],  # a carve's two parts hash as the folder they came from
+        )
     members = [
         train_member(seed, train_split, validation, hp, config, progress=progress) for seed in hp.seed_list
     ]
@@ -347,6 +389,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--train", type=Path, default=os.environ.get("SM_CHANNEL_TRAIN"))
     parser.add_argument("--test", type=Path, default=os.environ.get("SM_CHANNEL_TEST"))
+    parser.add_argument(
+        "--validation",
+        type=Path,
+        default=os.environ.get("SM_CHANNEL_VALIDATION"),
+        help="a validation folder instead of the carve from --train",
+    )
     parser.add_argument("--model-dir", type=Path, default=Path(os.environ.get("SM_MODEL_DIR", "model")))
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_hyperparameter_flags(parser)
@@ -359,7 +407,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     hp = hyperparameters_from(args)
-    metadata = train(args.train, args.model_dir, hp, test_dir=args.test, progress=not args.no_progress)
+    metadata = train(
+        args.train,
+        args.model_dir,
+        hp,
+        test_dir=args.test,
+        validation_dir=args.validation,
+        progress=not args.no_progress,
+    )
     print(
         json.dumps(
             {"version": metadata.version, "model_dir": str(args.model_dir), "metrics": metadata.metrics},

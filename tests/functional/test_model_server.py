@@ -251,13 +251,17 @@ def test_concurrent_requests_match_sequential(endpoint: LocalEndpoint, test_pngs
 
 @contextlib.contextmanager
 def scones_serve(environment: dict[str, str]) -> Iterator[int]:
-    """`scones serve` as a child process on a free port, up (it answers /ping); yields the port."""
+    """`scones serve` as a child process on a free port, up (it answers /ping); yields the port.
+
+    The port comes as SageMaker gives it to a container, in SAGEMAKER_BIND_TO_PORT."""
     from service.endpoint import free_port
 
     port = free_port()
     server = subprocess.Popen(
-        [str(Path(sys.executable).parent / "scones"), "serve", "--port", str(port)],
-        env=os.environ | {"SCONES_SERVE_HOST": "127.0.0.1"} | environment,
+        [str(Path(sys.executable).parent / "scones"), "serve"],
+        env=os.environ
+        | {"SCONES_SERVE_HOST": "127.0.0.1", "SAGEMAKER_BIND_TO_PORT": str(port)}
+        | environment,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -3,26 +3,21 @@ replacing a bad serving model is promoted, and the reviewed labels are split bet
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from scones.model_metadata import ModelMetadata
 from scones.model_store import ModelStore
 from scones.registry import BucketRegistry, record_promotion
 from tests.conftest import SMALL_RECIPE
-from training.retrain import retrain, split_labels, table
+from training.retrain import image_hashes, retrain, split_labels, table
 from training.staging import StagedDataset
-
-
-def swapped_classes(train: Path, out: Path) -> Path:
-    """The training split with every label wrong: bicycles filed as motorcycles and back."""
-    for source, target in (("bicycle", "motorcycle"), ("motorcycle", "bicycle")):
-        shutil.copytree(train / source, out / target)
-    return out
 
 
 def reviewed(train: Path, out: Path, per_class: int = 10) -> Path:
@@ -38,8 +33,43 @@ def reviewed(train: Path, out: Path, per_class: int = 10) -> Path:
 def test_labels_are_split_and_neither_is_kept_out(staged: StagedDataset, tmp_path: Path) -> None:
     labels = reviewed(staged.split_dir("train"), tmp_path / "labels")
     counts = split_labels(labels, tmp_path / "train", tmp_path / "holdout")
-    assert counts == {"train": 16, "holdout": 4, "test_images": 0, "neither": 1}
+    assert counts["train"] + counts["holdout"] == 20 and counts["holdout"] >= 1, counts
+    assert {"test_images": 0, "unreadable": 0, "neither": 1}.items() <= counts.items()
+    for part in ("train", "holdout"):
+        assert len(list((tmp_path / part).glob("*/*"))) == counts[part]
     assert not (tmp_path / "train" / "neither").exists()
+
+
+def test_a_label_keeps_its_part_as_labels_accumulate(staged: StagedDataset, tmp_path: Path) -> None:
+    """The hold-out follows each image's fingerprint, not its place in the list: a later candidate is
+    never judged on an image an earlier one trained on."""
+    first = reviewed(staged.split_dir("train"), tmp_path / "first", per_class=10)
+    later = reviewed(staged.split_dir("train"), tmp_path / "later", per_class=40)  # 30 more per class
+    split_labels(first, tmp_path / "t1", tmp_path / "h1")
+    split_labels(later, tmp_path / "t2", tmp_path / "h2")
+    held_out_then = {p.name for p in (tmp_path / "h1").glob("*/*")}
+    trained_then = {p.name for p in (tmp_path / "t1").glob("*/*")}
+    assert held_out_then and trained_then
+    assert held_out_then <= {p.name for p in (tmp_path / "h2").glob("*/*")}
+    assert trained_then <= {p.name for p in (tmp_path / "t2").glob("*/*")}
+
+
+def test_labels_that_are_no_image_are_counted_and_an_image_without_suffix_is_kept(
+    staged: StagedDataset, tmp_path: Path
+) -> None:
+    """Review keeps the upload's key name, which may have no suffix: the image still trains."""
+    labels = tmp_path / "labels"
+    (labels / "bicycle").mkdir(parents=True)
+    source = sorted((staged.split_dir("train") / "bicycle").iterdir())[:6]
+    for n, path in enumerate(source):
+        shutil.copy2(path, labels / "bicycle" / f"IMG_{n:04d}")  # a phone's name, no suffix
+    (labels / "bicycle" / "notes.txt").write_text("not an image")
+    counts = split_labels(labels, tmp_path / "train", tmp_path / "holdout")
+    assert counts["unreadable"] == 1 and counts["train"] + counts["holdout"] == 6
+    copied = sorted(p.name for p in (tmp_path / "train").glob("*/*")) + sorted(
+        p.name for p in (tmp_path / "holdout").glob("*/*")
+    )
+    assert len(copied) == 6 and all(name.endswith(".png") for name in copied)
 
 
 @pytest.fixture
@@ -64,16 +94,16 @@ def test_a_worse_candidate_is_refused_and_a_better_one_promoted(
     hp = Hyperparameters(**SMALL_RECIPE)  # type: ignore[arg-type]
     labels = reviewed(staged.split_dir("train"), tmp_path / "labels")
 
-    shuffled = retrain(
-        base_train=swapped_classes(staged.split_dir("train"), tmp_path / "shuffled"),
+    shuffled = retrain(  # a recipe that cannot learn: the fresh head stays at its random start
+        base_train=staged.split_dir("train"),
         test_dir=staged.split_dir("test"),
         labels_dir=tmp_path / "no-labels",
         store=store,
-        hyperparameters=hp,
+        hyperparameters=dataclasses.replace(hp, lr=1e-12, epochs=1),
         registry=registry,
     )
     assert shuffled is not None and not shuffled.promote
-    assert shuffled.candidate["test"]["accuracy"] < shuffled.serving["test"]["accuracy"]
+    assert shuffled.candidate["gate"]["accuracy"] < shuffled.serving["gate"]["accuracy"]
     assert store.current_version() == serving, "the serving model stays"
     assert "keep the serving model" in table(shuffled)
 
@@ -82,7 +112,8 @@ def test_a_worse_candidate_is_refused_and_a_better_one_promoted(
     rejected = registry.get(shuffled.candidate_version)
     assert rejected is not None and [change.status for change in rejected.history] == ["pending", "rejected"]
     assert "WORSE" in rejected.history[-1].reason
-    assert rejected.training_data_sha256 != registry.get(serving).training_data_sha256  # type: ignore[union-attr]
+    # the same images as the serving model's (train/, no labels), carved in two and passed apart
+    assert rejected.training_data_sha256 == registry.get(serving).training_data_sha256  # type: ignore[union-attr]
 
     store.set_current(shuffled.candidate_version)  # a bad model is serving now (`scones models promote`)
     record_promotion(registry, shuffled.candidate_version, reason="by hand")
@@ -98,8 +129,12 @@ def test_a_worse_candidate_is_refused_and_a_better_one_promoted(
     assert better is not None
     assert better.promote, table(better)
     assert store.current_version() == better.candidate_version
-    assert better.labels == {"train": 16, "holdout": 4, "test_images": 0, "neither": 1}
-    assert better.candidate["holdout"]["n"] == 4 and "PROMOTE" in table(better)
+    held_out = better.labels["holdout"]
+    assert better.labels["train"] + held_out == 20 and better.labels["neither"] == 1
+    assert better.candidate["holdout"]["n"] == held_out and "PROMOTE" in table(better)
+    # judged on the 16 images the serving model's validation carve held out (40 per class x 0.2)
+    # and the held-out labels: images neither model trained on
+    assert better.candidate["gate"]["n"] == better.serving["gate"]["n"] == 16 + held_out
     statuses = {entry.version: entry.status for entry in registry.entries()}
     assert statuses == {
         serving: "retired",
@@ -131,25 +166,25 @@ def test_too_few_labels_do_nothing(staged: StagedDataset, small_model: Path, tmp
 def test_reviewed_images_of_the_fixed_test_set_never_reach_training(
     staged: StagedDataset, tmp_path: Path
 ) -> None:
-    import hashlib
-
     labels = tmp_path / "labels"
     shutil.copytree(staged.split_dir("test") / "bicycle", labels / "bicycle")  # the demo uploads test/ images
-    test_hashes = frozenset(
-        hashlib.sha256(p.read_bytes()).hexdigest() for p in staged.split_dir("test").glob("*/*")
-    )
-    counts = split_labels(labels, tmp_path / "train", tmp_path / "holdout", exclude=test_hashes)
-    assert counts == {"train": 0, "holdout": 0, "test_images": 100, "neither": 0}
+    for path in list(labels.glob("bicycle/*"))[:50]:  # re-encoded: other bytes, the same picture
+        with Image.open(path) as image:
+            image.convert("RGB").save(path.with_suffix(".bmp"))
+        path.unlink()
+    test_images = frozenset(image_hashes(staged.split_dir("test")))
+    counts = split_labels(labels, tmp_path / "train", tmp_path / "holdout", exclude=test_images)
+    assert counts == {"train": 0, "holdout": 0, "test_images": 100, "unreadable": 0, "neither": 0}
 
 
 def test_the_gate_refuses_a_candidate_that_accepts_far_less_or_nothing() -> None:
     """High accuracy among the few it accepts is no gain when most uploads go to people instead."""
     from training.retrain import gate
 
-    serving = {"test": {"accuracy": 0.96, "coverage": 0.94, "accepted_accuracy": 0.97}}
-    shy = {"test": {"accuracy": 0.96, "coverage": 0.30, "accepted_accuracy": 1.0}}
-    silent = {"test": {"accuracy": 0.97, "coverage": 0.0, "accepted_accuracy": None}}
-    better = {"test": {"accuracy": 0.97, "coverage": 0.95, "accepted_accuracy": 0.98}}
+    serving = {"gate": {"accuracy": 0.96, "coverage": 0.94, "accepted_accuracy": 0.97}}
+    shy = {"gate": {"accuracy": 0.96, "coverage": 0.30, "accepted_accuracy": 1.0}}
+    silent = {"gate": {"accuracy": 0.97, "coverage": 0.0, "accepted_accuracy": None}}
+    better = {"gate": {"accuracy": 0.97, "coverage": 0.95, "accepted_accuracy": 0.98}}
     assert gate(shy, serving, 0.0)[0] is False
     passed, reasons = gate(silent, serving, 0.0)
     assert passed is False and any("candidate has none" in reason for reason in reasons)

@@ -87,8 +87,13 @@ def test_retrain_on_sagemaker_trains_gates_registers_and_updates_the_endpoint(
             o["Key"]
             for o in s3.list_objects_v2(Bucket="sm-data", Prefix=train_prefix, MaxKeys=2000)["Contents"]
         ]
-        assert len(uploaded) == 1000 + 16, "train/ plus the reviewed labels kept for training"
+        # the serving model's share of train/ (40 per class, less its 20 % validation carve) plus the
+        # reviewed labels kept for training; the carve is the job's validation channel
+        assert len(uploaded) == 64 + decision.labels["train"]
         assert any("/reviewed-" in key for key in uploaded)
+        validation_prefix = channels["validation"].removeprefix("s3://sm-data/")
+        held_out = s3.list_objects_v2(Bucket="sm-data", Prefix=validation_prefix)["KeyCount"]
+        assert held_out == 16
 
         artifact = job["ModelArtifacts"]["S3ModelArtifacts"]
         endpoint = sagemaker.describe_endpoint(EndpointName="scones-classifier")

@@ -18,13 +18,17 @@ from service.moto_adapters.server import LocalMotoServer, start_moto_server
 from service.sagemaker_jobs import (
     ENTRY_POINT,
     SageMakerSettings,
+    SageMakerTrainer,
     destroy_actions,
     hosting_actions,
+    hosting_like,
     run,
     sagemaker_hyperparameters,
     source_archive,
     train_actions,
+    wait_until_serving,
 )
+from training.staging import StagedDataset
 
 ROOT = Path(__file__).parents[2]
 ROLE = "arn:aws:iam::123456789012:role/sagemaker"
@@ -101,6 +105,58 @@ def test_hosting_creates_a_captured_real_time_endpoint_or_a_serverless_one(aws: 
         "MaxConcurrency": 5,
     }
     assert not serverless.get("DataCaptureConfig")
+
+
+def test_a_promotion_keeps_the_endpoints_hosting_and_a_rollback_reuses_the_old_model(
+    aws: LocalMotoServer,
+) -> None:
+    """Promoting onto a serverless endpoint stays serverless; re-serving an earlier version reuses its
+    model and config (SageMaker refuses to create a model name twice) and waits for InService."""
+    sagemaker = aws.client("sagemaker")
+    model_data = "s3://sm-data/models/scones-t1/output/model.tar.gz"
+    serverless = settings(serverless=True, serverless_memory_mb=3072)
+    run(hosting_actions(sagemaker, serverless, "keep-hosting", model_data, "k1"), dry_run=False)
+    promoted = hosting_like(sagemaker, settings(), "keep-hosting")
+    assert promoted.serverless and promoted.serverless_memory_mb == 3072
+    run(hosting_actions(sagemaker, promoted, "keep-hosting", model_data, "k2"), dry_run=False)
+    assert (
+        sagemaker.describe_endpoint(EndpointName="keep-hosting")["EndpointConfigName"]
+        == "scones-k2-serverless"
+    )
+
+    run(hosting_actions(sagemaker, promoted, "keep-hosting", model_data, "k1"), dry_run=False)  # back
+    assert (
+        sagemaker.describe_endpoint(EndpointName="keep-hosting")["EndpointConfigName"]
+        == "scones-k1-serverless"
+    )
+    assert hosting_like(sagemaker, settings(), "no-such-endpoint") == settings(), "nothing to copy"
+
+    realtime = hosting_like(sagemaker, settings(capture_percent=0, hosting_instance="ml.c5.large"), "x")
+    run(hosting_actions(sagemaker, realtime, "no-capture", model_data, "k3"), dry_run=False)
+    kept = hosting_like(sagemaker, settings(), "no-capture")
+    assert (kept.serverless, kept.hosting_instance, kept.capture_percent) == (False, "ml.c5.large", 0)
+
+
+def test_waiting_for_an_endpoint_fails_when_it_serves_another_config(aws: LocalMotoServer) -> None:
+    """SageMaker rolls a failed update back and reports InService: the config decides, not the status."""
+    sagemaker = aws.client("sagemaker")
+    model_data = "s3://sm-data/models/scones-t1/output/model.tar.gz"
+    run(hosting_actions(sagemaker, settings(), "rolled-back", model_data, "r1"), dry_run=False)
+    with pytest.raises(
+        RuntimeError, match="rolled-back is InService with config scones-r1-realtime, not wanted"
+    ):
+        wait_until_serving(sagemaker, "rolled-back", "wanted", delay_s=1, max_minutes=1)
+
+
+def test_a_failed_training_job_raises_with_its_failure_reason(
+    aws: LocalMotoServer, staged: StagedDataset, tmp_path: Path
+) -> None:
+    from training.train import Hyperparameters
+
+    trainer = SageMakerTrainer(aws.client("sagemaker"), aws.client("s3"), settings(), poll_seconds=1)
+    recipe = Hyperparameters(variant="lite9", epochs=1, limit_per_class=4)
+    with pytest.raises(RuntimeError, match=r"(?s)ended Failed: .*unknown EfficientNet variant 'lite9'"):
+        trainer(staged.split_dir("train"), tmp_path / "model", recipe, test_dir=None)
 
 
 def _cli(aws: LocalMotoServer, *arguments: str) -> subprocess.CompletedProcess[str]:

@@ -66,8 +66,8 @@ def test_sagemaker_entry_point_reads_the_sm_environment(staged: StagedDataset, t
         expected = metadata.metrics[split][metric]
         if expected is None:  # e.g. no image accepted by this tiny model: no accepted accuracy
             continue
-        assert found, f"nothing in the log matches {definition['Name']}"
-        assert abs(float(found[-1]) - expected) < 1e-3, (definition["Name"], found, expected)
+        assert len(found) == 1, f"{definition['Name']}: one value, the model's, expected; found {found}"
+        assert abs(float(found[0]) - expected) < 1e-3, (definition["Name"], found, expected)
 
 
 def test_artifact_metadata_describes_the_model(

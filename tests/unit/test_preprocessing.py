@@ -255,6 +255,28 @@ def test_exif_rotated_jpeg_is_made_upright(orientation: int, to_stored: Image.Tr
     assert abs(sideways[:8, :, 0].mean() - sideways[-8:, :, 0].mean()) > 200
 
 
+def exif_with_a_mistyped_tag() -> bytes:
+    """A little-endian EXIF IFD: Orientation 6, and MinSampleValue (a SHORT tag) holding text, which
+    Pillow fails to write back when it rotates (seen in the wild from fuzzed camera files)."""
+    text = b"Canon" * 8 + b"\0"
+    text_offset = 8 + 2 + 2 * 12 + 4  # TIFF header, entry count, two entries, next-IFD offset
+    entries = [
+        (0x0112, 3, 1, struct.pack("<HH", 6, 0)),
+        (0x0108, 2, len(text), struct.pack("<I", text_offset)),
+    ]
+    ifd = struct.pack("<H", len(entries))
+    ifd += b"".join(struct.pack("<HHI", tag, kind, count) + value for tag, kind, count, value in entries)
+    return b"Exif\0\0II*\0" + struct.pack("<I", 8) + ifd + struct.pack("<I", 0) + text
+
+
+def test_corrupt_exif_is_a_clear_rejection() -> None:
+    data = encode(Image.new("RGB", (64, 48), RED), "JPEG", exif=exif_with_a_mistyped_tag())
+    with Image.open(io.BytesIO(data)) as opened:
+        assert opened.getexif()[0x0112] == 6, "the file carries the orientation tag"
+    error = assert_rejected(data, "truncated")
+    assert "EXIF" in str(error)
+
+
 # Sizes, pass-through and normalization -----------------------------------------------------------
 
 
@@ -443,6 +465,16 @@ def test_legit_image_over_a_custom_max_pixels_is_rejected() -> None:
     error = assert_rejected(data, "decompression_bomb", config)
     assert "100x100" in str(error)
     assert thumbnail(data, PreprocessConfig(max_pixels=100 * 100)).size == (THUMBNAIL_SIZE, THUMBNAIL_SIZE)
+
+
+def test_png_text_chunk_inflating_past_pillows_cap_is_a_decompression_bomb() -> None:
+    from PIL.PngImagePlugin import MAX_TEXT_CHUNK, PngInfo
+
+    info = PngInfo()
+    info.add_text("comment", "a" * (MAX_TEXT_CHUNK + 1), zip=True)
+    data = encode(Image.new("RGB", (16, 16), RED), "PNG", pnginfo=info)
+    assert len(data) < MAX_TEXT_CHUNK // 100, "a small file that inflates past the cap"
+    assert_rejected(data, "decompression_bomb")
 
 
 @pytest.mark.parametrize(("width", "height"), [(1, 1), (7, 100), (100, 7)])
