@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Final
 
 import boto3
 from botocore.config import Config
@@ -23,6 +23,7 @@ from scones.steps import (
     TransientError,
 )
 
+DEFAULT_RETRIES: Final[dict[str, Any]] = {"mode": "standard", "max_attempts": 3}
 MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound", "NoSuchVersion"})
 SUPERSEDED_CODES = frozenset({"PreconditionFailed", "412"})  # If-Match: the key holds another version
 RETRYABLE_CODES = frozenset(
@@ -49,7 +50,7 @@ def client(
         settings.access_key_id,
         settings.secret_access_key,
         settings.session_token,
-        tuple(sorted(config.items())),
+        repr(sorted(config.items())),
     )
     with _clients_lock:
         if key not in _clients:
@@ -59,12 +60,11 @@ def client(
                 aws_session_token=settings.session_token,
                 region_name=settings.region,
             )
+            defaults: dict[str, Any] = {"retries": DEFAULT_RETRIES, "max_pool_connections": 32} | config
             _clients[key] = session.client(
                 service,  # type: ignore[call-overload]
                 endpoint_url=endpoint_url or settings.endpoint_url,
-                config=Config(
-                    retries={"mode": "standard", "max_attempts": 3}, max_pool_connections=32, **config
-                ),
+                config=Config(**defaults),
             )
         return _clients[key]
 
@@ -122,6 +122,32 @@ class S3ObjectStore:
         for page in self._s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
             for item in page.get("Contents", []):
                 yield StoredObject(item["Key"], item["ETag"], item["Size"], item["LastModified"])
+
+    def version_id(self, bucket: str, key: str) -> str | None:
+        """The current version's id in a versioned bucket (the reconciler's port); None otherwise."""
+        try:
+            head = self._s3.head_object(Bucket=bucket, Key=key)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in MISSING_CODES:
+                return None
+            raise
+        version = head.get("VersionId")
+        return None if version in (None, "", "null") else str(version)
+
+    def list_current_versions(self, bucket: str, prefix: str) -> Iterator[StoredObject]:
+        """Every object under `prefix` with its current version's id (the reconciler's port); one
+        listing, in a versioned bucket or not (S3 answers `null` for objects without versions)."""
+        for page in self._s3.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=prefix):
+            for item in page.get("Versions", []):
+                if item.get("IsLatest"):
+                    version = item.get("VersionId")
+                    yield StoredObject(
+                        item["Key"],
+                        item["ETag"],
+                        item["Size"],
+                        item["LastModified"],
+                        None if version in (None, "", "null") else str(version),
+                    )
 
 
 def _custom_attributes(text: str) -> dict[str, str]:

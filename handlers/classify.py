@@ -21,6 +21,9 @@ def build(environment: Mapping[str, str]) -> LambdaHandler:
         endpoint_url=settings.sagemaker_runtime_url,
         read_timeout=settings.endpoint_timeout_s,
         connect_timeout=min(settings.endpoint_timeout_s, 5.0),
+        # two tries within the function's 30 s at the default 10 s timeout; the workflow's Retry
+        # backs off between invocations (botocore's default would make 4 tries of 10 s: a timeout)
+        retries={"mode": "standard", "total_max_attempts": 2},
     )
     classifier = EndpointClassifier(runtime, settings.endpoint_name)
 

@@ -27,6 +27,9 @@ REASON_BY_ERROR: Final[dict[str, str]] = {
 }
 
 
+# The reason of a dead letter whose failure could not be recorded either (no record under failed/).
+UNRECORDED: Final = "unrecorded"
+
 # Failures caused by the infrastructure, not by the upload: `scones replay` re-drives these by default.
 REPLAYABLE_REASONS: Final = frozenset(
     {
@@ -36,6 +39,7 @@ REPLAYABLE_REASONS: Final = frozenset(
         "task_failed",
         "internal_error",
         "review_queue_unavailable",
+        UNRECORDED,
     }
 )
 

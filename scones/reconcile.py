@@ -27,10 +27,18 @@ class StoredObject:
     etag: str
     size: int
     last_modified: datetime
+    version_id: str | None = None  # the current version's, in a versioned bucket
 
 
 class BucketLister(Protocol):
-    def list(self, bucket: str, prefix: str) -> Iterable[StoredObject]: ...
+    def list(self, bucket: str, prefix: str) -> Iterable[StoredObject]:
+        """The objects under `prefix`."""
+        ...
+
+    def list_current_versions(self, bucket: str, prefix: str) -> Iterable[StoredObject]:
+        """The objects under `prefix` with their current version ids (None in an unversioned bucket):
+        a versioned bucket's events name the version, and its records and runs go by the version id."""
+        ...
 
 
 @dataclass
@@ -49,7 +57,7 @@ def unrecorded(bucket: str, inbox: Iterable[StoredObject], record_keys: Iterable
     for item in inbox:
         if item.key.endswith("/"):
             continue
-        obj = ObjectRef(bucket, item.key, item.etag.strip('"'), size=item.size)
+        obj = ObjectRef(bucket, item.key, item.etag.strip('"'), size=item.size, version_id=item.version_id)
         if not any(obj.outcome_key(kind) in recorded for kind in OUTCOME_PREFIXES):
             missing.append(obj)
     return missing
@@ -72,7 +80,7 @@ def reconcile(
     bucket: str, lister: BucketLister, runs: RunInspector, *, now: datetime, min_age_s: float = 0.0
 ) -> ReconcileReport:
     report = ReconcileReport()
-    inbox = list(lister.list(bucket, INBOX_PREFIX))
+    inbox = list(lister.list_current_versions(bucket, INBOX_PREFIX))
     young = {item.key for item in inbox if (now - item.last_modified).total_seconds() < min_age_s}
     records = [item.key for kind in OUTCOME_PREFIXES for item in lister.list(bucket, f"{kind}/")]
     missing = unrecorded(bucket, inbox, records)

@@ -3,9 +3,12 @@
 Works against AWS or the local stack alike (plain boto3). The failure records under `failed/` are the
 source of truth: each one with a replayable reason (by default the infrastructure's failures, see
 `REPLAYABLE_REASONS`) gets a new run named `...-replay-n`; that run's accepted or review record
-replaces the failure record, so the upload keeps exactly one outcome. Messages in the workflow's DLQ
-whose upload was replayed (or no longer has a failure record) are deleted; events EventBridge could
-not deliver (the rule's DLQ) start their upload's first run.
+replaces the failure record, so the upload keeps exactly one outcome. A dead letter whose failure
+could not be recorded either (reason `unrecorded`) replays its upload if nothing was recorded since.
+Messages in the workflow's DLQ are deleted once dealt with: the upload was replayed, its failure
+stands for good (the upload's own fault, or the object is gone or overwritten), or a later run
+recorded an outcome; a replayable failure left out by `reasons` stays queued. Events EventBridge
+could not deliver (the rule's DLQ) start their upload's first run.
 """
 
 from __future__ import annotations
@@ -17,8 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from handlers.aws import MISSING_CODES, SUPERSEDED_CODES
-from scones.objects import NotAnUpload, ObjectRef, object_from_event, s3_version_selector
-from scones.outcomes import REPLAYABLE_REASONS
+from scones.objects import OUTCOME_PREFIXES, NotAnUpload, ObjectRef, object_from_event, s3_version_selector
+from scones.outcomes import REPLAYABLE_REASONS, UNRECORDED
 from scones.steps import ExecutionStarter, replay_run, start_run
 from service.outcome_watch import list_record_keys
 from service.queues import receive_all
@@ -46,6 +49,32 @@ def _why_not_replayable(s3: Any, obj: ObjectRef) -> str | None:
     return None
 
 
+def _dead_letter_done(
+    s3: Any,
+    starter: ExecutionStarter,
+    obj: ObjectRef,
+    body: dict[str, Any],
+    *,
+    report: ReplayReport,
+    reasons: Collection[str],
+    records: set[str],
+    final: set[str],
+) -> bool:
+    """Whether a DLQ message is dealt with: its upload was replayed (now, if its failure could not be
+    recorded and nothing was since), its failure stands for good (the upload's own fault, or the
+    object is gone or overwritten), or a later run recorded an outcome. A replayable failure left
+    out by `reasons` is not."""
+    recorded = [kind for kind in OUTCOME_PREFIXES if obj.outcome_key(kind) in records]
+    if body.get("reason") == UNRECORDED and not recorded and obj.key not in report.replayed:
+        if UNRECORDED not in reasons:
+            return False
+        if _why_not_replayable(s3, obj) is None:
+            report.replayed[obj.key] = replay_run(obj, starter)
+        return True
+    failed_key = obj.outcome_key("failed")
+    return obj.key in report.replayed or failed_key in final or failed_key not in records
+
+
 def replay_failed(
     s3: Any,
     starter: ExecutionStarter,
@@ -57,21 +86,28 @@ def replay_failed(
     event_dead_letter_queue_url: str | None = None,
 ) -> ReplayReport:
     report = ReplayReport()
-    failed_keys = set(list_record_keys(s3, bucket, kinds=("failed",)))
+    records = set(list_record_keys(s3, bucket))
+    failed_keys = {key for key in records if key.startswith("failed/")}
+    final: set[str] = set()  # failure records that stand for good: the upload's fault, or it is gone
     for record_key in sorted(failed_keys):
         record = json.loads(s3.get_object(Bucket=bucket, Key=record_key)["Body"].read())
         obj = ObjectRef.from_dict(record.get("replay") or record)
         if record.get("reason") not in reasons:
             report.skipped[obj.key] = f"reason {record.get('reason')} is not replayed"
+            if record.get("reason") not in REPLAYABLE_REASONS:
+                final.add(record_key)
         elif (reason := _why_not_replayable(s3, obj)) is not None:
             report.skipped[obj.key] = reason
+            final.add(record_key)
         else:
             report.replayed[obj.key] = replay_run(obj, starter)
     if sqs is not None and dead_letter_queue_url:
         for message in receive_all(sqs, dead_letter_queue_url, visibility_s=60):
             body = json.loads(message["Body"])
             obj = ObjectRef.from_dict(body.get("replay") or body)
-            if obj.key in report.replayed or obj.outcome_key("failed") not in failed_keys:
+            if _dead_letter_done(
+                s3, starter, obj, body, report=report, reasons=reasons, records=records, final=final
+            ):
                 sqs.delete_message(QueueUrl=dead_letter_queue_url, ReceiptHandle=message["ReceiptHandle"])
                 report.dead_letters_deleted += 1
             else:

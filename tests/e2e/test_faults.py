@@ -21,6 +21,7 @@ from service.local_stack import LocalStack
 from service.outcome_watch import list_record_keys, object_key_of, wait_for_outcomes
 from service.replay import replay_failed
 from training.staging import StagedDataset
+from workflow.definitions import STATE_MACHINE_FILE
 
 ROOT = Path(__file__).parents[2]
 
@@ -117,6 +118,7 @@ def test_short_endpoint_faults_are_retried_into_a_normal_outcome(
 
 def test_a_slow_endpoint_times_out_and_the_retry_succeeds(stack: LocalStack, image: bytes) -> None:
     before = set_environment(stack, "scones-classify", ENDPOINT_TIMEOUT_SECONDS="1")
+    injected = stack.endpoint.faults.injected
     try:
         stack.endpoint.faults.set("slow", count=1, delay_s=2.5)
         (key,) = upload(stack, image)
@@ -125,9 +127,8 @@ def test_a_slow_endpoint_times_out_and_the_retry_succeeds(stack: LocalStack, ima
         stack.client("lambda").update_function_configuration(
             FunctionName="scones-classify", Environment={"Variables": before}
         )
-    assert record["outcome"] in {"accepted", "review"}
-    # the first call gave up after the 1 s timeout and a retry answered; the slow answer took 2.5 s
-    assert 1000 <= record["timings_ms"]["classify"] < 2500
+    assert record["outcome"] in {"accepted", "review"}, "the first call gave up after 1 s, a retry answered"
+    assert stack.endpoint.faults.injected - injected == 1
 
 
 def test_an_outage_fails_uploads_with_dlq_messages_and_replay_recovers_them(
@@ -202,3 +203,48 @@ def test_the_review_queue_refusing_a_send_fails_the_upload_until_replayed(
     assert len(settled[key]) == 1 and settled[key][0].startswith("review/")
     messages = sqs.receive_message(QueueUrl=stack.resources.review_queue_url, MaxNumberOfMessages=10)
     assert key in {json.loads(m["Body"])["key"] for m in messages.get("Messages", [])}
+
+
+def test_a_bad_uploads_dead_letter_is_cleared_by_replay_and_its_failure_record_stays(
+    stack: LocalStack,
+) -> None:
+    """Not an image: the upload's own fault, never replayed. Its letter must not hold the DLQ's alarm
+    until the queue's retention ends; `scones replay` deletes it, the record is the lasting outcome."""
+    (key,) = upload(stack, b"plain text, not an image")
+    record = outcomes(stack, [key])[key]
+    assert record["outcome"] == "failed" and record["reason"] == "not_an_image"
+    assert key in {letter["key"] for letter in dead_letters(stack)}
+    assert key not in replay(stack)
+    assert key not in {letter.get("key") for letter in dead_letters(stack)}
+    assert settled_outcomes(stack, [key])[key] == [ObjectRef.from_dict(record).outcome_key("failed")]
+
+
+def test_a_dead_letter_whose_failure_went_unrecorded_is_replayed(stack: LocalStack, image: bytes) -> None:
+    """Storage down for the whole run: the workflow's last step sends the upload to the DLQ with reason
+    `unrecorded` and no record exists. Replay runs the upload anew; it ends with one outcome."""
+    s3, events = stack.client("s3"), stack.client("events")
+    events.disable_rule(Name=stack.resources.rule_name)  # the lost run: no event, no record
+    try:
+        (key,) = upload(stack, image)
+    finally:
+        events.enable_rule(Name=stack.resources.rule_name)
+    etag = s3.head_object(Bucket=stack.resources.bucket, Key=key)["ETag"].strip('"')
+    obj = ObjectRef(stack.resources.bucket, key, etag)
+    letter = {  # the body of the state machine's NotifyUnrecorded step
+        "outcome": "failed",
+        "reason": "unrecorded",
+        "replay": obj.as_dict(),
+        "execution_id": "arn:aws:states:us-east-1:123456789012:execution:scones-workflow:lost",
+        "error": {"Error": "TransientError", "Cause": "S3 down"},
+        "record_error": {"Error": "TransientError", "Cause": "S3 down"},
+    }
+    asl = json.loads(STATE_MACHINE_FILE.read_text())
+    sent = asl["States"]["NotifyUnrecorded"]["Parameters"]["MessageBody"]
+    assert set(letter) == {field.removesuffix(".$") for field in sent}, "the letter the workflow sends"
+    stack.client("sqs").send_message(
+        QueueUrl=stack.resources.dead_letter_queue_url, MessageBody=json.dumps(letter)
+    )
+    assert replay(stack)[key] == obj.execution_name(replay=1)
+    settled = settled_outcomes(stack, [key])
+    assert len(settled[key]) == 1 and settled[key][0].startswith(("results/", "review/"))
+    assert key not in {letter.get("replay", {}).get("key") for letter in dead_letters(stack)}

@@ -64,9 +64,10 @@ def accesses(call: Call) -> list[Access]:
             needed.append(Access(f"s3:{verb}", f"arn:aws:s3:::{p['Bucket']}/{p['Key']}", {}))
             if call.error in MISSING:  # S3 answers 404, not 403, only to who may list the bucket
                 needed.append(Access("s3:ListBucket", f"arn:aws:s3:::{p['Bucket']}", {}))
-        case "s3", "ListObjectsV2" | "ListObjects":
+        case "s3", "ListObjectsV2" | "ListObjects" | "ListObjectVersions":
             context = {"s3:prefix": p.get("Prefix", "")}
-            needed.append(Access("s3:ListBucket", f"arn:aws:s3:::{p['Bucket']}", context))
+            verb = "ListBucketVersions" if call.operation == "ListObjectVersions" else "ListBucket"
+            needed.append(Access(f"s3:{verb}", f"arn:aws:s3:::{p['Bucket']}", context))
         case "dynamodb", operation:
             table = f"arn:aws:dynamodb:{region_account}:table/{p['TableName']}"
             needed.append(Access(f"dynamodb:{operation}", table, {}))

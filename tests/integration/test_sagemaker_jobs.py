@@ -46,6 +46,15 @@ def settings(**overrides: Any) -> SageMakerSettings:
     return SageMakerSettings(role_arn=ROLE, bucket="sm-data", serving_image=IMAGE, **overrides)
 
 
+def hosted(aws: LocalMotoServer) -> None:
+    """The `scones-classifier` endpoint serving v1 (hosting is idempotent: a no-op if it already does)."""
+    model_data = "s3://sm-data/models/scones-t1/output/model.tar.gz"
+    run(
+        hosting_actions(aws.client("sagemaker"), settings(), "scones-classifier", model_data, "v1"),
+        dry_run=False,
+    )
+
+
 def test_the_source_archive_holds_the_entry_point_packages_and_requirements() -> None:
     with tarfile.open(fileobj=io.BytesIO(source_archive()), mode="r:gz") as archive:
         names = set(archive.getnames())
@@ -115,25 +124,29 @@ def test_a_promotion_keeps_the_endpoints_hosting_and_a_rollback_reuses_the_old_m
     sagemaker = aws.client("sagemaker")
     model_data = "s3://sm-data/models/scones-t1/output/model.tar.gz"
     serverless = settings(serverless=True, serverless_memory_mb=3072)
-    run(hosting_actions(sagemaker, serverless, "keep-hosting", model_data, "k1"), dry_run=False)
-    promoted = hosting_like(sagemaker, settings(), "keep-hosting")
+    run(hosting_actions(sagemaker, serverless, "scones-classifier-kept", model_data, "k1"), dry_run=False)
+    promoted = hosting_like(sagemaker, settings(), "scones-classifier-kept")
     assert promoted.serverless and promoted.serverless_memory_mb == 3072
-    run(hosting_actions(sagemaker, promoted, "keep-hosting", model_data, "k2"), dry_run=False)
+    run(hosting_actions(sagemaker, promoted, "scones-classifier-kept", model_data, "k2"), dry_run=False)
     assert (
-        sagemaker.describe_endpoint(EndpointName="keep-hosting")["EndpointConfigName"]
+        sagemaker.describe_endpoint(EndpointName="scones-classifier-kept")["EndpointConfigName"]
         == "scones-k2-serverless"
     )
 
-    run(hosting_actions(sagemaker, promoted, "keep-hosting", model_data, "k1"), dry_run=False)  # back
+    run(
+        hosting_actions(sagemaker, promoted, "scones-classifier-kept", model_data, "k1"), dry_run=False
+    )  # back
     assert (
-        sagemaker.describe_endpoint(EndpointName="keep-hosting")["EndpointConfigName"]
+        sagemaker.describe_endpoint(EndpointName="scones-classifier-kept")["EndpointConfigName"]
         == "scones-k1-serverless"
     )
-    assert hosting_like(sagemaker, settings(), "no-such-endpoint") == settings(), "nothing to copy"
+    assert hosting_like(sagemaker, settings(), "scones-classifier-none") == settings(), "nothing to copy"
 
-    realtime = hosting_like(sagemaker, settings(capture_percent=0, hosting_instance="ml.c5.large"), "x")
-    run(hosting_actions(sagemaker, realtime, "no-capture", model_data, "k3"), dry_run=False)
-    kept = hosting_like(sagemaker, settings(), "no-capture")
+    realtime = hosting_like(
+        sagemaker, settings(capture_percent=0, hosting_instance="ml.c5.large"), "scones-classifier-x"
+    )
+    run(hosting_actions(sagemaker, realtime, "scones-classifier-nc", model_data, "k3"), dry_run=False)
+    kept = hosting_like(sagemaker, settings(), "scones-classifier-nc")
     assert (kept.serverless, kept.hosting_instance, kept.capture_percent) == (False, "ml.c5.large", 0)
 
 
@@ -141,11 +154,11 @@ def test_waiting_for_an_endpoint_fails_when_it_serves_another_config(aws: LocalM
     """SageMaker rolls a failed update back and reports InService: the config decides, not the status."""
     sagemaker = aws.client("sagemaker")
     model_data = "s3://sm-data/models/scones-t1/output/model.tar.gz"
-    run(hosting_actions(sagemaker, settings(), "rolled-back", model_data, "r1"), dry_run=False)
+    run(hosting_actions(sagemaker, settings(), "scones-classifier-rb", model_data, "r1"), dry_run=False)
     with pytest.raises(
-        RuntimeError, match="rolled-back is InService with config scones-r1-realtime, not wanted"
+        RuntimeError, match="scones-classifier-rb is InService with config scones-r1-realtime, not wanted"
     ):
-        wait_until_serving(sagemaker, "rolled-back", "wanted", delay_s=1, max_minutes=1)
+        wait_until_serving(sagemaker, "scones-classifier-rb", "wanted", delay_s=1, max_minutes=1)
 
 
 def test_a_failed_training_job_raises_with_its_failure_reason(
@@ -175,7 +188,7 @@ def _cli(aws: LocalMotoServer, *arguments: str) -> subprocess.CompletedProcess[s
 def test_region_flag_is_where_the_commands_look(aws: LocalMotoServer) -> None:
     """The endpoint lives in us-east-1 (the environment's region): `--region eu-west-1` must look
     there, not in the environment's region, as its CloudFormation and image URIs do."""
-    assert aws.client("sagemaker").list_endpoints()["Endpoints"]
+    hosted(aws)
     elsewhere = _cli(aws, "destroy", "--bucket", "sm-data", "--dry-run", "--region", "eu-west-1")
     assert elsewhere.returncode == 0 and "nothing to delete" in elsewhere.stdout, elsewhere.stdout
     here = _cli(aws, "destroy", "--bucket", "sm-data", "--dry-run")  # default: the environment's region
@@ -184,6 +197,7 @@ def test_region_flag_is_where_the_commands_look(aws: LocalMotoServer) -> None:
 
 def test_destroy_is_dry_run_first_then_removes_everything_and_is_safe_to_repeat(aws: LocalMotoServer) -> None:
     sagemaker, cloudformation, s3 = aws.client("sagemaker"), aws.client("cloudformation"), aws.client("s3")
+    hosted(aws)
     dry = _cli(aws, "destroy", "--bucket", "sm-data", "--dry-run", "--delete-data")
     assert dry.returncode == 0, dry.stderr
     assert "would delete  endpoint" in dry.stdout and "would delete  model" in dry.stdout, dry.stdout

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from scones.objects import ObjectRef
@@ -20,8 +20,27 @@ class MemoryBucket:
     def add(self, key: str, etag: str = "e1", age_s: float = 3600) -> None:
         self.objects.append(StoredObject(key, f'"{etag}"', 10, NOW - timedelta(seconds=age_s)))
 
+    versions: dict[str, str] = field(default_factory=dict)  # key → current version id (versioned)
+
     def list(self, bucket: str, prefix: str) -> Iterator[StoredObject]:
         return (item for item in self.objects if item.key.startswith(prefix))
+
+    def list_current_versions(self, bucket: str, prefix: str) -> Iterator[StoredObject]:
+        return (replace(item, version_id=self.versions.get(item.key)) for item in self.list(bucket, prefix))
+
+
+def test_in_a_versioned_bucket_records_and_runs_go_by_the_version_id() -> None:
+    """An event from a versioned bucket names the version: its record is `<key>/<version id>.json` and
+    its run is named by the version id; the reconciler must not take it for unrecorded and run it again."""
+    bucket = MemoryBucket(versions={"inbox/done.png": "v1", "inbox/lost.png": "v7"})
+    bucket.add("inbox/done.png")
+    bucket.add("results/done.png/v1.json")
+    bucket.add("inbox/lost.png")
+    starter = MemoryStarter()
+    report = reconcile("data", bucket, starter, now=NOW)
+    assert report.recorded == 1
+    as_the_event_names_it = ObjectRef("data", "inbox/lost.png", "e1", version_id="v7")
+    assert report.started == {"inbox/lost.png": as_the_event_names_it.execution_name()}
 
 
 def test_only_versions_without_a_record_are_started() -> None:
