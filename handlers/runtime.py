@@ -47,6 +47,8 @@ def observability(settings: FunctionSettings) -> Observability:
     """Structured JSON logs, X-Ray tracing (off in the local engine) and metrics for one function."""
     logger = Logger(service=settings.service, level=settings.log_level)
     tracer = Tracer(service=settings.service, disabled=settings.tracing_disabled, auto_patch=False)
+    if not settings.tracing_disabled:  # on AWS: S3, SageMaker, DynamoDB, ... calls as X-Ray subsegments
+        tracer.patch(["boto3", "botocore"])
     return Observability(logger=logger, tracer=tracer, settings=settings)
 
 

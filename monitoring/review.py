@@ -21,8 +21,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, Literal
 
+from handlers.aws import MISSING_CODES, SUPERSEDED_CODES
 from scones.labels import LABELS
-from scones.objects import INBOX_PREFIX, ObjectRef
+from scones.objects import INBOX_PREFIX, ObjectRef, s3_version_selector
 
 Answer = Literal["bicycle", "motorcycle", "neither", "skip", "quit"]
 CHOICES: Final[dict[str, Answer]] = {
@@ -57,7 +58,10 @@ class ReviewItem:
 
     @property
     def obj(self) -> ObjectRef:
-        return ObjectRef(self.record["bucket"], self.record["key"], self.record["etag"])
+        version_id = self.record.get("version_id")
+        return ObjectRef(
+            self.record["bucket"], self.record["key"], self.record["etag"], version_id=version_id
+        )
 
 
 @dataclass
@@ -66,6 +70,9 @@ class ReviewTally:
     skipped: list[str] = field(default_factory=list)
     already_labeled: list[str] = field(default_factory=list)
     gone: list[str] = field(default_factory=list)  # the image is no longer in the bucket
+
+
+GONE_CODES: Final = MISSING_CODES | SUPERSEDED_CODES  # the reviewed version is deleted or overwritten
 
 
 def label_key(obj: ObjectRef) -> str:
@@ -124,10 +131,18 @@ class Reviewer:
             yield ReviewItem(json.loads(messages[0]["Body"]), messages[0]["ReceiptHandle"])
 
     def image(self, item: ReviewItem) -> bytes | None:
+        """The reviewed version's bytes; None when that version is gone (deleted, or overwritten: the
+        new bytes have a run and an outcome of their own, and must not be labeled as this one)."""
+        obj = item.obj
         try:
-            body: bytes = self.s3.get_object(Bucket=item.obj.bucket, Key=item.obj.key)["Body"].read()
-        except self.s3.exceptions.NoSuchKey:
-            return None
+            response = self.s3.get_object(
+                Bucket=obj.bucket, Key=obj.key, **s3_version_selector(obj.etag, obj.version_id)
+            )
+        except self.s3.exceptions.ClientError as error:
+            if error.response.get("Error", {}).get("Code") in GONE_CODES:
+                return None
+            raise
+        body: bytes = response["Body"].read()
         return body
 
     def skip(self, item: ReviewItem) -> None:
@@ -163,7 +178,8 @@ class Reviewer:
         return True
 
     def store(self, item: ReviewItem, label: str) -> bool:
-        """Store the label and the labeled image, then delete the message; False if already labeled."""
+        """Store the labeled image and the label, then delete the message; False if already labeled or
+        the reviewed version is gone (a label must go with the very bytes that were reviewed)."""
         if label not in LABEL_CLASSES:
             raise ValueError(f"{label!r} is not one of {LABEL_CLASSES}")
         obj = item.obj
@@ -180,6 +196,11 @@ class Reviewer:
             "model_version": item.record.get("model_version"),
             "image_key": labeled_key(obj, label),
         }
+        data = self.image(item)  # read by version (If-Match), then written: a copy could race an overwrite
+        if data is None:
+            self._delete(item)
+            return False
+        self.s3.put_object(Bucket=obj.bucket, Key=labeled_key(obj, label), Body=data)
         try:
             self.s3.put_object(
                 Bucket=obj.bucket,
@@ -193,9 +214,6 @@ class Reviewer:
                 raise
             self._delete(item)
             return False
-        self.s3.copy_object(
-            Bucket=obj.bucket, Key=labeled_key(obj, label), CopySource={"Bucket": obj.bucket, "Key": obj.key}
-        )
         self._delete(item)
         return True
 

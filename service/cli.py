@@ -6,7 +6,7 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +65,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
         return 0
 
+    if args.dry_run:
+        print("scones train: --dry-run plans a SageMaker job: give --on sagemaker", file=sys.stderr)
+        return 2
     metadata = train_and_publish(
         dataset=args.dataset,
         store=ModelStore.default(),
@@ -85,6 +88,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         _print_json(report)
     else:
         print(f"model {report['model_version']} on {report['n']} images of {args.folder}")
+        for rejected in report["rejected"]:
+            print(f"  left out {rejected['path']}: {rejected['reason']}")
         print(f"  accuracy {report['accuracy']:.4f}  ece {report['ece']:.4f}")
         accepted = report["accepted_accuracy"]
         print(
@@ -93,6 +98,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         )
         for name, accuracy in report["per_class"].items():
             print(f"  {name}: {accuracy}")
+    if report["n"] == 0:
+        print(f"scones evaluate: no image of {args.folder} could be read", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -152,7 +160,8 @@ Try it (any credentials work; region us-east-1):
   export AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local
   aws s3 cp photo.jpg s3://{resources.bucket}/inbox/photo.jpg
   aws s3 ls --recursive s3://{resources.bucket}/results/
-  aws sqs receive-message --queue-url {resources.review_queue_url}
+  aws --endpoint-url {url} sqs receive-message --queue-url {resources.review_queue_url}
+  (AWS CLI v1's sqs commands ignore AWS_ENDPOINT_URL: give them --endpoint-url)
   scones submit photo.jpg --wait
 Ctrl-C stops it.""",
             flush=True,
@@ -172,6 +181,19 @@ def cmd_submit(args: argparse.Namespace) -> int:
     """Upload images into the inbox of the stack `AWS_ENDPOINT_URL` (or AWS) points at."""
     from service.outcome_watch import wait_for_outcomes
 
+    missing = [str(path) for path in args.paths if not path.is_file()]
+    if missing:
+        print(f"scones submit: not a file: {', '.join(missing)} (nothing uploaded)", file=sys.stderr)
+        return 2
+    names = [path.name for path in args.paths]
+    if len(set(names)) < len(names):
+        twice = sorted({name for name in names if names.count(name) > 1})
+        print(
+            f"scones submit: {', '.join(twice)} given twice: both would be uploaded to one key, the second"
+            " replacing the first (nothing uploaded; submit them one at a time, or rename one)",
+            file=sys.stderr,
+        )
+        return 2
     (s3,) = _aws_clients(args, "s3")
     keys = []
     etags: dict[str, str] = {}  # the version uploaded now: an earlier upload's record must not answer
@@ -255,7 +277,9 @@ def _aws_clients(args: argparse.Namespace, *services: str, endpoint_url: str | N
     """Clients in the command's `--region` (the one its stack and jobs use) at its `--endpoint-url`."""
     import boto3
 
-    options = {"region_name": getattr(args, "region", None)}
+    from service.sagemaker_jobs import default_region
+
+    options = {"region_name": getattr(args, "region", None) or default_region()}
     endpoint = endpoint_url or getattr(args, "endpoint_url", None)
     if endpoint:
         options["endpoint_url"] = endpoint
@@ -337,7 +361,15 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     if args.model_data:
         settings = _sagemaker_settings(args)
         (sagemaker,) = _aws_clients(args, "sagemaker")
-        version = args.version or args.model_data.rstrip("/").split("/")[-3]
+        parts = args.model_data.rstrip("/").split("/")
+        if not args.version and (len(parts) < 6 or not args.model_data.startswith("s3://")):
+            print(
+                "scones deploy: --model-data is not a training job's s3://BUCKET/PREFIX/JOB/output/model.tar.gz:"
+                " give --version",
+                file=sys.stderr,
+            )
+            return 2
+        version = args.version or parts[-3]
         actions += hosting_actions(sagemaker, settings, args.endpoint_name, args.model_data, version)
     if not actions:
         print("nothing to deploy: give --artifacts-bucket (the stack) and/or --model-data (the endpoint)")
@@ -392,10 +424,21 @@ def cmd_models(args: argparse.Namespace) -> int:
     store = ModelStore.default()
     registry = _bucket_registry(args)
 
+    def registry_says(action: Callable[[], Any]) -> Any:
+        """The registry's part; the store is the source of truth, so a registry out of reach is a warning."""
+        try:
+            return action()
+        except Exception as error:
+            message = user_error(error)
+            if message is None:
+                raise
+            print(f"scones models: the registry could not be reached ({message})", file=sys.stderr)
+            return None
+
     def served(version: str, reason: str) -> None:
         if registry is not None:
-            registry.register(entry_from(ModelMetadata.read(store.path(version))))
-            record_promotion(registry, version, reason=reason)
+            registry_says(lambda: registry.register(entry_from(ModelMetadata.read(store.path(version)))))
+            registry_says(lambda: record_promotion(registry, version, reason=reason))
 
     if args.models_command == "promote":
         store.set_current(args.version)
@@ -410,7 +453,10 @@ def cmd_models(args: argparse.Namespace) -> int:
             current = store.current_version()
         except NoModelError:
             current = None
-        statuses = {entry.version: entry.status for entry in registry.entries()} if registry else {}
+        entries = registry_says(registry.entries) if registry else None
+        statuses = {entry.version: entry.status for entry in entries or []}
+        if not store.versions():
+            print("no model published yet: `scones train` makes one", file=sys.stderr)
         for version in store.versions():
             metrics = ModelMetadata.read(store.path(version)).metrics.get("test", {})
             accuracy = metrics.get("accuracy")
@@ -436,6 +482,31 @@ def _add_aws_flags(command: argparse.ArgumentParser) -> None:
     )
     command.add_argument("--endpoint-url", help="AWS commands: default $AWS_ENDPOINT_URL, else AWS itself")
     command.add_argument("--dry-run", action="store_true", help="print what it would do on AWS, do nothing")
+
+
+def _duration(text: str) -> str:
+    """An argparse check: the text stays as given, `monitoring.metrics.parse_duration` reads it."""
+    from monitoring.metrics import parse_duration
+
+    try:
+        parse_duration(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
+def _probability(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not a probability between 0 and 1")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive count")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -472,7 +543,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="evaluate a model on a <class>/<image> folder")
     evaluate.add_argument("folder", type=Path)
     evaluate.add_argument("--model", type=Path, help="a model folder (default: the model the service serves)")
-    evaluate.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD)
+    evaluate.add_argument("--threshold", type=_probability, default=DEFAULT_THRESHOLD)
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate.set_defaults(handler=cmd_evaluate)
 
@@ -522,7 +593,9 @@ def build_parser() -> argparse.ArgumentParser:
     submit.set_defaults(handler=cmd_submit)
 
     metrics = commands.add_parser("metrics", help="the service's CloudWatch metrics over a window")
-    metrics.add_argument("--since", default="1h", help="how far back: 30m, 1h, 2d (default 1h)")
+    metrics.add_argument(
+        "--since", default="1h", type=_duration, help="how far back: 30m, 1h, 2d (default 1h)"
+    )
     metrics.add_argument("--endpoint-url", help="default: $AWS_ENDPOINT_URL, else AWS itself")
     metrics.add_argument("--json", action="store_true", help="one JSON object instead of the table")
     metrics.set_defaults(handler=cmd_metrics)
@@ -549,7 +622,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.set_defaults(handler=cmd_labels_export)
 
     report = commands.add_parser("report", help="plots and an HTML page of recent inferences")
-    report.add_argument("--last", type=int, default=200, help="how many recent inferences (default 200)")
+    report.add_argument(
+        "--last", type=_positive, default=200, help="how many recent inferences (default 200)"
+    )
     report.add_argument("--out", type=Path, default=Path("report"), help="output folder (default: report)")
     report.add_argument("--bucket", default=StackNames().bucket)
     report.add_argument("--endpoint-url", help="default: $AWS_ENDPOINT_URL, else AWS itself")
@@ -618,7 +693,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NoModelError as error:
         print(f"scones: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        return 130
+    except Exception as error:  # a clear line, not a traceback, for what a user can fix
+        message = user_error(error)
+        if message is None:
+            raise
+        print(f"scones {args.command}: {message}", file=sys.stderr)
+        return 1
     return code
+
+
+def user_error(error: Exception) -> str | None:
+    """One line for the errors a user meets (a wrong path, a stack that is not running, a missing
+    bucket or queue, bad data); None for anything else, which is a bug and keeps its traceback."""
+    from boto3.exceptions import Boto3Error
+    from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+
+    from service.local_stack import DataDirInUse
+    from service.sagemaker_jobs import SettingsError
+    from training.staging import StagingError
+
+    if isinstance(error, EndpointConnectionError):
+        return f"{error} (is the stack running? `scones up` prints the AWS_ENDPOINT_URL to use)"
+    if isinstance(error, ClientError):
+        code = error.response.get("Error", {}).get("Code", "")
+        return f"{code}: {error.response.get('Error', {}).get('Message') or error}"
+    if isinstance(error, (Boto3Error, BotoCoreError, OSError, StagingError, SettingsError, DataDirInUse)):
+        return str(error)
+    return None
 
 
 if __name__ == "__main__":

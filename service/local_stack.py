@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +50,36 @@ class StackInfo:
     names: StackNames
 
 
+class DataDirInUse(RuntimeError):
+    """Another local stack holds the data folder."""
+
+
+class DataDirLock:
+    """An exclusive lock on a stack's data folder for the life of the stack: two stacks saving to one
+    folder would each overwrite the other's snapshot at their stop."""
+
+    def __init__(self, data_dir: Path) -> None:
+        import fcntl
+
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self._file = (data_dir / ".lock").open("a+")
+        try:
+            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._file.seek(0)
+            holder = self._file.read().strip() or "another process"
+            self._file.close()
+            raise DataDirInUse(
+                f"{data_dir} is in use by another local stack ({holder}): stop it, or give another --data-dir"
+            ) from None
+        self._file.truncate(0)
+        self._file.write(f"pid {os.getpid()}")
+        self._file.flush()
+
+    def release(self) -> None:
+        self._file.close()  # closing drops the lock
+
+
 class LocalStack:
     """Start with `with LocalStack() as stack:`; `stack.client("s3")` talks to it."""
 
@@ -70,6 +101,7 @@ class LocalStack:
         self.log_level = log_level
         self._requested_port = port or None
         self.data_dir = data_dir
+        self._lock: DataDirLock | None = None
         self.restored: SnapshotSummary | None = None
         self.reconciled: dict[str, Any] | None = None
         self._endpoint = LocalEndpoint(
@@ -118,6 +150,8 @@ class LocalStack:
     def start(self) -> Self:
         from service.moto_adapters.server import start_moto_server
 
+        if self.data_dir is not None:
+            self._lock = DataDirLock(self.data_dir)  # before anything: a second stack must not start
         self._endpoint.start()
         factories: Mapping[str, Any] = {spec.handler: handler_factory(spec.handler) for spec in FUNCTIONS}
         self._server = start_moto_server(
@@ -186,6 +220,9 @@ class LocalStack:
                 self._server = None
             self._endpoint.stop()
             self.info = None
+            if self._lock is not None:
+                self._lock.release()
+                self._lock = None
 
     def __enter__(self) -> Self:
         try:

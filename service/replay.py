@@ -64,6 +64,8 @@ def _dead_letter_done(
     recorded and nothing was since), its failure stands for good (the upload's own fault, or the
     object is gone or overwritten), or a later run recorded an outcome. A replayable failure left
     out by `reasons` is not."""
+    if str(body.get("execution_id", "")).endswith(f":{report.replayed.get(obj.key)}"):
+        return False  # the letter of the replay started just now (it failed already): a new failure
     recorded = [kind for kind in OUTCOME_PREFIXES if obj.outcome_key(kind) in records]
     if body.get("reason") == UNRECORDED and not recorded and obj.key not in report.replayed:
         if UNRECORDED not in reasons:

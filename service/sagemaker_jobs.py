@@ -72,6 +72,10 @@ class SageMakerSettings:
     serving_image: str = ""  # the model server's image in ECR (Dockerfile); required for hosting
 
 
+class SettingsError(ValueError):
+    """A setting the AWS side needs is missing or unknown: the user's to give."""
+
+
 @dataclass(frozen=True)
 class Action:
     verb: str  # create, upload, delete
@@ -86,7 +90,7 @@ class Action:
 def pytorch_training_image(region: str) -> str:
     account = DLC_ACCOUNTS.get(region)
     if account is None:
-        raise ValueError(f"no PyTorch training container registry known for {region}; pass the image URI")
+        raise SettingsError(f"no PyTorch training container registry known for {region}; pass the image URI")
     return f"{account}.dkr.ecr.{region}.amazonaws.com/pytorch-training:{PYTORCH_TRAINING_TAG}"
 
 
@@ -185,7 +189,9 @@ def training_job_request(
 
 def model_request(settings: SageMakerSettings, name: str, model_data_url: str) -> dict[str, Any]:
     if not settings.serving_image:
-        raise ValueError("hosting needs the model server's image URI (build and push the Dockerfile)")
+        raise SettingsError(
+            "hosting needs the model server's image URI (--serving-image: build and push the Dockerfile)"
+        )
     return {
         "ModelName": name,
         "ExecutionRoleArn": settings.role_arn,

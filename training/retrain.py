@@ -349,7 +349,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from training.train import add_hyperparameter_flags, hyperparameters_from
     from workflow.names import StackNames
 
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=(__doc__ or "").split("\n\n")[0].removeprefix("training/retrain.py: ").replace("\n", " ")
+    )
     parser.add_argument("--dataset", default=os.environ.get("SCONES_DATASET"))
     parser.add_argument("--bucket", default=StackNames().bucket)
     parser.add_argument("--endpoint-url", default=os.environ.get("AWS_ENDPOINT_URL"))

@@ -67,3 +67,24 @@ def test_aws_cli_upload_produces_an_outcome(scones_up: str, staged: StagedDatase
     )
     folder = {"accepted": "results", "review": "review"}[record["outcome"]]
     assert f"{folder}/from cli.png/{record['etag']}.json" in listed.stdout
+    # the review queue, as `scones up` prints the command (the CLI's sqs needs --endpoint-url)
+    queue = f"{scones_up}/123456789012/scones-review"
+    received = subprocess.run(
+        [
+            aws,
+            "--endpoint-url",
+            scones_up,
+            "sqs",
+            "get-queue-attributes",
+            "--queue-url",
+            queue,
+            "--attribute-names",
+            "All",
+        ],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert received.returncode == 0 and "QueueArn" in received.stdout, received.stderr

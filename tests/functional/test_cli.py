@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -53,7 +54,10 @@ def evaluate_json(folder: Path, model: Path, threshold: str) -> dict[str, Any]:
 def test_evaluate_with_another_threshold(staged: StagedDataset, small_model: Path) -> None:
     low = evaluate_json(staged.split_dir("test"), small_model, "0.5")
     high = evaluate_json(staged.split_dir("test"), small_model, "0.99")
-    assert low["coverage"] == 1.0 and low["coverage"] >= high["coverage"]
+    # at 0.5 every image is accepted (two classes); at 0.99 only those whose top probability reaches it
+    probabilities = json.loads((small_model / "evaluation.json").read_text())["test"]
+    confident = sum(max(row["probabilities"]) >= 0.99 for row in probabilities) / len(probabilities)
+    assert low["coverage"] == 1.0 and high["coverage"] == pytest.approx(confident, abs=0.006)
 
 
 @pytest.mark.parametrize(
@@ -71,6 +75,9 @@ def test_evaluate_with_another_threshold(staged: StagedDataset, small_model: Pat
         "labels",
         "report",
         "demo",
+        "models",
+        "deploy",
+        "destroy",
     ],
 )
 def test_every_command_has_help(command: str) -> None:
@@ -88,3 +95,36 @@ def test_without_a_published_model_the_cli_says_what_to_do(tmp_path: Path, stage
         env={"SCONES_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
     )
     assert completed.returncode == 2 and "scones train" in completed.stderr
+
+
+def test_mistakes_get_one_clear_line_and_change_nothing(tmp_path: Path, small_model: Path) -> None:
+    """A wrong path, two files one key would hold, a stack that is not running, a bad flag value: a
+    one-line error and a non-zero exit, never a traceback, and nothing half done."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    for folder in ("a", "b"):
+        (tmp_path / folder / "x.png").write_bytes(b"not uploaded")
+    down = {"AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x"}
+    cases = [
+        (("submit", str(tmp_path / "missing.jpg")), {}, "not a file"),
+        (("submit", str(tmp_path / "a" / "x.png"), str(tmp_path / "b" / "x.png")), {}, "x.png given twice"),
+        (("report", "--out", str(tmp_path / "report")), down, "is the stack running?"),
+        (("evaluate", str(tmp_path / "nothing-here"), "--model", str(small_model)), {}, "is not a folder"),
+        (("metrics", "--since", "5x"), {}, "not a duration"),
+        (("evaluate", str(tmp_path), "--threshold", "2"), {}, "not a probability"),
+        (("train", "--dry-run"), {}, "give --on sagemaker"),
+    ]
+    for arguments, environment, expected in cases:
+        completed = subprocess.run(
+            [SCONES, *arguments],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            env=os.environ | {"AWS_MAX_ATTEMPTS": "1"} | environment,
+        )
+        assert completed.returncode != 0, arguments
+        assert expected in completed.stderr and "Traceback" not in completed.stderr, (
+            arguments,
+            completed.stderr,
+        )

@@ -194,5 +194,12 @@ def test_in_process_clients_skip_the_socket_and_get_the_same_answers(aws: LocalM
     received = aws.client("sqs").receive_message(QueueUrl=queue)["Messages"]
     assert [m["Body"] for m in received] == ["é ünïcode"]
 
+    sent: list[AWSPreparedRequest] = []
+    s3.meta.events.register_first("before-send.s3.HeadObject", lambda request, **_: sent.append(request))
+    s3.head_object(Bucket="in-process", Key="a/b c.bin")
+    answered = in_process_transport.dispatch(sent[0])  # the server's own address: answered in-process
+    assert answered is not None and answered.status_code == 200
+    assert answered.headers["ETag"].strip('"') == hashlib.md5(body).hexdigest()
+
     elsewhere = AWSPreparedRequest("GET", "http://127.0.0.1:1/x", HTTPHeaders(), None, stream_output=False)
     assert in_process_transport.dispatch(elsewhere) is None, "another address: the network's business"

@@ -60,14 +60,17 @@ def test_sagemaker_entry_point_reads_the_sm_environment(staged: StagedDataset, t
     request = training_job_request(
         SageMakerSettings(role_arn="r", bucket="b"), "job", "s3://b/src.tar.gz", {}
     )
+    checked = []
     for definition in request["AlgorithmSpecification"]["MetricDefinitions"]:
         found = re.findall(definition["Regex"], completed.stderr)
         split, _, metric = definition["Name"].partition(":")
         expected = metadata.metrics[split][metric]
         if expected is None:  # e.g. no image accepted by this tiny model: no accepted accuracy
             continue
+        checked.append(definition["Name"])
         assert len(found) == 1, f"{definition['Name']}: one value, the model's, expected; found {found}"
         assert abs(float(found[0]) - expected) < 1e-3, (definition["Name"], found, expected)
+    assert {"validation:accuracy", "test:accuracy", "test:ece"} <= set(checked)
 
 
 def test_artifact_metadata_describes_the_model(

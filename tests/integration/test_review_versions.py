@@ -1,0 +1,38 @@
+"""A review item names one version of an upload: the reviewer must see and label exactly those bytes,
+against moto's S3 and SQS over loopback."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from monitoring.review import Reviewer, labeled_key
+from scones.objects import ObjectRef
+from service.moto_adapters.server import start_moto_server
+
+
+def test_an_overwritten_upload_is_not_shown_or_labeled_as_the_reviewed_version() -> None:
+    with start_moto_server() as moto:
+        s3, sqs = moto.client("s3"), moto.client("sqs")
+        s3.create_bucket(Bucket="data")
+        queue = sqs.create_queue(QueueName="review")["QueueUrl"]
+        reviewed = s3.put_object(Bucket="data", Key="inbox/x.jpg", Body=b"the reviewed bytes")
+        kept = s3.put_object(Bucket="data", Key="inbox/y.jpg", Body=b"still there")
+        for key, put in (("inbox/x.jpg", reviewed), ("inbox/y.jpg", kept)):
+            record = {"bucket": "data", "key": key, "etag": put["ETag"].strip('"'), "label": "bicycle"}
+            sqs.send_message(QueueUrl=queue, MessageBody=json.dumps(record))
+        s3.put_object(Bucket="data", Key="inbox/x.jpg", Body=b"other bytes, a run of their own")
+
+        reviewer = Reviewer(s3, sqs, queue, visibility_s=30)
+        items = {item.obj.key: item for item in reviewer.items(limit=2)}
+        assert reviewer.image(items["inbox/x.jpg"]) is None, "the reviewed version is gone"
+        assert reviewer.store(items["inbox/x.jpg"], "motorcycle") is False
+        assert reviewer.image(items["inbox/y.jpg"]) == b"still there"
+        assert reviewer.store(items["inbox/y.jpg"], "motorcycle") is True
+
+        labels = [o["Key"] for o in s3.list_objects_v2(Bucket="data", Prefix="labels/").get("Contents", [])]
+        assert labels == [f"labels/y.jpg/{kept['ETag'].strip(chr(34))}.json"]
+        obj = ObjectRef("data", "inbox/y.jpg", kept["ETag"].strip('"'))
+        copied = s3.get_object(Bucket="data", Key=labeled_key(obj, "motorcycle"))["Body"].read()
+        assert hashlib.sha256(copied).digest() == hashlib.sha256(b"still there").digest()
+        assert not sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=1).get("Messages"), "both settled"
