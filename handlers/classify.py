@@ -30,13 +30,8 @@ def build(environment: Mapping[str, str]) -> LambdaHandler:
     @obs.logger.inject_lambda_context(clear_state=True)
     @obs.tracer.capture_lambda_handler
     def handler(event: Event, context: Any) -> dict[str, Any]:
-        obs.logger.thread_safe_append_keys(
-            object_key=event["object"]["key"], execution_id=event.get("execution_id")
-        )
-        try:
+        with obs.correlated(event):
             state = classify(event, classifier)
-        finally:
-            obs.logger.thread_safe_clear_keys()
         latency_ms = state["timings_ms"]["classify"]
         with obs.metrics() as metrics:  # what the alarm and dashboard watch, whichever model serves
             metrics.add_metric(name="InferenceLatency", unit=MetricUnit.Milliseconds, value=latency_ms)

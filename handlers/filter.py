@@ -20,16 +20,12 @@ def build(environment: Mapping[str, str]) -> LambdaHandler:
     @obs.logger.inject_lambda_context(clear_state=True)
     @obs.tracer.capture_lambda_handler
     def handler(event: Event, context: Any) -> dict[str, Any]:
-        state = filter_by_confidence(event, settings.threshold)
-        record = state["record"]
-        obs.logger.info(
-            "routed",
-            extra={
-                "object_key": record["key"],
-                "outcome": record["outcome"],
-                "confidence": record["confidence"],
-            },
-        )
+        with obs.correlated(event):
+            state = filter_by_confidence(event, settings.threshold)
+            record = state["record"]
+            obs.logger.info(
+                "routed", extra={"outcome": record["outcome"], "confidence": record["confidence"]}
+            )
         with obs.metrics() as metrics:
             metrics.add_metric(name=OUTCOME_METRIC[record["outcome"]], unit=MetricUnit.Count, value=1)
             metrics.add_metric(name="Confidence", unit=MetricUnit.NoUnit, value=record["confidence"])

@@ -27,17 +27,17 @@ def build(environment: Mapping[str, str]) -> LambdaHandler:
     def handler(event: Event, context: Any) -> dict[str, Any]:
         if idempotency is not None:
             idempotency.register_lambda_context(context)
-        state: dict[str, Any] = record_once(state=event, store=store)
-        record = state["record"]
-        obs.logger.info(
-            "outcome recorded",
-            extra={
-                "object_key": record["key"],
-                "outcome": record["outcome"],
-                "record_key": record["record_key"],
-                "reason": record.get("reason"),
-            },
-        )
+        with obs.correlated(event):
+            state: dict[str, Any] = record_once(state=event, store=store)
+            record = state["record"]
+            obs.logger.info(
+                "outcome recorded",
+                extra={
+                    "outcome": record["outcome"],
+                    "record_key": record["record_key"],
+                    "reason": record.get("reason"),
+                },
+            )
         if record["outcome"] == "failed":
             with obs.metrics(reason=record.get("reason", "unknown")) as metrics:
                 metrics.add_metric(name="ImagesFailed", unit=MetricUnit.Count, value=1)

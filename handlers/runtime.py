@@ -42,6 +42,24 @@ class Observability:
         finally:
             metrics.flush_metrics(raise_on_empty_metrics=False)
 
+    @contextlib.contextmanager
+    def correlated(self, event: Event) -> Iterator[None]:
+        """The step's object key and execution on every log line of the invocation; a failure is
+        logged with them before it leaves the function (the workflow's Catch decides what follows)."""
+        upload = event.get("object") or {}
+        self.logger.thread_safe_append_keys(
+            object_key=upload.get("key"), execution_id=event.get("execution_id")
+        )
+        try:
+            yield
+        except Exception as error:
+            self.logger.warning(
+                "step failed", extra={"error_type": type(error).__name__, "error": str(error)}
+            )
+            raise
+        finally:
+            self.logger.thread_safe_clear_keys()
+
 
 def observability(settings: FunctionSettings) -> Observability:
     """Structured JSON logs, X-Ray tracing (off in the local engine) and metrics for one function."""

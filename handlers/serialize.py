@@ -26,10 +26,7 @@ def build(environment: Mapping[str, str]) -> LambdaHandler:
     @obs.logger.inject_lambda_context(clear_state=True)
     @obs.tracer.capture_lambda_handler
     def handler(event: Event, context: Any) -> dict[str, Any]:
-        obs.logger.thread_safe_append_keys(
-            object_key=event["object"]["key"], execution_id=event.get("execution_id")
-        )
-        with obs.metrics() as metrics:
+        with obs.metrics() as metrics, obs.correlated(event):
             try:
                 state = serialize(event, store, config)
             except ImageRejected as rejected:
@@ -38,8 +35,6 @@ def build(environment: Mapping[str, str]) -> LambdaHandler:
                     "upload rejected", extra={"reason": rejected.reason, "detail": rejected.detail}
                 )
                 raise
-            finally:
-                obs.logger.thread_safe_clear_keys()
             metrics.add_metric(name="ImageBytes", unit=MetricUnit.Bytes, value=state["image"]["bytes"])
             metrics.add_metric(
                 name="SerializeLatency", unit=MetricUnit.Milliseconds, value=state["timings_ms"]["serialize"]

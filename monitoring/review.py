@@ -196,12 +196,13 @@ class Reviewer:
             "model_version": item.record.get("model_version"),
             "image_key": labeled_key(obj, label),
         }
-        data = self.image(item)  # read by version (If-Match), then written: a copy could race an overwrite
+        data = self.image(
+            item
+        )  # read by version (If-Match) and written below: a copy could race an overwrite
         if data is None:
             self._delete(item)
             return False
-        self.s3.put_object(Bucket=obj.bucket, Key=labeled_key(obj, label), Body=data)
-        try:
+        try:  # the label document is the commit point: the first reviewer to write it wins
             self.s3.put_object(
                 Bucket=obj.bucket,
                 Key=label_key(obj),
@@ -214,6 +215,7 @@ class Reviewer:
                 raise
             self._delete(item)
             return False
+        self.s3.put_object(Bucket=obj.bucket, Key=labeled_key(obj, label), Body=data)
         self._delete(item)
         return True
 

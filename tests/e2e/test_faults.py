@@ -186,17 +186,25 @@ def test_the_review_queue_refusing_a_send_fails_the_upload_until_replayed(
 ) -> None:
     sqs = stack.client("sqs")
     before = set_environment(stack, "scones-filter", CONFIDENCE_THRESHOLD="1.0")  # everything to review
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=stack.resources.review_queue_url, AttributeNames=["MessageRetentionPeriod"]
+    )["Attributes"]
+
+    def recreate() -> str:
+        url: str = sqs.create_queue(QueueName=stack.names.review_queue, Attributes=attributes)["QueueUrl"]
+        return url
+
     try:
         sqs.delete_queue(QueueUrl=stack.resources.review_queue_url)
         (key,) = upload(stack, image)
         record = outcomes(stack, [key])[key]
         assert record["outcome"] == "failed" and record["reason"] == "review_queue_unavailable"
         assert key in {letter["key"] for letter in dead_letters(stack)}
-        recreated = sqs.create_queue(QueueName=stack.names.review_queue)["QueueUrl"]
-        assert recreated == stack.resources.review_queue_url
+        assert recreate() == stack.resources.review_queue_url
         assert key in replay(stack)
         settled = settled_outcomes(stack, [key])
-    finally:
+    finally:  # the later tests find the review queue as the stack made it, whatever failed above
+        recreate()
         stack.client("lambda").update_function_configuration(
             FunctionName="scones-filter", Environment={"Variables": before}
         )

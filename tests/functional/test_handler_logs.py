@@ -1,0 +1,60 @@
+"""Every step's log lines carry the object key and the execution, failures included (powertools Logger)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from handlers import filter as filter_handler
+
+ENVIRONMENT = {
+    "POWERTOOLS_SERVICE_NAME": "filter",
+    "POWERTOOLS_TRACE_DISABLED": "true",
+    "CONFIDENCE_THRESHOLD": "0.85",
+}
+EXECUTION = "arn:aws:states:us-east-1:123456789012:execution:scones-workflow:run-1"
+
+
+@dataclass
+class Context:
+    function_name: str = "scones-filter"
+    memory_limit_in_mb: int = 256
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:scones-filter"
+    aws_request_id: str = "req-1"
+
+
+def state(**classification: Any) -> dict[str, Any]:
+    return {
+        "object": {"bucket": "data", "key": "inbox/a b.png", "etag": "e1"},
+        "execution_id": EXECUTION,
+        "received_at": "2026-11-24T00:00:00.000Z",
+        "classification": classification,
+    }
+
+
+def log_lines(output: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in output.splitlines() if line.startswith('{"level"')]
+
+
+def test_a_step_logs_the_object_and_execution_and_so_does_its_failure(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    handler = filter_handler.build(ENVIRONMENT)
+    classification = {
+        "label": "bicycle",
+        "confidence": 0.9,
+        "probabilities": {"bicycle": 0.9, "motorcycle": 0.1},
+        "model_version": "v1",
+    }
+    handler(state(**classification), Context())
+    with pytest.raises(KeyError):
+        handler(state(), Context())  # no classification: a bug upstream, logged before it leaves
+    lines = log_lines(capsys.readouterr().out)
+    routed = next(line for line in lines if line["message"] == "routed")
+    failed = next(line for line in lines if line["message"] == "step failed")
+    for line in (routed, failed):
+        assert line["object_key"] == "inbox/a b.png" and line["execution_id"] == EXECUTION, line
+    assert routed["outcome"] == "accepted" and failed["error_type"] == "KeyError"
