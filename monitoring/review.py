@@ -127,8 +127,22 @@ class Reviewer:
             ).get("Messages", [])
             if not messages:
                 return
+            item = ReviewItem(json.loads(messages[0]["Body"]), messages[0]["ReceiptHandle"])
+            if self.labeled(item):  # a second message for a labeled version (a re-driven run sent it)
+                self._delete(item)
+                continue
             served += 1
-            yield ReviewItem(json.loads(messages[0]["Body"]), messages[0]["ReceiptHandle"])
+            yield item
+
+    def labeled(self, item: ReviewItem) -> bool:
+        """Whether someone already stored a label for the item's version."""
+        try:
+            self.s3.head_object(Bucket=item.obj.bucket, Key=label_key(item.obj))
+        except self.s3.exceptions.ClientError as error:
+            if error.response.get("Error", {}).get("Code") in MISSING_CODES:
+                return False
+            raise
+        return True
 
     def image(self, item: ReviewItem) -> bytes | None:
         """The reviewed version's bytes; None when that version is gone (deleted, or overwritten: the

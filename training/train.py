@@ -343,10 +343,24 @@ def train(
         created_at=created.isoformat(timespec="seconds"),
         hyperparameters=asdict(hp),
         metrics=metrics,
+        training_environment=training_environment(),
     )
     metadata.write(model_dir)
     (model_dir / "evaluation.json").write_text(json.dumps(evaluation) + "\n")
     return metadata
+
+
+def training_environment() -> dict[str, str]:
+    """The versions that decide the model's pixels and numbers, for the record beside it."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {"python": sys.version.split()[0]}
+    for package in ("torch", "pillow", "numpy", "onnx"):
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            continue
+    return found
 
 
 def metric_line(prefix: str, summary: dict[str, Any]) -> str:

@@ -36,3 +36,31 @@ def test_an_overwritten_upload_is_not_shown_or_labeled_as_the_reviewed_version()
         copied = s3.get_object(Bucket="data", Key=labeled_key(obj, "motorcycle"))["Body"].read()
         assert hashlib.sha256(copied).digest() == hashlib.sha256(b"still there").digest()
         assert not sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=1).get("Messages"), "both settled"
+
+
+def test_a_second_message_for_a_labeled_version_is_dropped_not_shown_again() -> None:
+    """A re-driven run (a replay, a restart) can send the same version to review twice: once labeled,
+    its other message is deleted instead of being put in front of a reviewer."""
+    with start_moto_server() as moto:
+        s3, sqs = moto.client("s3"), moto.client("sqs")
+        s3.create_bucket(Bucket="data")
+        queue = sqs.create_queue(QueueName="review")["QueueUrl"]
+        put = s3.put_object(Bucket="data", Key="inbox/twice.jpg", Body=b"reviewed once")
+        record = {
+            "bucket": "data",
+            "key": "inbox/twice.jpg",
+            "etag": put["ETag"].strip('"'),
+            "label": "bicycle",
+        }
+        for _ in range(2):
+            sqs.send_message(QueueUrl=queue, MessageBody=json.dumps(record))
+        reviewer = Reviewer(s3, sqs, queue, visibility_s=30)
+        first = next(reviewer.items(limit=1))
+        assert reviewer.store(first, "bicycle") is True
+        assert list(reviewer.items()) == [], "the duplicate is not served"
+        assert (
+            sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["All"])["Attributes"][
+                "ApproximateNumberOfMessagesNotVisible"
+            ]
+            == "0"
+        ), "and it is deleted, not left hidden"

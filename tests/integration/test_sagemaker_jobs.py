@@ -61,6 +61,14 @@ def test_the_source_archive_holds_the_entry_point_packages_and_requirements() ->
         entry = archive.extractfile(ENTRY_POINT)
         assert entry is not None and b"from training.train import main" in entry.read()
     assert {"requirements.txt", "training/train.py", "training/model.py", "scones/preprocessing.py"} <= names
+    with tarfile.open(fileobj=io.BytesIO(source_archive()), mode="r:gz") as archive:
+        requirements = archive.extractfile("requirements.txt")
+        assert requirements is not None
+        pinned = requirements.read().decode().split()
+    import PIL
+
+    assert f"pillow=={PIL.__version__}" in pinned, "the resampling code the served model's pixels come from"
+    assert all("==" in requirement for requirement in pinned), pinned
     assert not any(name.startswith(("tests/", "service/", "handlers/")) for name in names)
 
 

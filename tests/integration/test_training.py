@@ -84,6 +84,11 @@ def test_artifact_metadata_describes_the_model(
     assert metadata.onnx_sha256 == file_sha256(small_model / "model.onnx")
     assert metadata.version.endswith(metadata.onnx_sha256[:8])
     assert len(metadata.training_data_sha256) == 64
+    import PIL
+    import torch
+
+    assert metadata.training_environment["pillow"] == PIL.__version__
+    assert metadata.training_environment["torch"] == torch.__version__
     for split in ("validation", "test"):
         report = metadata.metrics[split]
         assert {"n", "accuracy", "coverage", "accepted_accuracy", "ece", "confusion"} <= report.keys()
