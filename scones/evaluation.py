@@ -86,6 +86,11 @@ def evaluate_folder(
         for i in range(0, len(inputs), batch_size)
     ]
     probabilities = np.concatenate(batches) if batches else np.zeros((0, len(LABELS)))
+    if list(classifier.labels) != list(LABELS):  # the model answers in its own label order
+        missing = sorted(set(LABELS) - set(classifier.labels))
+        if missing:
+            raise ValueError(f"model {classifier.version} has no output for {', '.join(missing)}")
+        probabilities = probabilities[:, [classifier.labels.index(name) for name in LABELS]]
     report = summarize(probabilities, np.asarray(labels, dtype=np.int64), threshold)
     report.update(model_version=classifier.version, rejected=rejected, folder=str(folder))
     return report

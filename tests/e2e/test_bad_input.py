@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from scones.objects import ObjectRef
+from scones.objects import ObjectRef, execution_arn
 from service.local_stack import LocalStack
 from service.outcome_watch import wait_for_outcomes
 from service.sample_uploads import INVALID, VALID, encode, scene
@@ -86,11 +86,10 @@ def test_objects_that_are_not_uploads_get_no_run_and_no_outcome(stack: LocalStac
     etag = s3.put_object(Bucket=stack.resources.bucket, Key=key, Body=body)["ETag"].strip('"')
     installed = adapters.current()
     assert installed is not None and installed.delivery.wait_idle(30)
-    executions = stack.client("stepfunctions").list_executions(
-        stateMachineArn=stack.resources.state_machine_arn
-    )
-    started = {execution["name"] for execution in executions["executions"]}
-    assert ObjectRef(stack.resources.bucket, key, etag).execution_name() not in started
+    sfn = stack.client("stepfunctions")
+    name = ObjectRef(stack.resources.bucket, key, etag).execution_name()
+    with pytest.raises(sfn.exceptions.ExecutionDoesNotExist):
+        sfn.describe_execution(executionArn=execution_arn(stack.resources.state_machine_arn, name))
     assert key not in {object_key_of(record) for record in list_record_keys(s3, stack.resources.bucket)}
 
 

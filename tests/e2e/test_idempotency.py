@@ -9,7 +9,7 @@ import time
 import uuid
 from typing import Any
 
-from scones.objects import ObjectRef
+from scones.objects import ObjectRef, execution_arn
 from service.local_stack import LocalStack
 from service.outcome_watch import list_record_keys, object_key_of, wait_for_outcomes
 from training.staging import StagedDataset
@@ -29,10 +29,11 @@ def records_of(stack: LocalStack, key: str) -> list[str]:
 
 def runs_of(stack: LocalStack, key: str, etag: str) -> list[dict[str, Any]]:
     name = ObjectRef(stack.resources.bucket, key, etag).execution_name()
-    executions = stack.client("stepfunctions").list_executions(
-        stateMachineArn=stack.resources.state_machine_arn
-    )
-    return [e for e in executions["executions"] if e["name"] == name]
+    sfn = stack.client("stepfunctions")
+    try:
+        return [sfn.describe_execution(executionArn=execution_arn(stack.resources.state_machine_arn, name))]
+    except sfn.exceptions.ExecutionDoesNotExist:
+        return []
 
 
 def settle(stack: LocalStack) -> None:
@@ -121,9 +122,11 @@ def test_tagging_and_deleting_an_upload_start_nothing(stack: LocalStack, staged:
     )
     s3.delete_object(Bucket=stack.resources.bucket, Key=key)
     settle(stack)
-    executions = stack.client("stepfunctions").list_executions(
-        stateMachineArn=stack.resources.state_machine_arn
+    pages = (
+        stack.client("stepfunctions")
+        .get_paginator("list_executions")
+        .paginate(stateMachineArn=stack.resources.state_machine_arn)
     )
-    mine = [e for e in executions["executions"] if e["name"].startswith(key.split("/")[1])]
+    mine = [e for page in pages for e in page["executions"] if e["name"].startswith(key.split("/")[1])]
     assert len(mine) == 1 and mine[0]["name"] == ObjectRef(stack.resources.bucket, key, etag).execution_name()
     assert len(records_of(stack, key)) == 1

@@ -91,3 +91,23 @@ def test_onnx_classifier_matches_torch(
     )
     assert probabilities.shape == (len(paths), 2)
     assert_agree("onnx", {p: row.tolist() for p, row in zip(paths, probabilities, strict=True)}, torch_side)
+
+
+def test_evaluation_reads_the_outputs_in_the_models_own_label_order(
+    small_model: Path, staged: StagedDataset, tmp_path: Path
+) -> None:
+    """A model whose metadata lists its outputs the other way round is scored by that order: the same
+    graph declared motorcycle-first is right exactly where it was wrong."""
+    import shutil
+
+    from scones.evaluation import evaluate_folder
+
+    swapped = tmp_path / "swapped"
+    shutil.copytree(small_model, swapped)
+    metadata = json.loads((swapped / "metadata.json").read_text())
+    metadata["label_order"] = list(reversed(metadata["label_order"]))
+    (swapped / "metadata.json").write_text(json.dumps(metadata))
+    folder = staged.split_dir("test")
+    as_trained = evaluate_folder(folder, OnnxClassifier(small_model))
+    as_declared = evaluate_folder(folder, OnnxClassifier(swapped))
+    assert as_declared["accuracy"] == pytest.approx(1 - as_trained["accuracy"])

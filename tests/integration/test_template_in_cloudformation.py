@@ -130,7 +130,16 @@ def test_the_state_machine_is_the_asl_file_with_the_stack_values_substituted(sta
         stateMachineArn=stack.resources["ImageWorkflow"]
     )
     assert created["definition"] == expected
-    assert STATE_MACHINE_FILE.read_text() != expected  # the placeholders were filled
+    # and independently of the substitution code: every Task names a real function or queue
+    definition = json.loads(created["definition"])
+    assert "${" not in created["definition"]
+    tasks = [state for state in definition["States"].values() if state["Type"] == "Task"]
+    function_arns = {
+        task["Parameters"]["FunctionName"] for task in tasks if "FunctionName" in task["Parameters"]
+    }
+    queue_urls = {task["Parameters"]["QueueUrl"] for task in tasks if "QueueUrl" in task["Parameters"]}
+    assert function_arns and function_arns <= set(arns.values())
+    assert queue_urls == {queue_url["ReviewQueue"], queue_url["FailedQueue"]}
 
 
 def test_functions_have_the_local_stacks_handlers_limits_and_environment(stack: CreatedStack) -> None:

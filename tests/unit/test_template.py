@@ -263,3 +263,16 @@ def test_parameter_defaults_are_the_local_stack_defaults(template: dict[str, Any
     parameters = template["Parameters"]
     assert parameters["EndpointName"]["Default"] == DEFAULT_ENDPOINT_NAME
     assert float(parameters["ConfidenceThreshold"]["Default"]) == CONFIDENCE_THRESHOLD
+
+
+def test_every_metric_namespace_in_the_template_is_the_one_the_functions_publish_to() -> None:
+    """The alarms, the dashboard and the functions' environment name the namespace as a literal each."""
+    import re
+
+    from workflow.names import METRICS_NAMESPACE
+
+    text = TEMPLATE.read_text()
+    named = set(re.findall(r"Namespace: (\S+)", text)) - {"AWS/SQS", "AWS/States", "AWS/Lambda"}
+    in_dashboard = set(re.findall(r'\["([A-Za-z]+)", "[A-Za-z]+", "service"', text))
+    published = set(re.findall(r"POWERTOOLS_METRICS_NAMESPACE: (\S+)", text))
+    assert named == in_dashboard == published == {METRICS_NAMESPACE}, (named, in_dashboard, published)
