@@ -101,6 +101,19 @@ def summary(item: ReviewItem) -> str:
     )
 
 
+def _record_of(body: str) -> dict[str, Any]:
+    """The outcome record a review message carries; {} when it is none (not JSON, or no object named)."""
+    try:
+        record = json.loads(body)
+    except ValueError:
+        return {}
+    if not isinstance(record, dict) or not all(
+        isinstance(record.get(k), str) for k in ("bucket", "key", "etag")
+    ):
+        return {}
+    return record
+
+
 class Reviewer:
     """One person's review session on the queue; `s3` and `sqs` are boto3 clients."""
 
@@ -113,6 +126,7 @@ class Reviewer:
         self.reviewer = reviewer
         self.visibility_s = visibility_s
         self._held: dict[str, float] = {}  # skipped, receipt handle → when last hidden (monotonic)
+        self.malformed: list[str] = []  # ids of messages that are no outcome record (left on the queue)
 
     def items(self, limit: int | None = None) -> Iterator[ReviewItem]:
         """Messages from the queue, one at a time, each hidden from others while it is being reviewed."""
@@ -127,7 +141,11 @@ class Reviewer:
             ).get("Messages", [])
             if not messages:
                 return
-            item = ReviewItem(json.loads(messages[0]["Body"]), messages[0]["ReceiptHandle"])
+            item = ReviewItem(_record_of(messages[0]["Body"]), messages[0]["ReceiptHandle"])
+            if not item.record:  # not one of the workflow's records: left on the queue, not shown
+                self.malformed.append(messages[0]["MessageId"])
+                self.skip(item)
+                continue
             if self.labeled(item):  # a second message for a labeled version (a re-driven run sent it)
                 self._delete(item)
                 continue

@@ -160,7 +160,10 @@ def classify(state: State, classifier: ImageClassifier) -> State:
         raise ModelRejected(
             f"the endpoint answers in label order {prediction.label_order}, expected {list(LABELS)}"
         )
-    probabilities = dict(zip(LABELS, (round(float(p), 6) for p in prediction.probabilities), strict=True))
+    values = [float(p) for p in prediction.probabilities]
+    if not all(0.0 <= p <= 1.0 for p in values) or abs(sum(values) - 1.0) > 1e-3:  # NaN fails too
+        raise ModelRejected(f"the endpoint's answer {values} is not a probability distribution")
+    probabilities = dict(zip(LABELS, (round(p, 6) for p in values), strict=True))
     label = max(probabilities, key=lambda name: probabilities[name])
     image = {key: value for key, value in state["image"].items() if key != "thumbnail_png_b64"}
     return {

@@ -321,6 +321,8 @@ def cmd_review(args: argparse.Namespace) -> int:
         f"labeled {len(tally.labeled)}, skipped {len(tally.skipped)}, "
         f"already labeled by someone else {len(tally.already_labeled)}, image gone {len(tally.gone)}"
     )
+    if reviewer.malformed:
+        print(f"left on the queue, not outcome records: messages {', '.join(reviewer.malformed)}")
     return 0
 
 

@@ -64,3 +64,20 @@ def test_a_second_message_for_a_labeled_version_is_dropped_not_shown_again() -> 
             ]
             == "0"
         ), "and it is deleted, not left hidden"
+
+
+def test_a_message_that_is_no_outcome_record_is_left_on_the_queue_and_the_session_goes_on() -> None:
+    with start_moto_server() as moto:
+        s3, sqs = moto.client("s3"), moto.client("sqs")
+        s3.create_bucket(Bucket="data")
+        queue = sqs.create_queue(QueueName="review")["QueueUrl"]
+        put = s3.put_object(Bucket="data", Key="inbox/ok.jpg", Body=b"fine")
+        stray = sqs.send_message(QueueUrl=queue, MessageBody="not json")["MessageId"]
+        record = {"bucket": "data", "key": "inbox/ok.jpg", "etag": put["ETag"].strip('"'), "label": "bicycle"}
+        sqs.send_message(QueueUrl=queue, MessageBody=json.dumps(record))
+        reviewer = Reviewer(s3, sqs, queue, visibility_s=30)
+        assert [item.obj.key for item in reviewer.items()] == ["inbox/ok.jpg"]
+        assert reviewer.malformed == [stray]
+        reviewer.release()
+        left = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1)["Messages"]
+        assert "not json" in {message["Body"] for message in left}, "kept for a person to look at"

@@ -135,6 +135,15 @@ def test_classify_drops_the_thumbnail_and_names_the_label() -> None:
     assert classifier.seen[0].startswith(b"\x89PNG")
 
 
+@pytest.mark.parametrize("answer", [[float("nan"), 0.5], [0.7, 0.7], [-0.1, 1.1]])
+def test_classify_refuses_an_answer_that_is_no_probability_distribution(answer: list[float]) -> None:
+    """A broken model's NaN must not become a confidence, a metric and an accepted outcome."""
+    store = MemoryStore({("bucket", "inbox/ride.jpg"): photo(64, 64)})
+    state = serialize(initial_state(), store, PreprocessConfig())
+    with pytest.raises(ModelRejected, match="not a probability distribution"):
+        classify(state, FixedClassifier(answer))
+
+
 def test_classify_refuses_an_endpoint_with_another_label_order() -> None:
     store = MemoryStore({("bucket", "inbox/ride.jpg"): photo(64, 64)})
     state = serialize(initial_state(), store, PreprocessConfig())
