@@ -134,13 +134,20 @@ def images_from_folder(folder: Path) -> Iterator[StagedImage]:
                 continue
             try:
                 row_text, label_text, relative = line.split("\t")
-                row, label = int(row_text), int(float(label_text))
+                row, label_value = int(row_text), float(label_text)  # im2rec writes labels as `1.000000`
                 name = Path(relative).name
             except ValueError:
                 raise StagingError(f"{listing}:{number}: not `row<TAB>label<TAB>path`: {line!r}") from None
-            if not 0 <= label < len(LABELS):
-                raise StagingError(f"{listing}:{number}: label {label} is not one of 0..{len(LABELS) - 1}")
-            candidates = (folder / split / LABELS[label] / name, folder / split / relative)
+            label = int(label_value)
+            if label != label_value or not 0 <= label < len(LABELS):
+                raise StagingError(
+                    f"{listing}:{number}: label {label_text} is not one of 0..{len(LABELS) - 1}"
+                )
+            split_dir = (folder / split).resolve()
+            listed = (folder / split / relative).resolve()
+            if not listed.is_relative_to(split_dir):
+                raise StagingError(f"{listing}:{number}: {relative!r} points outside {folder / split}")
+            candidates = (folder / split / LABELS[label] / name, listed)
             source = next((path for path in candidates if path.is_file()), None)
             if source is None:
                 raise StagingError(f"{listing}:{number}: image {relative!r} not found under {folder / split}")

@@ -507,7 +507,7 @@ def test_a_failed_restaging_leaves_the_previous_data_intact(tmp_path: Path) -> N
     assert stage(out, tmp_path / "again").sha256 == first.sha256
 
 
-@pytest.mark.parametrize("label", ["2", "-1", "48"])
+@pytest.mark.parametrize("label", ["2", "-1", "48", "0.5", "1.7"])
 def test_lst_with_a_label_out_of_range_is_rejected(tmp_path: Path, label: str) -> None:
     folder = small_folder(tmp_path / "src")
     (folder / "test.lst").write_text(f"0\t{label}\tbicycle/bicycle_test.png\n")
@@ -522,6 +522,26 @@ def test_malformed_lst_line_is_rejected(tmp_path: Path, line: str) -> None:
     folder = small_folder(tmp_path / "src")
     (folder / "train.lst").write_text(line + "\n")
     with pytest.raises(StagingError, match=r"train\.lst:1: not `row<TAB>label<TAB>path`"):
+        stage(folder, tmp_path / "out")
+
+
+def test_an_im2rec_style_float_label_is_read(tmp_path: Path) -> None:
+    """im2rec writes `1.000000`: the same label as `1`."""
+    folder = small_folder(tmp_path / "src")
+    rows = [line.split("\t") for line in (folder / "test.lst").read_text().splitlines()]
+    (folder / "test.lst").write_text(
+        "".join(f"{row}\t{float(label):.6f}\t{path}\n" for row, label, path in rows)
+    )
+    as_floats = stage(folder, tmp_path / "out")
+    assert as_floats.counts == stage(small_folder(tmp_path / "ints"), tmp_path / "out-ints").counts
+
+
+def test_an_lst_path_outside_its_split_folder_is_rejected(tmp_path: Path) -> None:
+    folder = small_folder(tmp_path / "src")
+    outside = tmp_path / "secret.png"
+    outside.write_bytes((folder / "test" / "bicycle" / "bicycle_test.png").read_bytes())
+    (folder / "test.lst").write_text("0\t0\t../../secret.png\n")
+    with pytest.raises(StagingError, match=r"test\.lst:1: '\.\./\.\./secret\.png' points outside"):
         stage(folder, tmp_path / "out")
 
 
