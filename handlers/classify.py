@@ -11,7 +11,7 @@ from handlers.settings import ClassifySettings
 
 def build(environment: Mapping[str, str]) -> LambdaHandler:
     from handlers.aws import EndpointClassifier, client
-    from scones.steps import classify
+    from scones.steps import EndpointUnavailable, classify
 
     settings = ClassifySettings.from_environment(environment)
     obs = observability(settings)
@@ -31,7 +31,12 @@ def build(environment: Mapping[str, str]) -> LambdaHandler:
     @obs.tracer.capture_lambda_handler
     def handler(event: Event, context: Any) -> dict[str, Any]:
         with obs.correlated(event):
-            state = classify(event, classifier)
+            try:
+                state = classify(event, classifier)
+            except EndpointUnavailable:
+                with obs.metrics() as metrics:  # each failed attempt; the workflow retries it
+                    metrics.add_metric(name="EndpointErrors", unit=MetricUnit.Count, value=1)
+                raise
         latency_ms = state["timings_ms"]["classify"]
         with obs.metrics() as metrics:  # what the alarm and dashboard watch, whichever model serves
             metrics.add_metric(name="InferenceLatency", unit=MetricUnit.Milliseconds, value=latency_ms)

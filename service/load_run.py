@@ -168,6 +168,8 @@ def run_load(stack: LocalStack, images: list[bytes], plan: LoadPlan = LoadPlan()
         "duplicate_deliveries": len(duplicates),
         "duplicate_deliveries_ignored": ignored,
         "outage_s": plan.outage_s,
+        # classify attempts that met the outage (each retried by the workflow, or failed and replayed)
+        "endpoint_errors": _metric_sum(stack, "EndpointErrors", since=started, service="classify"),
         "wrong_outcomes": wrong,
         "before_replay": {
             "accepted": first_counts["accepted"],
@@ -184,8 +186,8 @@ def run_load(stack: LocalStack, images: list[bytes], plan: LoadPlan = LoadPlan()
     }
 
 
-def _metric_sum(stack: LocalStack, name: str, since: float) -> int:
-    """The sum of one of the start function's CloudWatch metrics since `since` (after deliveries finish)."""
+def _metric_sum(stack: LocalStack, name: str, since: float, service: str = "start") -> int:
+    """The sum of one of a function's CloudWatch metrics since `since` (after deliveries finish)."""
     import service.moto_adapters as adapters
     from workflow.names import METRICS_NAMESPACE
 
@@ -200,7 +202,7 @@ def _metric_sum(stack: LocalStack, name: str, since: float) -> int:
                     "Metric": {
                         "Namespace": METRICS_NAMESPACE,
                         "MetricName": name,
-                        "Dimensions": [{"Name": "service", "Value": "start"}],
+                        "Dimensions": [{"Name": "service", "Value": service}],
                     },
                     "Period": 60,
                     "Stat": "Sum",

@@ -22,3 +22,4 @@ def test_every_upload_of_a_faulty_burst_ends_with_exactly_one_right_outcome(
     assert result["bad_inputs"] > 0 and result["duplicate_deliveries"] > 0
     assert result["duplicate_deliveries_ignored"] == result["duplicate_deliveries"]
     assert result["failed"] == result["bad_inputs"], "after the replay only bad inputs have failed"
+    assert result["endpoint_errors"] > 0, "the outage met classify calls (and they recovered)"
