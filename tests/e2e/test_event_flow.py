@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -152,6 +155,7 @@ def test_duplicate_delivery_starts_one_execution(stack: LocalStack, staged: Stag
 
 def test_metrics_land_in_cloudwatch(stack: LocalStack, staged: StagedDataset) -> None:
     data = next((staged.split_dir("test") / "bicycle").iterdir()).read_bytes()
+    uploaded_at = time.time()
     outcome(stack, upload(stack, data, "counted.png"))
     cloudwatch = stack.client("cloudwatch")
     end = time.time() + 60
@@ -165,12 +169,12 @@ def test_metrics_land_in_cloudwatch(stack: LocalStack, staged: StagedDataset) ->
                         "MetricName": "ImagesReceived",
                         "Dimensions": [{"Name": "service", "Value": "start"}],
                     },
-                    "Period": 3600,
+                    "Period": 60,
                     "Stat": "Sum",
                 },
             }
         ],
-        StartTime=end - 3600,
+        StartTime=int(uploaded_at),  # this upload's, not the earlier tests' (CloudWatch keeps seconds)
         EndTime=end,
     )
     assert sum(result["MetricDataResults"][0]["Values"]) >= 1
@@ -178,9 +182,6 @@ def test_metrics_land_in_cloudwatch(stack: LocalStack, staged: StagedDataset) ->
 
 @pytest.mark.parametrize("handler", ["start", "serialize", "classify", "filter", "record", "reconcile"])
 def test_handler_modules_never_import_torch(handler: str) -> None:
-    import subprocess
-    import sys
-
     code = f"import sys, handlers.{handler}; sys.exit('torch' in sys.modules or 'onnxruntime' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False, timeout=60).returncode == 0
 
@@ -194,14 +195,34 @@ def test_awkward_keys_are_decoded_and_recorded(stack: LocalStack, staged: Staged
 
 
 def test_waiting_on_an_upload_again_waits_for_the_new_version_not_the_old_outcome(
-    stack: LocalStack, staged: StagedDataset
+    stack: LocalStack, staged: StagedDataset, tmp_path: Path
 ) -> None:
     """`scones submit --wait` of a key that already has a record: the old version's must not answer."""
     s3, bucket = stack.client("s3"), stack.resources.bucket
     first, second = sorted((staged.split_dir("test") / "bicycle").iterdir())[:2]
     key = upload(stack, first.read_bytes(), "same-name.png")
-    assert outcome(stack, key)["outcome"] in ("accepted", "review")
-    etag = s3.put_object(Bucket=bucket, Key=key, Body=second.read_bytes())["ETag"].strip('"')
+    old = outcome(stack, key)
+    again = tmp_path / "same-name.png"
+    again.write_bytes(second.read_bytes())
+    environment = os.environ | {
+        "AWS_ACCESS_KEY_ID": "local",
+        "AWS_SECRET_ACCESS_KEY": "local",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": stack.aws_endpoint_url,
+    }
+    prefix = key.rsplit("/", 1)[0]
+    submitted = subprocess.run(
+        [sys.executable, "-m", "service.cli", "submit", str(again), "--prefix", prefix, "--wait"],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert submitted.returncode == 0, submitted.stdout + submitted.stderr
+    etag = s3.head_object(Bucket=bucket, Key=key)["ETag"].strip('"')
+    assert etag != old["etag"]
     index = wait_for_outcomes(s3, bucket, [key], timeout_s=60, poll_s=0.05, etags={key: etag})
-    assert index.records[key]["etag"] == etag
+    new = index.records[key]
+    assert f"{key}: {new['outcome']} " in submitted.stdout, "the new version's outcome is printed"
     assert not index.duplicates  # the two versions' records are not one upload's duplicates
