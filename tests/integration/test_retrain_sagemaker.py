@@ -31,7 +31,7 @@ def packed(model_dir: Path) -> bytes:
     return buffer.getvalue()
 
 
-def test_retrain_on_sagemaker_trains_gates_registers_and_updates_the_endpoint(
+def test_retrain_on_sagemaker_trains_registers_and_updates_the_endpoint(
     staged: StagedDataset, small_model: Path, tmp_path: Path
 ) -> None:
     from training.train import Hyperparameters
