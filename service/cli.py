@@ -179,8 +179,15 @@ Ctrl-C stops it.""",
 
 def cmd_submit(args: argparse.Namespace) -> int:
     """Upload images into the inbox of the stack `AWS_ENDPOINT_URL` (or AWS) points at."""
+    from scones.objects import INBOX_PREFIX
     from service.outcome_watch import wait_for_outcomes
 
+    if not f"{args.prefix.strip('/')}/".startswith(INBOX_PREFIX):
+        print(
+            f"scones submit: only uploads under {INBOX_PREFIX} start a run, not {args.prefix}",
+            file=sys.stderr,
+        )
+        return 2
     missing = [str(path) for path in args.paths if not path.is_file()]
     if missing:
         print(f"scones submit: not a file: {', '.join(missing)} (nothing uploaded)", file=sys.stderr)
@@ -378,7 +385,10 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         return 2
     run(actions, dry_run=args.dry_run)
     if args.artifacts_bucket and not args.dry_run:
-        print(f"drop images into s3://{args.bucket}/inbox/ (see the stack's outputs for the bucket's name)")
+        (cloudformation,) = _aws_clients(args, "cloudformation")
+        stack = cloudformation.describe_stacks(StackName=args.stack_name)["Stacks"][0]
+        outputs = {output["OutputKey"]: output["OutputValue"] for output in stack.get("Outputs", [])}
+        print(f"drop images into {outputs.get('InboxUri', '(the stack has no InboxUri output)')}")
     return 0
 
 

@@ -397,13 +397,13 @@ def stack_actions(
         Action(
             "upload",
             "stack code + definition",
-            " ".join(package[1:]),
+            " ".join(["aws", *package[1:]]),
             partial(subprocess.run, package, check=True),
         ),
         Action(
             "deploy",
             "CloudFormation stack",
-            " ".join(deploy[1:]),
+            " ".join(["aws", *deploy[1:]]),
             partial(subprocess.run, deploy, check=True),
         ),
     ]

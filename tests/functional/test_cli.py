@@ -107,6 +107,7 @@ def test_mistakes_get_one_clear_line_and_change_nothing(tmp_path: Path, small_mo
     down = {"AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x"}
     cases = [
         (("submit", str(tmp_path / "missing.jpg")), {}, "not a file"),
+        (("submit", str(tmp_path / "a" / "x.png"), "--prefix", "outbox"), {}, "only uploads under inbox/"),
         (("submit", str(tmp_path / "a" / "x.png"), str(tmp_path / "b" / "x.png")), {}, "x.png given twice"),
         (("report", "--out", str(tmp_path / "report")), down, "is the stack running?"),
         (("evaluate", str(tmp_path / "nothing-here"), "--model", str(small_model)), {}, "is not a folder"),
