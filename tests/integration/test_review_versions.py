@@ -5,79 +5,93 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
 
 from monitoring.review import Reviewer, labeled_key
 from scones.objects import ObjectRef
 from service.moto_adapters.server import start_moto_server
 
 
-def test_an_overwritten_upload_is_not_shown_or_labeled_as_the_reviewed_version() -> None:
+@dataclass(frozen=True)
+class Review:
+    s3: Any
+    sqs: Any
+    queue: str
+
+
+@pytest.fixture
+def review() -> Iterator[Review]:
+    """A data bucket and a review queue on a moto server of the test's own."""
     with start_moto_server() as moto:
         s3, sqs = moto.client("s3"), moto.client("sqs")
         s3.create_bucket(Bucket="data")
-        queue = sqs.create_queue(QueueName="review")["QueueUrl"]
-        reviewed = s3.put_object(Bucket="data", Key="inbox/x.jpg", Body=b"the reviewed bytes")
-        kept = s3.put_object(Bucket="data", Key="inbox/y.jpg", Body=b"still there")
-        for key, put in (("inbox/x.jpg", reviewed), ("inbox/y.jpg", kept)):
-            record = {"bucket": "data", "key": key, "etag": put["ETag"].strip('"'), "label": "bicycle"}
-            sqs.send_message(QueueUrl=queue, MessageBody=json.dumps(record))
-        s3.put_object(Bucket="data", Key="inbox/x.jpg", Body=b"other bytes, a run of their own")
-
-        reviewer = Reviewer(s3, sqs, queue, visibility_s=30)
-        items = {item.obj.key: item for item in reviewer.items(limit=2)}
-        assert reviewer.image(items["inbox/x.jpg"]) is None, "the reviewed version is gone"
-        assert reviewer.store(items["inbox/x.jpg"], "motorcycle") is False
-        assert reviewer.image(items["inbox/y.jpg"]) == b"still there"
-        assert reviewer.store(items["inbox/y.jpg"], "motorcycle") is True
-
-        labels = [o["Key"] for o in s3.list_objects_v2(Bucket="data", Prefix="labels/").get("Contents", [])]
-        assert labels == [f"labels/y.jpg/{kept['ETag'].strip(chr(34))}.json"]
-        obj = ObjectRef("data", "inbox/y.jpg", kept["ETag"].strip('"'))
-        copied = s3.get_object(Bucket="data", Key=labeled_key(obj, "motorcycle"))["Body"].read()
-        assert hashlib.sha256(copied).digest() == hashlib.sha256(b"still there").digest()
-        assert not sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=1).get("Messages"), "both settled"
+        yield Review(s3, sqs, sqs.create_queue(QueueName="review")["QueueUrl"])
 
 
-def test_a_second_message_for_a_labeled_version_is_dropped_not_shown_again() -> None:
+def test_an_overwritten_upload_is_not_shown_or_labeled_as_the_reviewed_version(review: Review) -> None:
+    s3, sqs, queue = review.s3, review.sqs, review.queue
+    reviewed = s3.put_object(Bucket="data", Key="inbox/x.jpg", Body=b"the reviewed bytes")
+    kept = s3.put_object(Bucket="data", Key="inbox/y.jpg", Body=b"still there")
+    for key, put in (("inbox/x.jpg", reviewed), ("inbox/y.jpg", kept)):
+        record = {"bucket": "data", "key": key, "etag": put["ETag"].strip('"'), "label": "bicycle"}
+        sqs.send_message(QueueUrl=queue, MessageBody=json.dumps(record))
+    s3.put_object(Bucket="data", Key="inbox/x.jpg", Body=b"other bytes, a run of their own")
+
+    reviewer = Reviewer(s3, sqs, queue, visibility_s=30)
+    items = {item.obj.key: item for item in reviewer.items(limit=2)}
+    assert reviewer.image(items["inbox/x.jpg"]) is None, "the reviewed version is gone"
+    assert reviewer.store(items["inbox/x.jpg"], "motorcycle") is False
+    assert reviewer.image(items["inbox/y.jpg"]) == b"still there"
+    assert reviewer.store(items["inbox/y.jpg"], "motorcycle") is True
+
+    labels = [o["Key"] for o in s3.list_objects_v2(Bucket="data", Prefix="labels/").get("Contents", [])]
+    assert labels == [f"labels/y.jpg/{kept['ETag'].strip(chr(34))}.json"]
+    obj = ObjectRef("data", "inbox/y.jpg", kept["ETag"].strip('"'))
+    copied = s3.get_object(Bucket="data", Key=labeled_key(obj, "motorcycle"))["Body"].read()
+    assert hashlib.sha256(copied).digest() == hashlib.sha256(b"still there").digest()
+    assert not sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=1).get("Messages"), "both settled"
+
+
+def test_a_second_message_for_a_labeled_version_is_dropped_not_shown_again(review: Review) -> None:
     """A re-driven run (a replay, a restart) can send the same version to review twice: once labeled,
     its other message is deleted instead of being put in front of a reviewer."""
-    with start_moto_server() as moto:
-        s3, sqs = moto.client("s3"), moto.client("sqs")
-        s3.create_bucket(Bucket="data")
-        queue = sqs.create_queue(QueueName="review")["QueueUrl"]
-        put = s3.put_object(Bucket="data", Key="inbox/twice.jpg", Body=b"reviewed once")
-        record = {
-            "bucket": "data",
-            "key": "inbox/twice.jpg",
-            "etag": put["ETag"].strip('"'),
-            "label": "bicycle",
-        }
-        for _ in range(2):
-            sqs.send_message(QueueUrl=queue, MessageBody=json.dumps(record))
-        reviewer = Reviewer(s3, sqs, queue, visibility_s=30)
-        first = next(reviewer.items(limit=1))
-        assert reviewer.store(first, "bicycle") is True
-        assert list(reviewer.items()) == [], "the duplicate is not served"
-        assert (
-            sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["All"])["Attributes"][
-                "ApproximateNumberOfMessagesNotVisible"
-            ]
-            == "0"
-        ), "and it is deleted, not left hidden"
-
-
-def test_a_message_that_is_no_outcome_record_is_left_on_the_queue_and_the_session_goes_on() -> None:
-    with start_moto_server() as moto:
-        s3, sqs = moto.client("s3"), moto.client("sqs")
-        s3.create_bucket(Bucket="data")
-        queue = sqs.create_queue(QueueName="review")["QueueUrl"]
-        put = s3.put_object(Bucket="data", Key="inbox/ok.jpg", Body=b"fine")
-        stray = sqs.send_message(QueueUrl=queue, MessageBody="not json")["MessageId"]
-        record = {"bucket": "data", "key": "inbox/ok.jpg", "etag": put["ETag"].strip('"'), "label": "bicycle"}
+    s3, sqs, queue = review.s3, review.sqs, review.queue
+    put = s3.put_object(Bucket="data", Key="inbox/twice.jpg", Body=b"reviewed once")
+    record = {
+        "bucket": "data",
+        "key": "inbox/twice.jpg",
+        "etag": put["ETag"].strip('"'),
+        "label": "bicycle",
+    }
+    for _ in range(2):
         sqs.send_message(QueueUrl=queue, MessageBody=json.dumps(record))
-        reviewer = Reviewer(s3, sqs, queue, visibility_s=30)
-        assert [item.obj.key for item in reviewer.items()] == ["inbox/ok.jpg"]
-        assert reviewer.malformed == [stray]
-        reviewer.release()
-        left = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1)["Messages"]
-        assert "not json" in {message["Body"] for message in left}, "kept for a person to look at"
+    reviewer = Reviewer(s3, sqs, queue, visibility_s=30)
+    first = next(reviewer.items(limit=1))
+    assert reviewer.store(first, "bicycle") is True
+    assert list(reviewer.items()) == [], "the duplicate is not served"
+    assert (
+        sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["All"])["Attributes"][
+            "ApproximateNumberOfMessagesNotVisible"
+        ]
+        == "0"
+    ), "and it is deleted, not left hidden"
+
+
+def test_a_message_that_is_no_outcome_record_is_left_on_the_queue_and_the_session_goes_on(
+    review: Review,
+) -> None:
+    s3, sqs, queue = review.s3, review.sqs, review.queue
+    put = s3.put_object(Bucket="data", Key="inbox/ok.jpg", Body=b"fine")
+    stray = sqs.send_message(QueueUrl=queue, MessageBody="not json")["MessageId"]
+    record = {"bucket": "data", "key": "inbox/ok.jpg", "etag": put["ETag"].strip('"'), "label": "bicycle"}
+    sqs.send_message(QueueUrl=queue, MessageBody=json.dumps(record))
+    reviewer = Reviewer(s3, sqs, queue, visibility_s=30)
+    assert [item.obj.key for item in reviewer.items()] == ["inbox/ok.jpg"]
+    assert reviewer.malformed == [stray]
+    reviewer.release()
+    left = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1)["Messages"]
+    assert "not json" in {message["Body"] for message in left}, "kept for a person to look at"
