@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,8 +11,11 @@ import pytest
 
 from handlers import filter as filter_handler
 
+# a service name of its own: powertools configures one stdlib logger per service name, once per
+# process, writing to the stdout of that moment (another test's capture, if it came first)
+SERVICE = f"filter-{uuid.uuid4().hex[:8]}"
 ENVIRONMENT = {
-    "POWERTOOLS_SERVICE_NAME": "filter",
+    "POWERTOOLS_SERVICE_NAME": SERVICE,
     "POWERTOOLS_TRACE_DISABLED": "true",
     "CONFIDENCE_THRESHOLD": "0.85",
 }
