@@ -12,6 +12,7 @@ from typing import Any
 from scones.objects import ObjectRef, execution_arn
 from service.local_stack import LocalStack
 from service.outcome_watch import list_record_keys, object_key_of, wait_for_outcomes
+from tests.e2e.settle import settle
 from training.staging import StagedDataset
 
 
@@ -34,13 +35,6 @@ def runs_of(stack: LocalStack, key: str, etag: str) -> list[dict[str, Any]]:
         return [sfn.describe_execution(executionArn=execution_arn(stack.resources.state_machine_arn, name))]
     except sfn.exceptions.ExecutionDoesNotExist:
         return []
-
-
-def settle(stack: LocalStack) -> None:
-    import service.moto_adapters as adapters
-
-    installed = adapters.current()
-    assert installed is not None and installed.delivery.wait_idle(30)
 
 
 def test_a_retried_record_invocation_writes_nothing_new(stack: LocalStack, staged: StagedDataset) -> None:
