@@ -12,7 +12,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, ReadTimeoutError
 
 from handlers.settings import FunctionSettings
-from scones.objects import execution_arn, s3_version_selector
+from scones.objects import execution_arn, s3_version_selector, version_id_or_none
 from scones.reconcile import StoredObject
 from scones.steps import (
     EndpointUnavailable,
@@ -123,30 +123,18 @@ class S3ObjectStore:
             for item in page.get("Contents", []):
                 yield StoredObject(item["Key"], item["ETag"], item["Size"], item["LastModified"])
 
-    def version_id(self, bucket: str, key: str) -> str | None:
-        """The current version's id in a versioned bucket (the reconciler's port); None otherwise."""
-        try:
-            head = self._s3.head_object(Bucket=bucket, Key=key)
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") in MISSING_CODES:
-                return None
-            raise
-        version = head.get("VersionId")
-        return None if version in (None, "", "null") else str(version)
-
     def list_current_versions(self, bucket: str, prefix: str) -> Iterator[StoredObject]:
         """Every object under `prefix` with its current version's id (the reconciler's port); one
         listing, in a versioned bucket or not (S3 answers `null` for objects without versions)."""
         for page in self._s3.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=prefix):
             for item in page.get("Versions", []):
                 if item.get("IsLatest"):
-                    version = item.get("VersionId")
                     yield StoredObject(
                         item["Key"],
                         item["ETag"],
                         item["Size"],
                         item["LastModified"],
-                        None if version in (None, "", "null") else str(version),
+                        version_id_or_none(item.get("VersionId")),
                     )
 
 

@@ -228,9 +228,8 @@ class Reviewer:
             "model_version": item.record.get("model_version"),
             "image_key": labeled_key(obj, label),
         }
-        data = self.image(
-            item
-        )  # read by version (If-Match) and written below: a copy could race an overwrite
+        # read by version (If-Match) and written below: a copy could race an overwrite
+        data = self.image(item)
         if data is None:
             self._delete(item)
             return False

@@ -28,6 +28,11 @@ def execution_arn(state_machine_arn: str, name: str) -> str:
     return state_machine_arn.replace(":stateMachine:", ":execution:", 1) + f":{name}"
 
 
+def version_id_or_none(value: object) -> str | None:
+    """An S3 version id, or None where S3 has none (it says `null` for an unversioned object)."""
+    return None if value in (None, "", "null") else str(value)
+
+
 def s3_version_selector(etag: str | None, version_id: str | None) -> dict[str, str]:
     """GetObject/HeadObject parameters for exactly this version: its version id, else If-Match on its ETag."""
     if version_id:
@@ -125,6 +130,6 @@ def object_from_event(event: dict[str, Any], *, prefix: str = INBOX_PREFIX) -> O
         key=key,
         etag=str(obj.get("etag") or obj.get("eTag") or "").strip('"'),
         size=obj.get("size"),
-        version_id=None if version_id in (None, "", "null") else str(version_id),
+        version_id=version_id_or_none(version_id),
         sequencer=obj.get("sequencer"),
     )

@@ -152,9 +152,14 @@ def square_thumbnail(image: Image.Image) -> Image.Image:
     return square.resize((THUMBNAIL_SIZE, THUMBNAIL_SIZE), Image.Resampling.LANCZOS, reducing_gap=3.0)
 
 
+def thumbnail_of(image: Image.Image) -> Image.Image:
+    """A decoded upload to the 32x32 RGB thumbnail the model classifies."""
+    return square_thumbnail(to_rgb(image))
+
+
 def thumbnail(data: bytes, config: PreprocessConfig = DEFAULT_CONFIG) -> Image.Image:
     """Bytes of any supported upload to the 32x32 RGB thumbnail the model classifies."""
-    return square_thumbnail(to_rgb(decode(data, config)))
+    return thumbnail_of(decode(data, config))
 
 
 @dataclass(frozen=True)
@@ -179,7 +184,7 @@ def thumbnail_png(data: bytes, config: PreprocessConfig = DEFAULT_CONFIG) -> tup
         frames=int(image.info.get("frames", 1)),
     )
     buffer = io.BytesIO()
-    square_thumbnail(to_rgb(image)).save(buffer, format="PNG")
+    thumbnail_of(image).save(buffer, format="PNG")
     return buffer.getvalue(), info
 
 

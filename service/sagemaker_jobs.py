@@ -295,26 +295,29 @@ def hosting_actions(
     ]
 
 
-def _exists(describe: Callable[[], Any]) -> bool:
-    """Whether a SageMaker describe call finds its resource (SageMaker answers a missing one with a
-    ValidationException 'Could not find ...')."""
+def _described(describe: Callable[[], Any]) -> Any:
+    """A SageMaker describe call's answer, or None when its resource does not exist (SageMaker
+    answers a missing one with a ValidationException 'Could not find ...')."""
     from botocore.exceptions import ClientError
 
     try:
-        describe()
+        return describe()
     except ClientError as error:
         if error.response["Error"].get("Code") == "ValidationException" and "find" in str(error):
-            return False
+            return None
         raise
-    return True
+
+
+def _exists(describe: Callable[[], Any]) -> bool:
+    return _described(describe) is not None
 
 
 def describe_endpoint(sagemaker: Any, endpoint_name: str) -> dict[str, Any] | None:
     """The endpoint by its exact name, or None if there is none."""
-    found: list[dict[str, Any]] = []
-    if _exists(lambda: found.append(sagemaker.describe_endpoint(EndpointName=endpoint_name))):
-        return found[0]
-    return None
+    endpoint: dict[str, Any] | None = _described(
+        lambda: sagemaker.describe_endpoint(EndpointName=endpoint_name)
+    )
+    return endpoint
 
 
 def wait_until_serving(

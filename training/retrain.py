@@ -45,7 +45,7 @@ from scones.inference import OnnxClassifier
 from scones.labels import LABELS
 from scones.model_metadata import ModelMetadata
 from scones.model_store import ModelStore
-from scones.preprocessing import FORMAT_SUFFIXES, ImageRejected, decode, square_thumbnail, to_rgb
+from scones.preprocessing import FORMAT_SUFFIXES, ImageRejected, decode, thumbnail_of
 from scones.registry import ModelRegistry, Status, entry_from, record_promotion
 
 GATED: tuple[str, ...] = ("accuracy", "coverage", "accepted_accuracy")
@@ -106,7 +106,7 @@ def read_image(path: Path) -> tuple[str, str] | None:
     re-encoded or staged anew matches) and its format's file suffix; None if it is no supported image."""
     try:
         image = decode(path.read_bytes())
-        pixels = np.asarray(square_thumbnail(to_rgb(image)), dtype=np.uint8)
+        pixels = np.asarray(thumbnail_of(image), dtype=np.uint8)
     except ImageRejected:
         return None
     return hashlib.sha256(pixels.tobytes()).hexdigest(), FORMAT_SUFFIXES[str(image.format)]

@@ -112,7 +112,7 @@ def carve_folder(
     fraction: float,
     seed: int,
     limit_per_class: int | None = None,
-) -> dict[str, int]:
+) -> None:
     """Copy a training folder's images into `fit_dir` and `validation_dir` by the very carve `train`
     makes with the same fraction and seed: the images a model trained on `train_dir` never saw."""
     images = read_labeled_folder(train_dir, limit_per_class=limit_per_class)
@@ -121,7 +121,6 @@ def carve_folder(
         target = (validation_dir if held_out else fit_dir) / image.relative_path
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(image.data)
-    return {"fit": int((~is_val).sum()), "validation": int(is_val.sum())}
 
 
 def augment(pixels: Pixels, rng: np.random.Generator) -> Pixels:

@@ -174,7 +174,10 @@ def test_a_failed_training_job_raises_with_its_failure_reason(
 ) -> None:
     from training.train import Hyperparameters
 
-    trainer = SageMakerTrainer(aws.client("sagemaker"), aws.client("s3"), settings(), poll_seconds=1)
+    # a job name of its own: moto keeps jobs per process, and other modules count their retrain jobs
+    trainer = SageMakerTrainer(
+        aws.client("sagemaker"), aws.client("s3"), settings(), job_name="scones-failing-job", poll_seconds=1
+    )
     recipe = Hyperparameters(variant="lite9", epochs=1, limit_per_class=4)
     with pytest.raises(RuntimeError, match=r"(?s)ended Failed: .*unknown EfficientNet variant 'lite9'"):
         trainer(staged.split_dir("train"), tmp_path / "model", recipe, test_dir=None)
