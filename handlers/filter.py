@@ -8,8 +8,6 @@ from typing import Any
 from handlers.runtime import Event, LambdaHandler, MetricUnit, lazy_entry_point, observability
 from handlers.settings import FilterSettings
 
-OUTCOME_METRIC = {"accepted": "ImagesAccepted", "review": "ImagesSentToReview"}
-
 
 def build(environment: Mapping[str, str]) -> LambdaHandler:
     from scones.steps import filter_by_confidence
@@ -26,11 +24,10 @@ def build(environment: Mapping[str, str]) -> LambdaHandler:
             obs.logger.info(
                 "routed", extra={"outcome": record["outcome"], "confidence": record["confidence"]}
             )
+        # the outcome itself is counted where it is recorded (handlers.record)
         with obs.metrics() as metrics:
-            metrics.add_metric(name=OUTCOME_METRIC[record["outcome"]], unit=MetricUnit.Count, value=1)
             metrics.add_metric(name="Confidence", unit=MetricUnit.NoUnit, value=record["confidence"])
         with obs.metrics(model_version=record["model_version"], predicted_class=record["label"]) as metrics:
-            metrics.add_metric(name=OUTCOME_METRIC[record["outcome"]], unit=MetricUnit.Count, value=1)
             metrics.add_metric(name="Confidence", unit=MetricUnit.NoUnit, value=record["confidence"])
         return state
 

@@ -2,6 +2,9 @@
 
 With `IDEMPOTENCY_TABLE` set (always, in the stack), powertools Idempotency keeps a retried
 invocation for the same run and outcome from writing again: it answers with the first result.
+The outcome counts (ImagesAccepted, ImagesSentToReview, ImagesFailed) are emitted here, once per
+record written, so the metrics equal the records: a retry answered from the idempotency store, or a
+failure that finds the result already recorded, writes nothing and counts nothing.
 """
 
 from __future__ import annotations
@@ -9,8 +12,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from handlers.runtime import Event, LambdaHandler, MetricUnit, lazy_entry_point, observability
+from handlers.runtime import Event, LambdaHandler, MetricUnit, Observability, lazy_entry_point, observability
 from handlers.settings import RecordSettings
+
+OUTCOME_METRIC = {"accepted": "ImagesAccepted", "review": "ImagesSentToReview", "failed": "ImagesFailed"}
 
 
 def build(environment: Mapping[str, str]) -> LambdaHandler:
@@ -27,8 +32,9 @@ def build(environment: Mapping[str, str]) -> LambdaHandler:
     def handler(event: Event, context: Any) -> dict[str, Any]:
         if idempotency is not None:
             idempotency.register_lambda_context(context)
+        written: list[dict[str, Any]] = []
         with obs.correlated(event):
-            state: dict[str, Any] = record_once(state=event, store=store)
+            state: dict[str, Any] = record_once(state=event, store=store, on_written=written.append)
             record = state["record"]
             obs.logger.info(
                 "outcome recorded",
@@ -38,14 +44,23 @@ def build(environment: Mapping[str, str]) -> LambdaHandler:
                     "reason": record.get("reason"),
                 },
             )
-        if record["outcome"] == "failed":
-            with obs.metrics(reason=record.get("reason", "unknown")) as metrics:
-                metrics.add_metric(name="ImagesFailed", unit=MetricUnit.Count, value=1)
-            with obs.metrics() as metrics:
-                metrics.add_metric(name="ImagesFailed", unit=MetricUnit.Count, value=1)
+        for fresh in written:
+            count_outcome(obs, fresh)
         return state
 
     return handler
+
+
+def count_outcome(obs: Observability, record: Mapping[str, Any]) -> None:
+    """One count of the outcome, alone and by failure reason or by model version and predicted class."""
+    name = OUTCOME_METRIC[record["outcome"]]
+    if record["outcome"] == "failed":
+        breakdown = {"reason": str(record.get("reason", "unknown"))}
+    else:
+        breakdown = {"model_version": str(record["model_version"]), "predicted_class": str(record["label"])}
+    for dimensions in ({}, breakdown):
+        with obs.metrics(**dimensions) as metrics:
+            metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
 
 
 def _idempotent(write: Any, settings: RecordSettings) -> tuple[Any, Any]:

@@ -2,7 +2,8 @@
 
 Works against AWS or the local stack alike (any CloudWatch client). Counts are sums over the
 window; confidence and inference latency are CloudWatch percentiles; the breakdown per predicted
-class and model version comes from the metrics the filter function emits with those dimensions.
+class and model version comes from the outcome counts the record function emits with those
+dimensions (once per record written) and the confidence the filter function emits.
 Replays count again under their new outcome, so after `scones replay` the outcome counts can add up
 to more than `received`.
 """
@@ -22,8 +23,8 @@ _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 _UNIT_SECONDS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 COUNTS: Final = {
     "received": ("start", "ImagesReceived"),
-    "accepted": ("filter", "ImagesAccepted"),
-    "review": ("filter", "ImagesSentToReview"),
+    "accepted": ("record", "ImagesAccepted"),
+    "review": ("record", "ImagesSentToReview"),
     "failed": ("record", "ImagesFailed"),
     "duplicate_deliveries": ("start", "DuplicateDeliveries"),
 }
@@ -120,9 +121,10 @@ def read_metrics(cloudwatch: Any, *, since: timedelta, now: datetime | None = No
         queries.append(Query(f"latency_{n}_count", "InferenceLatency", dims, "SampleCount"))
     classes = _dimension_sets(cloudwatch, "Confidence", ["service", "model_version", "predicted_class"])
     for n, dims in enumerate(classes):
+        counted = {**dims, "service": "record"}  # outcomes are counted where they are recorded
         queries += [
-            Query(f"class_{n}_accepted", "ImagesAccepted", dims, "Sum"),
-            Query(f"class_{n}_review", "ImagesSentToReview", dims, "Sum"),
+            Query(f"class_{n}_accepted", "ImagesAccepted", counted, "Sum"),
+            Query(f"class_{n}_review", "ImagesSentToReview", counted, "Sum"),
             Query(f"class_{n}_confidence", "Confidence", dims, "p50"),
         ]
     reasons = [d["reason"] for d in _dimension_sets(cloudwatch, "ImagesFailed", ["service", "reason"])]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, Protocol
@@ -236,12 +237,15 @@ def recorded_outcome(store: ObjectStore, obj: ObjectRef) -> State | None:
     return None
 
 
-def record_outcome(state: State, store: ObjectStore) -> State:
+def record_outcome(
+    state: State, store: ObjectStore, on_written: Callable[[State], None] | None = None
+) -> State:
     """Write the outcome record (a failure record when the state carries an error) next to the data.
 
     A failure is not recorded over a result or review record of the same object version: a record
     invocation can write its result and still be reported failed (its answer lost, its time up), and
     then the upload has its outcome already. The returned record says which one stands.
+    `on_written` is called with the record this call wrote, and only then (the caller counts it).
     """
     failed = bool(state.get("error"))
     obj = ObjectRef.from_dict(state["object"])
@@ -255,7 +259,7 @@ def record_outcome(state: State, store: ObjectStore) -> State:
     store.write_json(obj.bucket, key, record.to_json())
     if not failed and is_replay_execution(state.get("execution_id")):
         store.delete(obj.bucket, obj.outcome_key("failed"))  # the replay replaces the failure
-    return {
-        "object": state["object"],
-        "record": {**record.model_dump(mode="json", exclude_none=True), "record_key": key},
-    }
+    written = {**record.model_dump(mode="json", exclude_none=True), "record_key": key}
+    if on_written is not None:
+        on_written(written)
+    return {"object": state["object"], "record": written}
