@@ -28,6 +28,7 @@ from scones.datasets import read_labeled_folder
 from scones.model_store import ModelStore
 from scones.steps import parse_iso
 from service.local_stack import LocalStack
+from service.moto_adapters.lambda_runtime import InvocationContext
 from service.outcome_watch import wait_for_outcomes
 from service.provision import function_environment
 from training.staging import stage
@@ -90,16 +91,6 @@ def direct(stack: LocalStack, images: list[bytes], size: int) -> dict[str, Any]:
     s3 = stack.client("s3")
     durations = []
 
-    class Context:
-        function_name = "bench"
-        memory_limit_in_mb = 256
-        invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:bench"
-        aws_request_id = "bench"
-
-        @staticmethod
-        def get_remaining_time_in_millis() -> int:
-            return 30_000
-
     for i in range(size):
         key = f"direct/{uuid.uuid4().hex[:8]}/{i}.png"
         put = s3.put_object(Bucket=stack.resources.bucket, Key=key, Body=images[i % len(images)])
@@ -108,7 +99,7 @@ def direct(stack: LocalStack, images: list[bytes], size: int) -> dict[str, Any]:
         state: dict[str, Any] = {"object": {"bucket": stack.resources.bucket, "key": key, "etag": etag}}
         with contextlib.redirect_stdout(io.StringIO()):  # the handlers' EMF lines
             for step in ("SerializeFunction", "ClassifyFunction", "FilterFunction", "RecordFunction"):
-                state = handlers[step](state, Context())
+                state = handlers[step](state, InvocationContext.direct(step))
         durations.append((time.perf_counter() - started) * 1000)
     return {
         "images": size,

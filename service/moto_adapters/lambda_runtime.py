@@ -196,6 +196,20 @@ class InvocationContext(LambdaContext):
     def get_remaining_time_in_millis(self) -> int:  # type: ignore[override]
         return max(0, int((self._deadline - time.monotonic()) * 1000))
 
+    @classmethod
+    def direct(cls, function_name: str, *, timeout_s: float = 30.0) -> InvocationContext:
+        """A context for calling a handler directly (tests, benchmarks): no stack behind it."""
+        return cls(
+            function_name=function_name,
+            function_version="$LATEST",
+            invoked_function_arn=f"arn:aws:lambda:us-east-1:123456789012:function:{function_name}",
+            memory_limit_in_mb=256,
+            aws_request_id=str(uuid.uuid4()),
+            log_group_name=f"/aws/lambda/{function_name}",
+            log_stream_name=f"{dt.datetime.now(dt.UTC):%Y/%m/%d}/[$LATEST]direct",
+            deadline=time.monotonic() + timeout_s,
+        )
+
 
 @dataclass(frozen=True)
 class InvocationResult:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
 from handlers import filter as filter_handler
+from service.moto_adapters.lambda_runtime import InvocationContext
 
 # a service name of its own: powertools configures one stdlib logger per service name, once per
 # process, writing to the stdout of that moment (another test's capture, if it came first)
@@ -20,14 +20,6 @@ ENVIRONMENT = {
     "CONFIDENCE_THRESHOLD": "0.85",
 }
 EXECUTION = "arn:aws:states:us-east-1:123456789012:execution:scones-workflow:run-1"
-
-
-@dataclass
-class Context:
-    function_name: str = "scones-filter"
-    memory_limit_in_mb: int = 256
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:scones-filter"
-    aws_request_id: str = "req-1"
 
 
 def state(**classification: Any) -> dict[str, Any]:
@@ -53,9 +45,11 @@ def test_a_step_logs_the_object_and_execution_and_so_does_its_failure(
         "probabilities": {"bicycle": 0.9, "motorcycle": 0.1},
         "model_version": "v1",
     }
-    handler(state(**classification), Context())
+    handler(state(**classification), InvocationContext.direct("scones-filter"))
     with pytest.raises(KeyError):
-        handler(state(), Context())  # no classification: a bug upstream, logged before it leaves
+        handler(
+            state(), InvocationContext.direct("scones-filter")
+        )  # no classification: a bug upstream, logged before it leaves
     lines = log_lines(capsys.readouterr().out)
     routed = next(line for line in lines if line["message"] == "routed")
     failed = next(line for line in lines if line["message"] == "step failed")

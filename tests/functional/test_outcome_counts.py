@@ -18,19 +18,8 @@ import pytest
 from handlers import record as record_handler
 from scones.steps import filter_by_confidence
 from service.moto_adapters.emf_metrics import metrics_from_log_text
+from service.moto_adapters.lambda_runtime import InvocationContext
 from tests.conftest import aws_client
-
-
-@dataclass
-class Context:
-    function_name: str = "scones-record"
-    memory_limit_in_mb: int = 256
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:scones-record"
-    aws_request_id: str = "req-1"
-
-    @staticmethod
-    def get_remaining_time_in_millis() -> int:
-        return 30_000
 
 
 @dataclass(frozen=True)
@@ -101,8 +90,12 @@ def counts(output: str) -> Counter[tuple[str, tuple[tuple[str, str], ...]]]:
 def test_a_written_record_is_counted_once_alone_and_by_class(
     record: Setup, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    record.handler(routed(record.bucket, "inbox/a.png", 0.97, "arn:exec:a"), Context())
-    record.handler(routed(record.bucket, "inbox/b.png", 0.60, "arn:exec:b"), Context())
+    record.handler(
+        routed(record.bucket, "inbox/a.png", 0.97, "arn:exec:a"), InvocationContext.direct("scones-record")
+    )
+    record.handler(
+        routed(record.bucket, "inbox/b.png", 0.60, "arn:exec:b"), InvocationContext.direct("scones-record")
+    )
     assert counts(capsys.readouterr().out) == {
         ("ImagesAccepted", ()): 1,
         ("ImagesAccepted", (("model_version", "v-test"), ("predicted_class", "bicycle"))): 1,
@@ -115,14 +108,16 @@ def test_a_retry_answered_from_the_idempotency_store_counts_nothing(
     record: Setup, capsys: pytest.CaptureFixture[str]
 ) -> None:
     failure = failed(record.bucket, "inbox/c.png", "arn:exec:c")
-    first = record.handler(failure, Context())
+    first = record.handler(failure, InvocationContext.direct("scones-record"))
     key = first["record"]["record_key"]
     written = record.s3.get_object(Bucket=record.bucket, Key=key)["Body"].read()
     assert counts(capsys.readouterr().out) == {
         ("ImagesFailed", ()): 1,
         ("ImagesFailed", (("reason", "endpoint_unavailable"),)): 1,
     }
-    again = record.handler(failure, Context())  # Step Functions retried: the answer was lost
+    again = record.handler(
+        failure, InvocationContext.direct("scones-record")
+    )  # Step Functions retried: the answer was lost
     assert again == first
     assert record.s3.get_object(Bucket=record.bucket, Key=key)["Body"].read() == written
     assert counts(capsys.readouterr().out) == {}
@@ -132,8 +127,12 @@ def test_a_failure_after_the_result_was_recorded_counts_nothing(
     record: Setup, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """RecordResult wrote, then was reported failed (timed out): RecordFailure keeps the result."""
-    record.handler(routed(record.bucket, "inbox/d.png", 0.97, "arn:exec:d"), Context())
+    record.handler(
+        routed(record.bucket, "inbox/d.png", 0.97, "arn:exec:d"), InvocationContext.direct("scones-record")
+    )
     capsys.readouterr()
-    answer = record.handler(failed(record.bucket, "inbox/d.png", "arn:exec:d"), Context())
+    answer = record.handler(
+        failed(record.bucket, "inbox/d.png", "arn:exec:d"), InvocationContext.direct("scones-record")
+    )
     assert answer["record"]["outcome"] == "accepted"
     assert counts(capsys.readouterr().out) == {}
