@@ -173,6 +173,7 @@ def provision(
     arns = {spec.logical_id: create_function(spec, environment(spec)) for spec in workflow_functions}
     substitutions = {f"{logical_id}Arn": arn for logical_id, arn in arns.items()}
     substitutions |= {
+        "Partition": "aws",
         "ReviewQueueUrl": queue_urls[names.review_queue],
         "DeadLetterQueueUrl": queue_urls[names.dead_letter_queue],
     }

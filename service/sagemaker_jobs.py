@@ -412,8 +412,18 @@ def stack_actions(
     ]
 
 
-def _names(pages: Iterable[dict[str, Any]], key: str, name: str, prefix: str) -> list[str]:
-    return [item[name] for page in pages for item in page[key] if item[name].startswith(prefix)]
+def _ours(sagemaker: Any, pages: Iterable[dict[str, Any]], key: str, kind: str, prefix: str) -> list[str]:
+    """The names of the `kind` resources this service created: named `<prefix>-...` and tagged
+    `service=<prefix>`, as `model_request` and `endpoint_config_request` make them."""
+    found = []
+    for page in pages:
+        for item in page[key]:
+            if not item[f"{kind}Name"].startswith(f"{prefix}-"):
+                continue
+            tags = sagemaker.list_tags(ResourceArn=item[f"{kind}Arn"]).get("Tags", [])
+            if {"Key": "service", "Value": prefix} in tags:
+                found.append(item[f"{kind}Name"])
+    return found
 
 
 def destroy_actions(
@@ -426,19 +436,23 @@ def destroy_actions(
     stack_name: str,
     delete_data: bool = False,
 ) -> list[Action]:
-    """Everything this service created, found by name; safe to re-run (what is gone is skipped)."""
+    """Everything this service created, found by exact name or by its name and `service` tag; safe to
+    re-run (what is gone is skipped). The data bucket outlives the stack unless `delete_data`."""
     actions: list[Action] = []
-    endpoints = _names(
-        sagemaker.get_paginator("list_endpoints").paginate(), "Endpoints", "EndpointName", endpoint_name
-    )
-    for name in endpoints:
+    if describe_endpoint(sagemaker, endpoint_name) is not None:
         actions.append(
-            Action("delete", "endpoint", name, partial(sagemaker.delete_endpoint, EndpointName=name))
+            Action(
+                "delete",
+                "endpoint",
+                endpoint_name,
+                partial(sagemaker.delete_endpoint, EndpointName=endpoint_name),
+            )
         )
-    configs = _names(
+    configs = _ours(
+        sagemaker,
         sagemaker.get_paginator("list_endpoint_configs").paginate(),
         "EndpointConfigs",
-        "EndpointConfigName",
+        "EndpointConfig",
         settings.prefix,
     )
     for name in configs:
@@ -450,7 +464,9 @@ def destroy_actions(
                 partial(sagemaker.delete_endpoint_config, EndpointConfigName=name),
             )
         )
-    models = _names(sagemaker.get_paginator("list_models").paginate(), "Models", "ModelName", settings.prefix)
+    models = _ours(
+        sagemaker, sagemaker.get_paginator("list_models").paginate(), "Models", "Model", settings.prefix
+    )
     for name in models:
         actions.append(Action("delete", "model", name, partial(sagemaker.delete_model, ModelName=name)))
     stacks = [
@@ -459,11 +475,14 @@ def destroy_actions(
         for summary in page["StackSummaries"]
         if summary["StackName"] == stack_name and summary["StackStatus"] != "DELETE_COMPLETE"
     ]
-    if delete_data:  # a bucket must be empty before its stack can delete it
+    if delete_data and _bucket_exists(s3, settings.bucket):
         actions.append(
             Action(
                 "delete", "every object in", f"s3://{settings.bucket}", lambda: _empty(s3, settings.bucket)
             )
+        )
+        actions.append(
+            Action("delete", "bucket", settings.bucket, partial(s3.delete_bucket, Bucket=settings.bucket))
         )
     for name in stacks:
         actions.append(
@@ -475,6 +494,19 @@ def destroy_actions(
             )
         )
     return actions
+
+
+def _bucket_exists(s3: Any, bucket: str) -> bool:
+    """True if the bucket is there; a bucket that is not ours (403) is an error, never emptied."""
+    from botocore.exceptions import ClientError
+
+    try:
+        s3.head_bucket(Bucket=bucket)
+    except ClientError as error:
+        if error.response["Error"].get("Code") in {"404", "NoSuchBucket"}:
+            return False
+        raise
+    return True
 
 
 def _empty(s3: Any, bucket: str) -> None:

@@ -43,7 +43,7 @@ def aws() -> Iterator[LocalMotoServer]:
 
 
 def settings(**overrides: Any) -> SageMakerSettings:
-    return SageMakerSettings(role_arn=ROLE, bucket="sm-data", serving_image=IMAGE, **overrides)
+    return SageMakerSettings(**({"role_arn": ROLE, "bucket": "sm-data", "serving_image": IMAGE} | overrides))
 
 
 def hosted(aws: LocalMotoServer) -> None:
@@ -214,18 +214,58 @@ def test_destroy_is_dry_run_first_then_removes_everything_and_is_safe_to_repeat(
     assert "would delete  endpoint" in dry.stdout and "would delete  model" in dry.stdout, dry.stdout
     assert sagemaker.list_endpoints()["Endpoints"], "a dry run deletes nothing"
 
+    # another team's resources that share the name's start, and a model without our tag
+    sagemaker.create_model(
+        ModelName="scones-theirs", ExecutionRoleArn=ROLE, PrimaryContainer={"Image": IMAGE}
+    )
+    sagemaker.create_endpoint_config(
+        EndpointConfigName="scones-classifier-staging",
+        ProductionVariants=[
+            {
+                "VariantName": "all",
+                "ModelName": "scones-theirs",
+                "InstanceType": "ml.m5.large",
+                "InitialInstanceCount": 1,
+            }
+        ],
+    )
+    sagemaker.create_endpoint(
+        EndpointName="scones-classifier-staging", EndpointConfigName="scones-classifier-staging"
+    )
+    s3.create_bucket(Bucket="sm-doomed")
+    s3.put_object(Bucket="sm-doomed", Key="results/a.json", Body=b"{}")
     actions = destroy_actions(
-        sagemaker, cloudformation, s3, settings(), endpoint_name="scones-classifier", stack_name="scones"
+        sagemaker,
+        cloudformation,
+        s3,
+        settings(bucket="sm-doomed"),
+        endpoint_name="scones-classifier",
+        stack_name="scones",
+        delete_data=True,
     )
     assert {(a.verb, a.kind) for a in actions} >= {
         ("delete", "endpoint"),
         ("delete", "endpoint config"),
         ("delete", "model"),
+        ("delete", "bucket"),
     }
     run(actions, dry_run=False)
-    assert not sagemaker.list_endpoints()["Endpoints"] and not sagemaker.list_models()["Models"]
-    assert not sagemaker.list_endpoint_configs()["EndpointConfigs"]
+    endpoints = {e["EndpointName"] for e in sagemaker.list_endpoints()["Endpoints"]}
+    assert "scones-classifier" not in endpoints and "scones-classifier-staging" in endpoints
+    assert [m["ModelName"] for m in sagemaker.list_models()["Models"]] == ["scones-theirs"]
+    configs = sagemaker.list_endpoint_configs()["EndpointConfigs"]
+    assert [c["EndpointConfigName"] for c in configs] == ["scones-classifier-staging"]
+    assert "sm-doomed" not in {bucket["Name"] for bucket in s3.list_buckets()["Buckets"]}
     again = destroy_actions(
-        sagemaker, cloudformation, s3, settings(), endpoint_name="scones-classifier", stack_name="scones"
+        sagemaker,
+        cloudformation,
+        s3,
+        settings(bucket="sm-doomed"),
+        endpoint_name="scones-classifier",
+        stack_name="scones",
+        delete_data=True,
     )
     assert again == []
+    sagemaker.delete_endpoint(EndpointName="scones-classifier-staging")
+    sagemaker.delete_endpoint_config(EndpointConfigName="scones-classifier-staging")
+    sagemaker.delete_model(ModelName="scones-theirs")

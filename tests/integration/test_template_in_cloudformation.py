@@ -125,6 +125,7 @@ def test_the_state_machine_is_the_asl_file_with_the_stack_values_substituted(sta
     expected = state_machine_definition(
         {f"{name}Arn": arn for name, arn in arns.items()}
         | {"ReviewQueueUrl": queue_url["ReviewQueue"], "DeadLetterQueueUrl": queue_url["FailedQueue"]}
+        | {"Partition": "aws"}
     )
     created = stack.client("stepfunctions").describe_state_machine(
         stateMachineArn=stack.resources["ImageWorkflow"]
@@ -140,6 +141,7 @@ def test_the_state_machine_is_the_asl_file_with_the_stack_values_substituted(sta
     queue_urls = {task["Parameters"]["QueueUrl"] for task in tasks if "QueueUrl" in task["Parameters"]}
     assert function_arns and function_arns <= set(arns.values())
     assert queue_urls == {queue_url["ReviewQueue"], queue_url["FailedQueue"]}
+    assert {task["Resource"].split(":")[1] for task in tasks} == {"aws"}, "the stack's partition"
 
 
 def test_functions_have_the_local_stacks_handlers_limits_and_environment(stack: CreatedStack) -> None:

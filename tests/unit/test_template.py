@@ -248,7 +248,7 @@ def test_every_lambda_step_but_the_failure_path_retries_throttling_and_timeouts(
     lambda_steps = {
         name: state
         for name, state in states.items()
-        if state.get("Resource") == "arn:aws:states:::lambda:invoke" and name != "RecordFailure"
+        if state.get("Resource") == "arn:${Partition}:states:::lambda:invoke" and name != "RecordFailure"
     }
     assert set(lambda_steps) == {"Serialize", "Classify", "Filter", "RecordResult"}
     for name, state in lambda_steps.items():
