@@ -52,9 +52,10 @@ bench: $(INSTALLED)
 	$(BIN)/python bench/flow.py
 
 # The Lambda functions' code for `aws cloudformation package` (the template's CodeUri): our torch-free
-# packages plus what the handlers import, as Linux x86_64 wheels for Python 3.11 (Lambda has boto3;
-# not constrained: Lambda's Amazon Linux 2 takes only manylinux2014 wheels, older than some pins).
-LAMBDA_DEPENDENCIES := aws-lambda-powertools aws-xray-sdk pydantic numpy pillow jmespath
+# packages plus what the handlers import, as Linux x86_64 wheels for Python 3.11 (not constrained:
+# Lambda's Amazon Linux 2 takes only manylinux2014 wheels, older than some pins). boto3 is packaged
+# although Lambda has one: aws-xray-sdk brings its own botocore, and boto3 must match its botocore.
+LAMBDA_DEPENDENCIES := aws-lambda-powertools aws-xray-sdk boto3 pydantic numpy pillow jmespath
 package: $(INSTALLED)
 	rm -rf build/lambda && mkdir -p build/lambda
 	$(BIN)/pip install --quiet --disable-pip-version-check --target build/lambda \

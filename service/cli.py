@@ -40,7 +40,7 @@ def _sagemaker_settings(args: argparse.Namespace) -> Any:
         raise SystemExit("SageMaker needs --role (an IAM role SageMaker can assume)")
     return SageMakerSettings(
         role_arn=args.role,
-        bucket=args.bucket,
+        bucket=_bucket(args),
         region=args.region,
         serverless=getattr(args, "serverless", False),
         serving_image=getattr(args, "serving_image", "") or "",
@@ -202,18 +202,19 @@ def cmd_submit(args: argparse.Namespace) -> int:
         )
         return 2
     (s3,) = _aws_clients(args, "s3")
+    bucket = _bucket(args)
     keys = []
     etags: dict[str, str] = {}  # the version uploaded now: an earlier upload's record must not answer
     for path in args.paths:
         key = f"{args.prefix.rstrip('/')}/{path.name}"
-        s3.upload_file(str(path), args.bucket, key)
+        s3.upload_file(str(path), bucket, key)
         keys.append(key)
-        print(f"uploaded {path} to s3://{args.bucket}/{key}")
+        print(f"uploaded {path} to s3://{bucket}/{key}")
         if args.wait:
-            etags[key] = s3.head_object(Bucket=args.bucket, Key=key)["ETag"].strip('"')
+            etags[key] = s3.head_object(Bucket=bucket, Key=key)["ETag"].strip('"')
     if not args.wait:
         return 0
-    index = wait_for_outcomes(s3, args.bucket, keys, timeout_s=args.timeout, etags=etags)
+    index = wait_for_outcomes(s3, bucket, keys, timeout_s=args.timeout, etags=etags)
     for key in keys:
         record = index.records.get(key)
         if record is None:
@@ -241,7 +242,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     report = replay_failed(
         s3,
         StepFunctionsStarter(sfn, arn),
-        args.bucket,
+        _bucket(args),
         reasons=set(args.reason) if args.reason else REPLAYABLE_REASONS,
         sqs=sqs,
         dead_letter_queue_url=sqs.get_queue_url(QueueName=names.dead_letter_queue)["QueueUrl"],
@@ -278,6 +279,21 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     metrics = read_metrics(cloudwatch, since=parse_duration(args.since))
     print(json.dumps(metrics, indent=2) if args.json else format_table(metrics))
     return 0
+
+
+def _bucket(args: argparse.Namespace) -> str:
+    """`--bucket`, else the local stack's (an endpoint URL is set), else the deployed stack's."""
+    from service.sagemaker_jobs import data_bucket
+
+    if not args.bucket:
+        args.bucket = data_bucket(
+            None,
+            endpoint_url=getattr(args, "endpoint_url", None) or os.environ.get("AWS_ENDPOINT_URL"),
+            stack_name=args.stack_name,
+            cloudformation=lambda: _aws_clients(args, "cloudformation")[0],
+        )
+    bucket: str = args.bucket
+    return bucket
 
 
 def _aws_clients(args: argparse.Namespace, *services: str, endpoint_url: str | None = None) -> list[Any]:
@@ -338,7 +354,7 @@ def cmd_labels_export(args: argparse.Namespace) -> int:
 
     (s3,) = _aws_clients(args, "s3")
     classes = LABEL_CLASSES if args.include_neither else LABEL_CLASSES[:-1]
-    counts = export_labels(s3, args.bucket, args.out, classes)
+    counts = export_labels(s3, _bucket(args), args.out, classes)
     print(", ".join(f"{label} {count}" for label, count in counts.items()) + f" images in {args.out}")
     return 0
 
@@ -348,7 +364,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from monitoring.report import write_report
 
     (s3,) = _aws_clients(args, "s3")
-    written = write_report(s3, args.bucket, args.out, last=args.last)
+    written = write_report(s3, _bucket(args), args.out, last=args.last)
     outcomes = ", ".join(f"{count} {outcome}" for outcome, count in written["outcomes"].items())
     print(f"{written['inferences']} inferences ({outcomes}): wrote {args.out / 'index.html'} and the plots")
     return 0
@@ -356,20 +372,12 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_deploy(args: argparse.Namespace) -> int:
     """Deploy the stack (with --artifacts-bucket) and create or update the model's SageMaker endpoint."""
-    from service.sagemaker_jobs import Action, hosting_actions, run, stack_actions
+    from service.sagemaker_jobs import hosting_actions, run, stack_actions, stack_outputs
 
-    actions: list[Action] = []
-    if args.artifacts_bucket:
-        parameters = {"EndpointName": args.endpoint_name, "ConfidenceThreshold": str(args.threshold)}
-        actions += stack_actions(
-            artifacts_bucket=args.artifacts_bucket,
-            stack_name=args.stack_name,
-            parameters=parameters,
-            region=args.region,
-        )
+    if not args.artifacts_bucket and not args.model_data:
+        print("nothing to deploy: give --artifacts-bucket (the stack) and/or --model-data (the endpoint)")
+        return 2
     if args.model_data:
-        settings = _sagemaker_settings(args)
-        (sagemaker,) = _aws_clients(args, "sagemaker")
         parts = args.model_data.rstrip("/").split("/")
         if not args.version and (len(parts) < 6 or not args.model_data.startswith("s3://")):
             print(
@@ -378,17 +386,31 @@ def cmd_deploy(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 2
-        version = args.version or parts[-3]
-        actions += hosting_actions(sagemaker, settings, args.endpoint_name, args.model_data, version)
-    if not actions:
-        print("nothing to deploy: give --artifacts-bucket (the stack) and/or --model-data (the endpoint)")
-        return 2
-    run(actions, dry_run=args.dry_run)
-    if args.artifacts_bucket and not args.dry_run:
-        (cloudformation,) = _aws_clients(args, "cloudformation")
-        stack = cloudformation.describe_stacks(StackName=args.stack_name)["Stacks"][0]
-        outputs = {output["OutputKey"]: output["OutputValue"] for output in stack.get("Outputs", [])}
-        print(f"drop images into {outputs.get('InboxUri', '(the stack has no InboxUri output)')}")
+    if args.artifacts_bucket:
+        parameters = {"EndpointName": args.endpoint_name, "ConfidenceThreshold": str(args.threshold)}
+        if args.alarm_email:
+            parameters["AlarmEmail"] = args.alarm_email
+        stack = stack_actions(
+            artifacts_bucket=args.artifacts_bucket,
+            stack_name=args.stack_name,
+            parameters=parameters,
+            region=args.region,
+        )
+        run(stack, dry_run=args.dry_run)  # first: the endpoint's data capture goes to the stack's bucket
+        if not args.dry_run:
+            (cloudformation,) = _aws_clients(args, "cloudformation")
+            outputs = stack_outputs(cloudformation, args.stack_name) or {}
+            print(f"drop images into {outputs.get('InboxUri', '(the stack has no InboxUri output)')}")
+    if args.model_data:
+        if args.dry_run and not args.bucket and args.artifacts_bucket:
+            args.bucket = f"<{args.stack_name}'s DataBucketName>"  # the stack is not deployed by a dry run
+        settings = _sagemaker_settings(args)
+        (sagemaker,) = _aws_clients(args, "sagemaker")
+        version = args.version or args.model_data.rstrip("/").split("/")[-3]
+        run(
+            hosting_actions(sagemaker, settings, args.endpoint_name, args.model_data, version),
+            dry_run=args.dry_run,
+        )
     return 0
 
 
@@ -396,7 +418,7 @@ def cmd_destroy(args: argparse.Namespace) -> int:
     """Delete the endpoint, endpoint configs, models and stack (and the data, if asked)."""
     from service.sagemaker_jobs import SageMakerSettings, destroy_actions, run
 
-    settings = SageMakerSettings(role_arn="", bucket=args.bucket, region=args.region)
+    settings = SageMakerSettings(role_arn="", bucket=_bucket(args), region=args.region)
     sagemaker, cloudformation, s3 = _aws_clients(args, "sagemaker", "cloudformation", "s3")
     actions = destroy_actions(
         sagemaker,
@@ -421,7 +443,7 @@ def _bucket_registry(args: argparse.Namespace) -> Any:
     if not endpoint_url:
         return None
     (s3,) = _aws_clients(args, "s3", endpoint_url=endpoint_url)
-    return BucketRegistry(s3, args.bucket)
+    return BucketRegistry(s3, _bucket(args))
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -485,10 +507,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0 if summary["missing"] == 0 else 1
 
 
-def _add_aws_flags(command: argparse.ArgumentParser) -> None:
-    from workflow.names import StackNames
+def _add_bucket_flags(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--bucket",
+        help="the data bucket (default: the local stack's with an endpoint URL, else --stack-name's)",
+    )
+    command.add_argument("--stack-name", default="scones", help="the deployed stack (default: scones)")
 
-    command.add_argument("--bucket", default=StackNames().bucket, help="the data bucket (AWS commands)")
+
+def _add_aws_flags(command: argparse.ArgumentParser) -> None:
+
+    _add_bucket_flags(command)
     command.add_argument(
         "--region", help="the AWS region (AWS commands): default the one boto3 uses, else us-east-1"
     )
@@ -597,7 +626,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     submit = commands.add_parser("submit", help="upload images into the inbox (local stack or AWS)")
     submit.add_argument("paths", nargs="+", type=Path, metavar="PATH")
-    submit.add_argument("--bucket", default=StackNames().bucket)
+    _add_bucket_flags(submit)
     submit.add_argument("--prefix", default="inbox", help="key prefix (default: inbox)")
     submit.add_argument("--endpoint-url", help="default: $AWS_ENDPOINT_URL, else AWS itself")
     submit.add_argument("--wait", action="store_true", help="wait for each upload's outcome and print it")
@@ -628,7 +657,7 @@ def build_parser() -> argparse.ArgumentParser:
     label_commands = labels.add_subparsers(dest="labels_command", required=True, metavar="COMMAND")
     export = label_commands.add_parser("export", help="write the labeled images as DIR/<class>/<image>")
     export.add_argument("out", type=Path, metavar="DIR")
-    export.add_argument("--bucket", default=StackNames().bucket)
+    _add_bucket_flags(export)
     export.add_argument("--endpoint-url", help="default: $AWS_ENDPOINT_URL, else AWS itself")
     export.add_argument("--include-neither", action="store_true", help="also write DIR/neither/")
     export.set_defaults(handler=cmd_labels_export)
@@ -638,14 +667,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--last", type=_positive, default=200, help="how many recent inferences (default 200)"
     )
     report.add_argument("--out", type=Path, default=Path("report"), help="output folder (default: report)")
-    report.add_argument("--bucket", default=StackNames().bucket)
+    _add_bucket_flags(report)
     report.add_argument("--endpoint-url", help="default: $AWS_ENDPOINT_URL, else AWS itself")
     report.set_defaults(handler=cmd_report)
 
     deploy = commands.add_parser("deploy", help="deploy the stack and/or a model's SageMaker endpoint")
     deploy.add_argument("--artifacts-bucket", help="deploy the stack: the S3 bucket for packaged code")
-    deploy.add_argument("--stack-name", default="scones")
     deploy.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD)
+    deploy.add_argument("--alarm-email", help="subscribe this address to the stack's alarms")
     deploy.add_argument("--model-data", help="deploy the endpoint: s3://.../model.tar.gz of a training job")
     deploy.add_argument("--serving-image", help="the model server's image URI (Dockerfile)")
     deploy.add_argument("--role", help="the IAM role SageMaker assumes")
@@ -657,16 +686,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     destroy = commands.add_parser("destroy", help="delete the endpoint, models, stack (and data if asked)")
     destroy.add_argument("--endpoint-name", default=StackNames().endpoint)
-    destroy.add_argument("--stack-name", default="scones")
     destroy.add_argument("--delete-data", action="store_true", help="also empty the data bucket")
     _add_aws_flags(destroy)
     destroy.set_defaults(handler=cmd_destroy)
 
     models = commands.add_parser("models", help="list, promote or roll back the locally served model")
     registry = argparse.ArgumentParser(add_help=False)  # the options, before or after the subcommand
-    registry.add_argument(
-        "--bucket", default=StackNames().bucket, help="the data bucket holding the registry"
-    )
+    _add_bucket_flags(registry)
     registry.add_argument("--endpoint-url", help="AWS endpoint for the registry (default $AWS_ENDPOINT_URL)")
     model_commands = models.add_subparsers(dest="models_command", required=True, metavar="COMMAND")
     model_commands.add_parser(
@@ -684,7 +710,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay = commands.add_parser(
         "replay", help="re-drive uploads that failed for a reason outside the upload"
     )
-    replay.add_argument("--bucket", default=StackNames().bucket)
+    _add_bucket_flags(replay)
     replay.add_argument("--endpoint-url", help="default: $AWS_ENDPOINT_URL, else AWS itself")
     replay.add_argument(
         "--reason",

@@ -520,6 +520,39 @@ def _empty(s3: Any, bucket: str) -> None:
             s3.delete_objects(Bucket=bucket, Delete={"Objects": doomed, "Quiet": True})
 
 
+def stack_outputs(cloudformation: Any, stack_name: str) -> dict[str, str] | None:
+    """The deployed stack's outputs by key, or None when there is no such stack."""
+    from botocore.exceptions import ClientError
+
+    try:
+        stack = cloudformation.describe_stacks(StackName=stack_name)["Stacks"][0]
+    except ClientError as error:
+        if "does not exist" in str(error):
+            return None
+        raise
+    return {output["OutputKey"]: output["OutputValue"] for output in stack.get("Outputs", [])}
+
+
+def data_bucket(
+    bucket: str | None, *, endpoint_url: str | None, stack_name: str, cloudformation: Callable[[], Any]
+) -> str:
+    """The data bucket a command works on: `bucket` if given; with an endpoint URL (the embedded
+    local stack) the local stack's bucket; on AWS the deployed stack's `DataBucketName` output, as
+    the template lets CloudFormation name the bucket."""
+    from workflow.names import StackNames
+
+    if bucket:
+        return bucket
+    if endpoint_url:
+        return StackNames().bucket
+    outputs = stack_outputs(cloudformation(), stack_name)
+    if outputs is None or "DataBucketName" not in outputs:
+        raise SettingsError(
+            f"no deployed stack {stack_name!r} to take the data bucket from: give --bucket or --stack-name"
+        )
+    return outputs["DataBucketName"]
+
+
 def default_region() -> str:
     """The region boto3 would use (AWS_REGION, AWS_DEFAULT_REGION, the profile), else us-east-1."""
     import boto3

@@ -353,7 +353,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         description=(__doc__ or "").split("\n\n")[0].removeprefix("training/retrain.py: ").replace("\n", " ")
     )
     parser.add_argument("--dataset", default=os.environ.get("SCONES_DATASET"))
-    parser.add_argument("--bucket", default=StackNames().bucket)
+    parser.add_argument(
+        "--bucket",
+        help="the data bucket (default: the local stack's with --endpoint-url, else --stack-name's)",
+    )
+    parser.add_argument("--stack-name", default="scones", help="the deployed stack (default: scones)")
     parser.add_argument("--endpoint-url", default=os.environ.get("AWS_ENDPOINT_URL"))
     parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD)
     parser.add_argument("--tolerance", type=float, default=0.0, help="how much worse a gated metric may be")
@@ -378,9 +382,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import boto3
 
-    from service.sagemaker_jobs import default_region
+    from service.sagemaker_jobs import data_bucket, default_region
 
     args.region = args.region or default_region()
+    if args.on == "sagemaker" and not args.dry_run and not args.serving_image:
+        # checked now: promoting needs it, and it would be missed only after the paid training job
+        parser.error("--on sagemaker needs --serving-image (the model server's image in ECR) to promote")
 
     from scones.model_store import default_home
     from scones.registry import BucketRegistry
@@ -389,6 +396,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     staged = stage(args.dataset, default_home() / "data", cache_dir=default_home() / "cache")
     endpoint = {"endpoint_url": args.endpoint_url} if args.endpoint_url else {}
     s3 = boto3.client("s3", region_name=args.region, **endpoint)
+    args.bucket = data_bucket(
+        args.bucket,
+        endpoint_url=args.endpoint_url,
+        stack_name=args.stack_name,
+        cloudformation=lambda: boto3.client("cloudformation", region_name=args.region, **endpoint),
+    )
     with (
         tempfile.TemporaryDirectory(prefix="scones-labels-") as labels,
         tempfile.TemporaryDirectory(prefix="scones-serving-") as serving,

@@ -15,7 +15,7 @@ import pytest
 
 from service.moto_adapters.server import LocalMotoServer, start_moto_server
 from service.provision import LOCAL_ONLY_VARIABLES, function_environment
-from service.sagemaker_jobs import stack_actions
+from service.sagemaker_jobs import SettingsError, data_bucket, stack_actions
 from service.sam_template import load_template, translate
 from workflow.definitions import STATE_MACHINE_FILE, event_pattern, state_machine_definition
 from workflow.names import FUNCTIONS, StackNames
@@ -101,6 +101,21 @@ def test_the_stack_is_created(stack: CreatedStack) -> None:
     assert described["StackStatus"] == "CREATE_COMPLETE"
     outputs = {o["OutputKey"]: o["OutputValue"] for o in described["Outputs"]}
     assert outputs["InboxUri"] == f"s3://{stack.resources['DataBucket']}/inbox/"
+
+
+def test_aws_commands_without_bucket_take_the_deployed_stacks_bucket(stack: CreatedStack) -> None:
+    """CloudFormation names the bucket: the CLI's AWS commands read it from the stack's outputs."""
+    cloudformation = stack.client("cloudformation")
+    found = data_bucket(None, endpoint_url=None, stack_name="scones", cloudformation=lambda: cloudformation)
+    assert found == stack.resources["DataBucket"] != StackNames().bucket
+    assert (
+        data_bucket("mine", endpoint_url=None, stack_name="scones", cloudformation=lambda: cloudformation)
+        == "mine"
+    )
+    local = data_bucket(None, endpoint_url="http://127.0.0.1:1", stack_name="x", cloudformation=lambda: None)
+    assert local == StackNames().bucket, "the embedded stack's own bucket"
+    with pytest.raises(SettingsError, match="give --bucket"):
+        data_bucket(None, endpoint_url=None, stack_name="elsewhere", cloudformation=lambda: cloudformation)
 
 
 def test_every_resource_but_the_ones_moto_lacks_is_created(stack: CreatedStack) -> None:
