@@ -15,7 +15,7 @@ def build(environment: Mapping[str, str]) -> LambdaHandler:
     settings = FilterSettings.from_environment(environment)
     obs = observability(settings)
 
-    @obs.logger.inject_lambda_context(clear_state=True)
+    @obs.lambda_context
     @obs.tracer.capture_lambda_handler
     def handler(event: Event, context: Any) -> dict[str, Any]:
         with obs.correlated(event):

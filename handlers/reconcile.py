@@ -20,7 +20,7 @@ def build(environment: Mapping[str, str]) -> LambdaHandler:
     lister = S3ObjectStore(client("s3", settings))
     starter = StepFunctionsStarter(client("stepfunctions", settings), settings.state_machine_arn)
 
-    @obs.logger.inject_lambda_context(clear_state=True)
+    @obs.lambda_context
     @obs.tracer.capture_lambda_handler
     def handler(event: Event, context: Any) -> dict[str, Any]:
         min_age_s = (

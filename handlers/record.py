@@ -27,7 +27,7 @@ def build(environment: Mapping[str, str]) -> LambdaHandler:
     store = S3ObjectStore(client("s3", settings))
     record_once, idempotency = _idempotent(record_outcome, settings)
 
-    @obs.logger.inject_lambda_context(clear_state=True)
+    @obs.lambda_context
     @obs.tracer.capture_lambda_handler
     def handler(event: Event, context: Any) -> dict[str, Any]:
         if idempotency is not None:

@@ -8,12 +8,15 @@ own environment instead, so no process-wide state is swapped between functions.
 from __future__ import annotations
 
 import contextlib
+import functools
+import itertools
 import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.logging.lambda_context import build_lambda_context_model
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
 from handlers.settings import FunctionSettings
@@ -42,6 +45,27 @@ class Observability:
         finally:
             metrics.flush_metrics(raise_on_empty_metrics=False)
 
+    def lambda_context(self, handler: LambdaHandler) -> LambdaHandler:
+        """powertools' `inject_lambda_context`, safe for concurrent environments of one function.
+
+        powertools keeps one formatter per service name per process, so its decorator's keys of one
+        invocation overwrite another's when the local engine runs several at once (request ids
+        crossed on about half the lines); here they are the invocation's own (thread-safe keys), and
+        `cold_start` is this environment's first invocation, not the process's.
+        """
+        invocations = itertools.count()
+
+        @functools.wraps(handler)
+        def decorate(event: Event, context: Any) -> Any:
+            keys = build_lambda_context_model(context).__dict__
+            self.logger.thread_safe_append_keys(cold_start=next(invocations) == 0, **keys)
+            try:
+                return handler(event, context)
+            finally:
+                self.logger.thread_safe_clear_keys()
+
+        return decorate
+
     @contextlib.contextmanager
     def correlated(self, event: Event) -> Iterator[None]:
         """The step's object key and execution on every log line of the invocation; a failure is
@@ -58,12 +82,13 @@ class Observability:
             )
             raise
         finally:
-            self.logger.thread_safe_clear_keys()
+            self.logger.thread_safe_remove_keys(["object_key", "execution_id"])
 
 
 def observability(settings: FunctionSettings) -> Observability:
     """Structured JSON logs, X-Ray tracing (off in the local engine) and metrics for one function."""
     logger = Logger(service=settings.service, level=settings.log_level)
+    logger.setLevel(settings.log_level)  # a second Logger of a service keeps the first one's level
     tracer = Tracer(service=settings.service, disabled=settings.tracing_disabled, auto_patch=False)
     if not settings.tracing_disabled:  # on AWS: S3, SageMaker, DynamoDB, ... calls as X-Ray subsegments
         tracer.patch(["boto3", "botocore"])

@@ -23,7 +23,7 @@ def build(environment: Mapping[str, str]) -> LambdaHandler:
     store = S3ObjectStore(client("s3", settings))
     config = PreprocessConfig(max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels)
 
-    @obs.logger.inject_lambda_context(clear_state=True)
+    @obs.lambda_context
     @obs.tracer.capture_lambda_handler
     def handler(event: Event, context: Any) -> dict[str, Any]:
         with obs.metrics() as metrics, obs.correlated(event):

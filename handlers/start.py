@@ -23,7 +23,7 @@ def build(environment: Mapping[str, str]) -> LambdaHandler:
     obs = observability(settings)
     starter = StepFunctionsStarter(client("stepfunctions", settings), settings.state_machine_arn)
 
-    @obs.logger.inject_lambda_context(clear_state=True)
+    @obs.lambda_context
     @obs.tracer.capture_lambda_handler
     def handler(event: Event, context: Any) -> dict[str, Any]:
         with obs.metrics() as metrics:
@@ -43,7 +43,7 @@ def build(environment: Mapping[str, str]) -> LambdaHandler:
             else:
                 metrics.add_metric(name="DuplicateDeliveries", unit=MetricUnit.Count, value=1)
                 obs.logger.info("duplicate delivery: run already exists", extra={"execution_name": name})
-            obs.logger.thread_safe_clear_keys()
+            obs.logger.thread_safe_remove_keys(["object_key", "etag"])
             return {"started": started, "execution_name": name}
 
     return handler

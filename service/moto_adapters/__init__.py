@@ -116,7 +116,11 @@ class InstalledAdapters:
     endpoints: EndpointRegistry
 
     def uninstall(self) -> None:
-        uninstall_all()
+        uninstall_all(self)
+
+
+class AdaptersInUse(RuntimeError):
+    """Another local stack's adapters are installed in this process (the patches are process-wide)."""
 
 
 class _State:
@@ -137,8 +141,16 @@ def install_all(
     echo_lambda_output: bool = False,
     jsonpath_cache_size: int = 1024,
 ) -> InstalledAdapters:
-    """Install every adapter (replacing a previous installation) and return its live parts."""
-    uninstall_all()
+    """Install every adapter and return its live parts; one installation per process at a time.
+
+    A second one would take over the first stack's functions and deliveries (moto's backends and
+    these patches are process-wide), and stopping either would strip the other: refused instead.
+    """
+    if _state.current is not None:
+        raise AdaptersInUse(
+            "a local stack is already running in this process; stop it before starting another"
+        )
+    _uninstall_modules()  # anything a failed or partial installation left behind
     runtime = InProcessLambdaRuntime(
         lambda_factories or {}, async_workers=lambda_async_workers, echo_output=echo_lambda_output
     )
@@ -186,10 +198,13 @@ def _uninstall_modules() -> None:
         adapter.uninstall()
 
 
-def uninstall_all() -> None:
+def uninstall_all(installation: InstalledAdapters | None = None) -> None:
     """Undo `install_all`: let running deliveries and invocations finish (queued ones are dropped),
     then restore moto. In that order: a running handler's AWS calls still reach moto in-process after
-    the server stopped listening, instead of failing on a closed port."""
+    the server stopped listening, instead of failing on a closed port. Given an `installation`, only
+    that one is undone (nothing, if it is gone already)."""
+    if installation is not None and _state.current is not installation:
+        return
     installed, _state.current = _state.current, None
     if installed is not None:
         installed.delivery.shutdown(wait=True)
@@ -216,12 +231,13 @@ def adapters_installed(
     try:
         yield installed
     finally:
-        uninstall_all()
+        uninstall_all(installed)
 
 
 __all__ = [
     "ADAPTERS",
     "MOTO_VERSION",
+    "AdaptersInUse",
     "EndpointRegistry",
     "EventTargetDelivery",
     "HandlerFactory",

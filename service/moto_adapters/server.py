@@ -132,7 +132,7 @@ class LocalMotoServer:
         try:
             self._server.stop()
         finally:
-            uninstall_all()
+            uninstall_all(self.adapters)
             _restore_config(self._restore, self._previous_port, str(self.port), self._previous_log_level)
 
     def __enter__(self) -> Self:
@@ -190,6 +190,6 @@ def start_moto_server(
                 ) from server.startup_error
         raise AssertionError("unreachable")
     except BaseException:
-        uninstall_all()
+        uninstall_all(adapters)
         _restore_config(restore, previous_port, chosen, previous_log_level)
         raise

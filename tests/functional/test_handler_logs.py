@@ -56,3 +56,35 @@ def test_a_step_logs_the_object_and_execution_and_so_does_its_failure(
     for line in (routed, failed):
         assert line["object_key"] == "inbox/a b.png" and line["execution_id"] == EXECUTION, line
     assert routed["outcome"] == "accepted" and failed["error_type"] == "KeyError"
+
+
+def test_concurrent_invocations_of_one_function_log_their_own_request_and_cold_start(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The local engine runs several environments of a function at once in one process: each line
+    carries its own invocation's request id, and each environment has one cold start."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    environment = ENVIRONMENT | {"POWERTOOLS_SERVICE_NAME": f"filter-{uuid.uuid4().hex[:8]}"}  # see SERVICE
+    environments = [filter_handler.build(environment) for _ in range(3)]
+    classification = {
+        "label": "bicycle",
+        "confidence": 0.9,
+        "probabilities": {"bicycle": 0.9, "motorcycle": 0.1},
+        "model_version": "v1",
+    }
+
+    def invoke(n: int) -> str:
+        context = InvocationContext.direct("scones-filter")
+        event = state(**classification)
+        event["object"]["key"] = f"inbox/{context.aws_request_id}.png"
+        environments[n % len(environments)](event, context)
+        return context.aws_request_id
+
+    with ThreadPoolExecutor(6) as pool:
+        request_ids = set(pool.map(invoke, range(60)))
+    routed = [line for line in log_lines(capsys.readouterr().out) if line["message"] == "routed"]
+    assert len(routed) == 60 and {line["function_request_id"] for line in routed} == request_ids
+    for line in routed:
+        assert line["object_key"] == f"inbox/{line['function_request_id']}.png", line
+    assert sum(line["cold_start"] for line in routed) == len(environments)

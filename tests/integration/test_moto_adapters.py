@@ -7,6 +7,7 @@ handlers are tested elsewhere. What is under test is the AWS behaviour the adapt
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime as dt
 import hashlib
 import http.server
@@ -909,7 +910,7 @@ def test_sagemaker_update_endpoint_is_added_to_moto_and_removed_again() -> None:
             sagemaker_update_endpoint.uninstall()
 
 
-def test_sagemaker_training_runs_the_entry_point_and_reports_its_failure() -> None:
+def test_sagemaker_training_runs_the_entry_point_and_reports_its_failure(aws: Aws) -> None:
     """A script-mode job whose program exits 1 ends Failed with its stderr; one that writes a model ends
     Completed with `model.tar.gz` at its ModelArtifacts."""
     import tarfile
@@ -933,42 +934,57 @@ def test_sagemaker_training_runs_the_entry_point_and_reports_its_failure() -> No
             "(model / 'seen.txt').write_text(','.join(rows) + ' ' + sys.argv[2])\n"
         ),
     }
-    with start_moto_server() as server:
-        s3, sagemaker = server.client("s3"), server.client("sagemaker")
-        s3.create_bucket(Bucket="jobs")
-        s3.put_object(Bucket="jobs", Key="train/a.png", Body=b"a")
-        for name, program in programs.items():
-            s3.put_object(Bucket="jobs", Key=f"code/{name}.tar.gz", Body=source(program))
-            sagemaker.create_training_job(
-                TrainingJobName=name,
-                RoleArn="arn:aws:iam::123456789012:role/sagemaker",
-                AlgorithmSpecification={"TrainingImage": "image:1", "TrainingInputMode": "File"},
-                HyperParameters={
-                    "epochs": "3",
-                    "sagemaker_program": "entry.py",
-                    "sagemaker_submit_directory": f"s3://jobs/code/{name}.tar.gz",
-                },
-                InputDataConfig=[
-                    {
-                        "ChannelName": "train",
-                        "DataSource": {
-                            "S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": "s3://jobs/train/"}
-                        },
-                    }
-                ],
-                OutputDataConfig={"S3OutputPath": "s3://jobs/models/"},
-                ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 5},
-                StoppingCondition={"MaxRuntimeInSeconds": 60},
-            )
-        waiter = sagemaker.get_waiter("training_job_completed_or_stopped")
-        waiter.wait(TrainingJobName="job-works", WaiterConfig={"Delay": 1, "MaxAttempts": 60})
-        works = sagemaker.describe_training_job(TrainingJobName="job-works")
-        assert works["TrainingJobStatus"] == "Completed"
-        artifact = s3.get_object(Bucket="jobs", Key="models/job-works/output/model.tar.gz")["Body"].read()
-        with tarfile.open(fileobj=io.BytesIO(artifact), mode="r:gz") as archive:
-            member = archive.extractfile("seen.txt")
-            assert member is not None and member.read() == b"a.png 3"
-        with pytest.raises(Exception, match="Failed"):
-            waiter.wait(TrainingJobName="job-fails", WaiterConfig={"Delay": 1, "MaxAttempts": 60})
-        fails = sagemaker.describe_training_job(TrainingJobName="job-fails")
-        assert fails["TrainingJobStatus"] == "Failed" and "no data in --epochs" in fails["FailureReason"]
+    # the module's stack: one local stack per process at a time
+    s3, sagemaker = aws.server.client("s3"), aws.server.client("sagemaker")
+    s3.create_bucket(Bucket="jobs")
+    s3.put_object(Bucket="jobs", Key="train/a.png", Body=b"a")
+    for name, program in programs.items():
+        s3.put_object(Bucket="jobs", Key=f"code/{name}.tar.gz", Body=source(program))
+        sagemaker.create_training_job(
+            TrainingJobName=name,
+            RoleArn="arn:aws:iam::123456789012:role/sagemaker",
+            AlgorithmSpecification={"TrainingImage": "image:1", "TrainingInputMode": "File"},
+            HyperParameters={
+                "epochs": "3",
+                "sagemaker_program": "entry.py",
+                "sagemaker_submit_directory": f"s3://jobs/code/{name}.tar.gz",
+            },
+            InputDataConfig=[
+                {
+                    "ChannelName": "train",
+                    "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": "s3://jobs/train/"}},
+                }
+            ],
+            OutputDataConfig={"S3OutputPath": "s3://jobs/models/"},
+            ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 5},
+            StoppingCondition={"MaxRuntimeInSeconds": 60},
+        )
+    waiter = sagemaker.get_waiter("training_job_completed_or_stopped")
+    waiter.wait(TrainingJobName="job-works", WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+    works = sagemaker.describe_training_job(TrainingJobName="job-works")
+    assert works["TrainingJobStatus"] == "Completed"
+    artifact = s3.get_object(Bucket="jobs", Key="models/job-works/output/model.tar.gz")["Body"].read()
+    with tarfile.open(fileobj=io.BytesIO(artifact), mode="r:gz") as archive:
+        member = archive.extractfile("seen.txt")
+        assert member is not None and member.read() == b"a.png 3"
+    with pytest.raises(Exception, match="Failed"):
+        waiter.wait(TrainingJobName="job-fails", WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+    fails = sagemaker.describe_training_job(TrainingJobName="job-fails")
+    assert fails["TrainingJobStatus"] == "Failed" and "no data in --epochs" in fails["FailureReason"]
+
+
+def test_a_second_stack_in_the_process_is_refused_and_the_first_keeps_working(aws: Aws) -> None:
+    """The adapters are process-wide: a second installation would take over the first stack's
+    functions, and stopping it would strip them; it is refused, and undoing an installation that is
+    not the current one undoes nothing."""
+    from service.moto_adapters import AdaptersInUse, current, uninstall_all
+
+    installed = current()
+    assert installed is aws.server.adapters
+    with pytest.raises(AdaptersInUse, match="already running"):
+        start_moto_server()
+    uninstall_all(dataclasses.replace(installed))  # a stale installation's stop
+    assert current() is installed
+    name, _ = aws.function("tests.fake.echo", env={"TAG": "still-here"})
+    response, payload = _invoke(aws, name, {})
+    assert "FunctionError" not in response and payload["tag"] == "still-here"
