@@ -13,6 +13,7 @@ import importlib
 import json
 import logging
 import os
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,6 +81,23 @@ class DataDirLock:
         self._file.close()  # closing drops the lock
 
 
+# moto's routine chatter, silenced while a stack runs (restored when it stops): every failed run's
+# component tree (the failure record says it better). What it logs at ERROR elsewhere stays, such
+# as "Stepfunctions computation ended with exception", the only trace of a States.Runtime failure.
+QUIETED_MOTO_LOGS: dict[str, int] = {
+    "moto": logging.ERROR,
+    "moto.stepfunctions.parser.asl.component.eval_component": logging.CRITICAL,
+}
+
+
+def quiet_moto_logs() -> dict[str, int]:
+    """Apply QUIETED_MOTO_LOGS; the levels they had, to restore."""
+    previous = {name: logging.getLogger(name).level for name in QUIETED_MOTO_LOGS}
+    for name, level in QUIETED_MOTO_LOGS.items():
+        logging.getLogger(name).setLevel(level)
+    return previous
+
+
 class LocalStack:
     """Start with `with LocalStack() as stack:`; `stack.client("s3")` talks to it."""
 
@@ -102,6 +120,7 @@ class LocalStack:
         self._requested_port = port or None
         self.data_dir = data_dir
         self._lock: DataDirLock | None = None
+        self._quieted: dict[str, int] = {}
         self.restored: SnapshotSummary | None = None
         self.reconciled: dict[str, Any] | None = None
         self._endpoint = LocalEndpoint(
@@ -159,9 +178,7 @@ class LocalStack:
             sagemaker_endpoints={self.names.endpoint: self._endpoint.url},
             port=self._requested_port,
         )
-        logging.getLogger("moto").setLevel(logging.ERROR)
-        # moto logs each run's Fail state, component tree and all; the failure record says it better
-        logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
+        self._quieted = quiet_moto_logs()
         resources = provision(
             self.client,
             self.names,
@@ -196,6 +213,25 @@ class LocalStack:
             raise RuntimeError(f"reconciling the inbox failed: {result}")
         return result
 
+    def wait_quiet(self, timeout_s: float = 30.0) -> bool:
+        """Wait until every event is delivered and no workflow run is RUNNING; False at the timeout."""
+        from service.moto_adapters import current
+
+        deadline = time.monotonic() + timeout_s
+        installed = current()
+        if installed is not None and not installed.delivery.wait_idle(timeout_s):
+            return False
+        sfn = self.client("stepfunctions")
+        while True:
+            pages = sfn.get_paginator("list_executions").paginate(
+                stateMachineArn=self.resources.state_machine_arn, statusFilter="RUNNING"
+            )
+            if not any(page["executions"] for page in pages):
+                return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.1)
+
     def save(self) -> SnapshotSummary | None:
         """Write the stack's data to `data_dir` (also done by `stop()`)."""
         if self.data_dir is None or self.info is None:
@@ -211,6 +247,7 @@ class LocalStack:
         )
 
     def stop(self) -> None:
+        """Stop at once: runs in flight are cut off, and the next start of a kept stack re-drives them."""
         try:
             if self._server is not None and self.info is not None:
                 self.save()
@@ -220,6 +257,9 @@ class LocalStack:
                 self._server = None
             self._endpoint.stop()
             self.info = None
+            for logger, level in self._quieted.items():
+                logging.getLogger(logger).setLevel(level)
+            self._quieted = {}
             if self._lock is not None:
                 self._lock.release()
                 self._lock = None

@@ -12,7 +12,11 @@ on this machine instead of in a container:
 3. `sagemaker_program` runs with this Python, the hyperparameters as `--name value` flags (the
    `sagemaker_*` ones left out) and `SM_CHANNEL_<NAME>`, `SM_MODEL_DIR`, `SM_OUTPUT_DATA_DIR`;
 4. on exit 0 the model folder is packed as `model.tar.gz` at the job's `ModelArtifacts` and the job is
-   `Completed`; otherwise `Failed` with the end of stderr as `FailureReason`.
+   `Completed`; otherwise `Failed` with the end of stderr as `FailureReason`; past its
+   `MaxRuntimeInSeconds` it is killed and `Stopped` (`MaxRuntimeExceeded`), as SageMaker does.
+
+Stopping the stack (`uninstall`) stops running jobs (`Stopped`) instead of waiting up to their
+maximum runtime.
 
 The training image is not run (no Docker here): the entry point runs with this interpreter's
 packages, which `make test` installs with the `train` extra.
@@ -27,6 +31,7 @@ import sys
 import tarfile
 import tempfile
 import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +41,25 @@ from service.sagemaker_jobs import split_s3_url
 MOTO_VERSION = "5.2.5"
 
 _patches = PatchSet("sagemaker_training")
-_threads: list[threading.Thread] = []
+_STOP_WAIT_S = 30.0
+
+
+@dataclass
+class _Running:
+    """One job's thread and process; `stop()` ends it as SageMaker's StopTrainingJob would."""
+
+    thread: threading.Thread | None = None
+    process: subprocess.Popen[str] | None = None
+    stopped: threading.Event = field(default_factory=threading.Event)
+
+    def stop(self) -> None:
+        self.stopped.set()
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+
+
+_lock = threading.Lock()
+_running: list[_Running] = []
 
 
 def _s3(account_id: str) -> Any:
@@ -55,8 +78,9 @@ def _download_prefix(account_id: str, url: str, target: Path) -> None:
             path.write_bytes(bucket.keys[key].value)
 
 
-def run_training_job(account_id: str, job: Any) -> None:
+def run_training_job(account_id: str, job: Any, running: _Running | None = None) -> None:
     """Run one job to its end; the outcome is written on the job (status, failure reason, artifact)."""
+    running = running or _Running()
     from moto.core.utils import utcnow
 
     with tempfile.TemporaryDirectory(prefix=f"sagemaker-{job.training_job_name}-") as scratch:
@@ -83,17 +107,29 @@ def run_training_job(account_id: str, job: Any) -> None:
                 if not name.startswith("sagemaker_")
                 for item in (f"--{name}", str(value))
             ]
-            completed = subprocess.run(
-                [sys.executable, parameters["sagemaker_program"], *flags],
-                cwd=work / "code",
-                env=environment,
-                capture_output=True,
-                text=True,
-                timeout=job.stopping_condition.get("MaxRuntimeInSeconds", 3600),
-                check=False,
-            )
-            if completed.returncode != 0:
-                raise RuntimeError(f"exit {completed.returncode}: {completed.stderr[-900:]}")
+            with _lock:
+                if running.stopped.is_set():
+                    raise _Stopped("the local stack stopped")
+                running.process = subprocess.Popen(
+                    [sys.executable, parameters["sagemaker_program"], *flags],
+                    cwd=work / "code",
+                    env=environment,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+            try:
+                _, stderr = running.process.communicate(
+                    timeout=job.stopping_condition.get("MaxRuntimeInSeconds", 3600)
+                )
+            except subprocess.TimeoutExpired:
+                running.process.kill()
+                running.process.communicate()
+                raise _Stopped("MaxRuntimeExceeded") from None
+            if running.stopped.is_set():
+                raise _Stopped("the local stack stopped")
+            if running.process.returncode != 0:
+                raise RuntimeError(f"exit {running.process.returncode}: {stderr[-900:]}")
             packed = io.BytesIO()
             with tarfile.open(fileobj=packed, mode="w:gz") as archive:
                 for path in sorted((work / "model").iterdir()):
@@ -101,6 +137,10 @@ def run_training_job(account_id: str, job: Any) -> None:
             bucket_name, key = split_s3_url(job.model_artifacts["S3ModelArtifacts"])
             _s3(account_id).put_object(bucket_name, key, packed.getvalue())
             job.training_job_status = job.secondary_status = "Completed"
+        except _Stopped as stop:
+            job.training_job_status = "Stopped"
+            job.secondary_status = "MaxRuntimeExceeded" if str(stop) == "MaxRuntimeExceeded" else "Stopped"
+            job.failure_reason = str(stop)
         except Exception as error:  # the job fails, as SageMaker reports a failed container
             job.training_job_status = job.secondary_status = "Failed"
             job.failure_reason = f"AlgorithmError: {error}"[:1024]
@@ -115,21 +155,35 @@ def install() -> None:
     def create_training_job(self: Any, *args: Any, **kwargs: Any) -> Any:
         job = original(self, *args, **kwargs)
         job.training_job_status, job.secondary_status = "InProgress", "Training"
-        thread = threading.Thread(
-            target=run_training_job, args=(self.account_id, job), name=f"training-{job.training_job_name}"
+        running = _Running()
+        running.thread = threading.Thread(
+            target=run_training_job,
+            args=(self.account_id, job, running),
+            name=f"training-{job.training_job_name}",
         )
-        _threads[:] = [running for running in _threads if running.is_alive()]
-        _threads.append(thread)
-        thread.start()
+        with _lock:
+            _running[:] = [other for other in _running if other.thread is None or other.thread.is_alive()]
+            _running.append(running)
+        running.thread.start()
         return job
 
     _patches.replace(SageMakerModelBackend, "create_training_job", create_training_job)
 
 
 def uninstall() -> None:
+    """Restore moto; stop the jobs still running and wait (a bounded time) for them to record it."""
     _patches.restore()
-    while _threads:  # finish running jobs rather than leave them half-written
-        _threads.pop().join()
+    with _lock:
+        running, _running[:] = list(_running), []
+        for job in running:
+            job.stop()
+    for job in running:
+        if job.thread is not None:
+            job.thread.join(_STOP_WAIT_S)
+
+
+class _Stopped(Exception):
+    """The job was stopped: by the stack stopping, or past its maximum runtime."""
 
 
 def installed() -> bool:

@@ -16,7 +16,7 @@ from service.endpoint import free_port
 from service.local_stack import LocalStack
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")  # stopped before other packages start stacks of their own (one per process)
 def stack(model_store: ModelStore) -> Iterator[LocalStack]:
     with LocalStack(store=model_store) as running:
         yield running

@@ -910,19 +910,48 @@ def test_sagemaker_update_endpoint_is_added_to_moto_and_removed_again() -> None:
             sagemaker_update_endpoint.uninstall()
 
 
+def script_archive(program: str) -> bytes:
+    """A script-mode `sourcedir.tar.gz` whose entry point `entry.py` is `program`."""
+    import tarfile
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        data = program.encode()
+        info = tarfile.TarInfo("entry.py")
+        info.size = len(data)
+        archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def start_training_job(aws: Aws, bucket: str, name: str, program: str, *, max_runtime_s: int = 60) -> Any:
+    s3, sagemaker = aws.server.client("s3"), aws.server.client("sagemaker")
+    s3.put_object(Bucket=bucket, Key=f"code/{name}.tar.gz", Body=script_archive(program))
+    sagemaker.create_training_job(
+        TrainingJobName=name,
+        RoleArn="arn:aws:iam::123456789012:role/sagemaker",
+        AlgorithmSpecification={"TrainingImage": "image:1", "TrainingInputMode": "File"},
+        HyperParameters={
+            "epochs": "3",
+            "sagemaker_program": "entry.py",
+            "sagemaker_submit_directory": f"s3://{bucket}/code/{name}.tar.gz",
+        },
+        InputDataConfig=[
+            {
+                "ChannelName": "train",
+                "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"s3://{bucket}/train/"}},
+            }
+        ],
+        OutputDataConfig={"S3OutputPath": f"s3://{bucket}/models/"},
+        ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 5},
+        StoppingCondition={"MaxRuntimeInSeconds": max_runtime_s},
+    )
+    return sagemaker
+
+
 def test_sagemaker_training_runs_the_entry_point_and_reports_its_failure(aws: Aws) -> None:
     """A script-mode job whose program exits 1 ends Failed with its stderr; one that writes a model ends
     Completed with `model.tar.gz` at its ModelArtifacts."""
     import tarfile
-
-    def source(program: str) -> bytes:
-        buffer = io.BytesIO()
-        with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
-            data = program.encode()
-            info = tarfile.TarInfo("entry.py")
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
-        return buffer.getvalue()
 
     programs = {
         "job-fails": "import sys\nsys.exit('no data in ' + sys.argv[1])\n",
@@ -935,30 +964,11 @@ def test_sagemaker_training_runs_the_entry_point_and_reports_its_failure(aws: Aw
         ),
     }
     # the module's stack: one local stack per process at a time
-    s3, sagemaker = aws.server.client("s3"), aws.server.client("sagemaker")
+    s3 = aws.server.client("s3")
     s3.create_bucket(Bucket="jobs")
     s3.put_object(Bucket="jobs", Key="train/a.png", Body=b"a")
     for name, program in programs.items():
-        s3.put_object(Bucket="jobs", Key=f"code/{name}.tar.gz", Body=source(program))
-        sagemaker.create_training_job(
-            TrainingJobName=name,
-            RoleArn="arn:aws:iam::123456789012:role/sagemaker",
-            AlgorithmSpecification={"TrainingImage": "image:1", "TrainingInputMode": "File"},
-            HyperParameters={
-                "epochs": "3",
-                "sagemaker_program": "entry.py",
-                "sagemaker_submit_directory": f"s3://jobs/code/{name}.tar.gz",
-            },
-            InputDataConfig=[
-                {
-                    "ChannelName": "train",
-                    "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": "s3://jobs/train/"}},
-                }
-            ],
-            OutputDataConfig={"S3OutputPath": "s3://jobs/models/"},
-            ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 5},
-            StoppingCondition={"MaxRuntimeInSeconds": 60},
-        )
+        sagemaker = start_training_job(aws, "jobs", name, program)
     waiter = sagemaker.get_waiter("training_job_completed_or_stopped")
     waiter.wait(TrainingJobName="job-works", WaiterConfig={"Delay": 1, "MaxAttempts": 60})
     works = sagemaker.describe_training_job(TrainingJobName="job-works")
@@ -988,3 +998,27 @@ def test_a_second_stack_in_the_process_is_refused_and_the_first_keeps_working(aw
     name, _ = aws.function("tests.fake.echo", env={"TAG": "still-here"})
     response, payload = _invoke(aws, name, {})
     assert "FunctionError" not in response and payload["tag"] == "still-here"
+
+
+def test_a_training_job_past_its_runtime_or_at_stack_stop_ends_stopped(aws: Aws) -> None:
+    """SageMaker stops a job at MaxRuntimeInSeconds (Stopped, MaxRuntimeExceeded); stopping the stack
+    stops running jobs instead of waiting out their runtime."""
+    from service.moto_adapters import sagemaker_training
+
+    aws.server.client("s3").create_bucket(Bucket="slow-jobs")
+    sleeper = "import time\ntime.sleep(120)\n"
+    sagemaker = start_training_job(aws, "slow-jobs", "job-overruns", sleeper, max_runtime_s=1)
+    waiter = sagemaker.get_waiter("training_job_completed_or_stopped")
+    waiter.wait(TrainingJobName="job-overruns", WaiterConfig={"Delay": 1, "MaxAttempts": 30})
+    overran = sagemaker.describe_training_job(TrainingJobName="job-overruns")
+    assert (overran["TrainingJobStatus"], overran["SecondaryStatus"]) == ("Stopped", "MaxRuntimeExceeded")
+
+    start_training_job(aws, "slow-jobs", "job-interrupted", sleeper, max_runtime_s=600)
+    started = time.monotonic()
+    sagemaker_training.uninstall()
+    try:
+        assert time.monotonic() - started < 15, "the stop did not wait out the job"
+        interrupted = sagemaker.describe_training_job(TrainingJobName="job-interrupted")
+        assert interrupted["TrainingJobStatus"] == "Stopped"
+    finally:
+        sagemaker_training.install()
