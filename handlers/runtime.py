@@ -43,7 +43,8 @@ class Observability:
         try:
             yield metrics
         finally:
-            metrics.flush_metrics(raise_on_empty_metrics=False)
+            if metrics.metric_set:  # a block that counted nothing (it failed first) prints nothing
+                metrics.flush_metrics()
 
     def lambda_context(self, handler: LambdaHandler) -> LambdaHandler:
         """powertools' `inject_lambda_context`, safe for concurrent environments of one function.

@@ -42,7 +42,7 @@ def _sagemaker_settings(args: argparse.Namespace) -> Any:
         role_arn=args.role,
         bucket=_bucket(args),
         region=args.region,
-        serverless=getattr(args, "serverless", False),
+        serverless=bool(getattr(args, "serverless", False)),
         serving_image=getattr(args, "serving_image", "") or "",
     )
 
@@ -372,7 +372,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_deploy(args: argparse.Namespace) -> int:
     """Deploy the stack (with --artifacts-bucket) and create or update the model's SageMaker endpoint."""
-    from service.sagemaker_jobs import hosting_actions, run, stack_actions, stack_outputs
+    from service.sagemaker_jobs import hosting_actions, hosting_like, run, stack_actions, stack_outputs
 
     if not args.artifacts_bucket and not args.model_data:
         print("nothing to deploy: give --artifacts-bucket (the stack) and/or --model-data (the endpoint)")
@@ -406,6 +406,8 @@ def cmd_deploy(args: argparse.Namespace) -> int:
             args.bucket = f"<{args.stack_name}'s DataBucketName>"  # the stack is not deployed by a dry run
         settings = _sagemaker_settings(args)
         (sagemaker,) = _aws_clients(args, "sagemaker")
+        if args.serverless is None:  # no hosting asked for: a new model, the endpoint's hosting kept
+            settings = hosting_like(sagemaker, settings, args.endpoint_name)
         version = args.version or args.model_data.rstrip("/").split("/")[-3]
         run(
             hosting_actions(sagemaker, settings, args.endpoint_name, args.model_data, version),
@@ -680,7 +682,14 @@ def build_parser() -> argparse.ArgumentParser:
     deploy.add_argument("--role", help="the IAM role SageMaker assumes")
     deploy.add_argument("--version", help="the model version (default: the training job's name)")
     deploy.add_argument("--endpoint-name", default=StackNames().endpoint)
-    deploy.add_argument("--serverless", action="store_true", help="SageMaker Serverless Inference")
+    hosting = deploy.add_mutually_exclusive_group()
+    hosting.add_argument(
+        "--serverless",
+        action="store_true",
+        default=None,
+        help="SageMaker Serverless Inference (default: the endpoint's current hosting, else real-time)",
+    )
+    hosting.add_argument("--real-time", dest="serverless", action="store_false", help="a real-time instance")
     _add_aws_flags(deploy)
     deploy.set_defaults(handler=cmd_deploy)
 

@@ -320,6 +320,17 @@ def describe_endpoint(sagemaker: Any, endpoint_name: str) -> dict[str, Any] | No
     return endpoint
 
 
+def endpoint_model_data_url(sagemaker: Any, endpoint_name: str) -> str | None:
+    """The `model.tar.gz` the endpoint serves now (its config's first variant's model), if any."""
+    endpoint = describe_endpoint(sagemaker, endpoint_name)
+    if endpoint is None:
+        return None
+    config = sagemaker.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
+    model = sagemaker.describe_model(ModelName=config["ProductionVariants"][0]["ModelName"])
+    url: str | None = (model.get("PrimaryContainer") or {}).get("ModelDataUrl")
+    return url
+
+
 def wait_until_serving(
     sagemaker: Any, endpoint_name: str, config_name: str, *, delay_s: int = 30, max_minutes: int = 60
 ) -> None:

@@ -305,14 +305,15 @@ def record_decision(
 
 
 def sagemaker_engine(args: argparse.Namespace, sagemaker: Any, s3: Any, scratch: Path) -> dict[str, Any]:
-    """`retrain()`'s AWS parts: a SageMaker training job, the Model Registry, the endpoint's model
-    (from the registry's serving entry; the local store's current model before the first promotion)
-    and promotion by a new model + endpoint config + UpdateEndpoint."""
+    """`retrain()`'s AWS parts: a SageMaker training job, the Model Registry, the serving model (the
+    registry's serving entry, else the endpoint's model, else the local store's current model) and
+    promotion by a new model + endpoint config + UpdateEndpoint."""
     from scones.registry import SageMakerRegistry
     from service.sagemaker_jobs import (
         SageMakerSettings,
         SageMakerTrainer,
         download_model,
+        endpoint_model_data_url,
         hosting_actions,
         hosting_like,
         run,
@@ -326,7 +327,12 @@ def sagemaker_engine(args: argparse.Namespace, sagemaker: Any, s3: Any, scratch:
     trainer = SageMakerTrainer(sagemaker, s3, settings)
     registry = SageMakerRegistry(sagemaker, args.model_package_group, serving_image=args.serving_image)
     serving = [entry for entry in registry.entries() if entry.status == "serving" and entry.model_data_url]
-    serving_dir = download_model(s3, serving[-1].model_data_url, scratch) if serving else None
+    # the registry's serving entry; before any promotion by retrain, the model the endpoint serves
+    # (`scones deploy` does not register it); with neither, the local store's current model
+    served_url = (
+        serving[-1].model_data_url if serving else endpoint_model_data_url(sagemaker, args.endpoint_name)
+    )
+    serving_dir = download_model(s3, served_url, scratch) if served_url else None
 
     def promote_model(_: Path, metadata: ModelMetadata) -> None:
         hosting = hosting_like(sagemaker, settings, args.endpoint_name)  # the endpoint's, unchanged

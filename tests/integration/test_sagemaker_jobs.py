@@ -20,6 +20,7 @@ from service.sagemaker_jobs import (
     SageMakerSettings,
     SageMakerTrainer,
     destroy_actions,
+    endpoint_model_data_url,
     hosting_actions,
     hosting_like,
     run,
@@ -194,6 +195,29 @@ def _cli(aws: LocalMotoServer, *arguments: str) -> subprocess.CompletedProcess[s
     return subprocess.run(
         command, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=60, check=False
     )
+
+
+def test_deploy_keeps_the_endpoints_hosting_unless_told(aws: LocalMotoServer) -> None:
+    """`scones deploy --model-data` onto a serverless endpoint stays serverless; `--real-time` changes it."""
+    sagemaker = aws.client("sagemaker")
+    model_data = "s3://sm-data/models/scones-t1/output/model.tar.gz"
+    run(
+        hosting_actions(sagemaker, settings(serverless=True), "scones-classifier-dk", model_data, "d1"),
+        dry_run=False,
+    )
+    common = ["--model-data", model_data, "--role", ROLE, "--serving-image", IMAGE, "--endpoint-name"]
+    kept = _cli(aws, "deploy", *common, "scones-classifier-dk", "--version", "d2")
+    assert kept.returncode == 0, kept.stderr
+    config = sagemaker.describe_endpoint(EndpointName="scones-classifier-dk")["EndpointConfigName"]
+    assert config == "scones-d2-serverless"
+    changed = _cli(aws, "deploy", *common, "scones-classifier-dk", "--version", "d3", "--real-time")
+    assert changed.returncode == 0, changed.stderr
+    config = sagemaker.describe_endpoint(EndpointName="scones-classifier-dk")["EndpointConfigName"]
+    assert config == "scones-d3-realtime"
+    assert endpoint_model_data_url(sagemaker, "scones-classifier-dk") == model_data, (
+        "what retrain compares to"
+    )
+    assert endpoint_model_data_url(sagemaker, "scones-classifier-none") is None
 
 
 def test_region_flag_is_where_the_commands_look(aws: LocalMotoServer) -> None:
