@@ -85,6 +85,7 @@ def direct(stack: LocalStack, images: list[bytes], size: int) -> dict[str, Any]:
             sagemaker_runtime_url=stack.info.model_endpoint_url if stack.info else "",
             threshold=0.85,
             state_machine_arn=stack.resources.state_machine_arn,
+            log_level=stack.log_level,  # one level per service name in a process: the stack's
         )
         module = importlib.import_module(spec.handler.rsplit(".", 1)[0])
         handlers[spec.logical_id] = module.build(environment)
