@@ -27,11 +27,18 @@ class PatchSet:
     def active(self) -> bool:
         return bool(self._saved)
 
-    def replace(self, owner: object, name: str, value: object) -> object:
+    def replace(self, owner: object, name: str, value: object, *, adding: bool = False) -> object:
         """Set `owner.name = value`; return what `owner.name` resolved to before (the thing to wrap).
 
-        A name `owner` lacks (an API moto does not implement) is added, and removed again by `restore`.
+        A name `owner` lacks is an error (moto renamed what the adapter patches: the patch would do
+        nothing), unless `adding` (an API moto does not implement), when it is added and removed
+        again by `restore`.
         """
+        if not adding and not hasattr(owner, name):
+            raise AttributeError(
+                f"adapter {self.adapter}: {getattr(owner, '__name__', owner)!s} has no {name!r} to patch"
+                " (was moto upgraded past the version the adapter was written against?)"
+            )
         with self._lock:
             current = getattr(owner, name, None)
             own = vars(owner).get(name, _MISSING) if hasattr(owner, "__dict__") else current

@@ -53,7 +53,7 @@ def install() -> None:
         )
         return json.dumps({"EndpointArn": endpoint.arn})
 
-    _patches.replace(SageMakerResponse, "update_endpoint", update_endpoint_action)
+    _patches.replace(SageMakerResponse, "update_endpoint", update_endpoint_action, adding=True)
 
 
 def uninstall() -> None:
