@@ -14,6 +14,7 @@ import hashlib
 import io
 import json
 import re
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -81,7 +82,9 @@ def label_key(obj: ObjectRef) -> str:
 
 
 def labeled_key(obj: ObjectRef, label: str) -> str:
-    return f"labeled/{label}/{obj.key.removeprefix(INBOX_PREFIX)}"
+    """`labeled/<label>/<key below inbox/>/<etag>`: the labeled version's bytes, one copy per version
+    (an overwritten upload labeled again must not replace the first version's training image)."""
+    return f"labeled/{label}/{obj.key.removeprefix(INBOX_PREFIX)}/{obj.etag}"
 
 
 def safe_file_name(key: str, etag: str = "") -> str:
@@ -233,6 +236,10 @@ class Reviewer:
         if data is None:
             self._delete(item)
             return False
+        # the image first: a label document never names a copy that is not there (a failed write
+        # leaves the message queued, and the next session writes both)
+        copy = labeled_key(obj, label)
+        self.s3.put_object(Bucket=obj.bucket, Key=copy, Body=data)
         try:  # the label document is the commit point: the first reviewer to write it wins
             self.s3.put_object(
                 Bucket=obj.bucket,
@@ -244,11 +251,25 @@ class Reviewer:
         except self.s3.exceptions.ClientError as error:
             if error.response.get("Error", {}).get("Code") not in {"PreconditionFailed", "412"}:
                 raise
+            self._keep_the_first_label(obj, copy, data)
             self._delete(item)
             return False
-        self.s3.put_object(Bucket=obj.bucket, Key=labeled_key(obj, label), Body=data)
         self._delete(item)
         return True
+
+    def _keep_the_first_label(self, obj: ObjectRef, ours: str, data: bytes) -> None:
+        """Another reviewer labeled this version first: theirs stands. Drop our copy if it is not
+        theirs, and give theirs its image if an earlier failed write left it without one."""
+        first = json.loads(self.s3.get_object(Bucket=obj.bucket, Key=label_key(obj))["Body"].read())
+        theirs = str(first.get("image_key") or "")
+        if theirs and theirs != ours:
+            self.s3.delete_object(Bucket=obj.bucket, Key=ours)
+            try:
+                self.s3.head_object(Bucket=obj.bucket, Key=theirs)
+            except self.s3.exceptions.ClientError as error:
+                if error.response.get("Error", {}).get("Code") not in MISSING_CODES:
+                    raise
+                self.s3.put_object(Bucket=obj.bucket, Key=theirs, Body=data)
 
     def _delete(self, item: ReviewItem) -> None:
         try:
@@ -321,14 +342,28 @@ def stored_labels(s3: Any, bucket: str) -> Iterator[dict[str, Any]]:
 
 
 def export_labels(s3: Any, bucket: str, out: Path, classes: tuple[str, ...] = LABELS) -> dict[str, int]:
-    """Write `out/<class>/<image>` for every labeled image of the given classes; counts per class."""
+    """Write `out/<class>/<image>` for every labeled image of the given classes; counts per class,
+    plus `missing` (said on stderr, never a crash) for labels whose image copy is gone."""
     counts = dict.fromkeys(classes, 0)
+    missing: list[str] = []
     for label in stored_labels(s3, bucket):
         if label["label"] not in classes:
             continue
+        try:
+            data = s3.get_object(Bucket=bucket, Key=label["image_key"])["Body"].read()
+        except s3.exceptions.ClientError as error:
+            if error.response.get("Error", {}).get("Code") not in MISSING_CODES:
+                raise
+            missing.append(label["image_key"])
+            continue
         folder = out / label["label"]
         folder.mkdir(parents=True, exist_ok=True)
-        data = s3.get_object(Bucket=bucket, Key=label["image_key"])["Body"].read()
         (folder / safe_file_name(label["key"], label["etag"])).write_bytes(data)
         counts[label["label"]] += 1
+    if missing:
+        print(
+            f"{len(missing)} labels have no image copy (not exported): {', '.join(missing[:5])}",
+            file=sys.stderr,
+        )
+        counts["missing"] = len(missing)
     return counts

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from monitoring.review import Reviewer, labeled_key
+from monitoring.review import Reviewer, export_labels, labeled_key
 from scones.objects import ObjectRef
 from service.moto_adapters.server import start_moto_server
 
@@ -27,6 +29,8 @@ class Review:
 def review() -> Iterator[Review]:
     """A data bucket and a review queue on a moto server of the test's own."""
     with start_moto_server() as moto:
+        # moto's backends are process-wide: start from empty, not from an earlier test's labels
+        urllib.request.urlopen(urllib.request.Request(f"{moto.endpoint_url}/moto-api/reset", method="POST"))
         s3, sqs = moto.client("s3"), moto.client("sqs")
         s3.create_bucket(Bucket="data")
         yield Review(s3, sqs, sqs.create_queue(QueueName="review")["QueueUrl"])
@@ -95,3 +99,63 @@ def test_a_message_that_is_no_outcome_record_is_left_on_the_queue_and_the_sessio
     reviewer.release()
     left = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1)["Messages"]
     assert "not json" in {message["Body"] for message in left}, "kept for a person to look at"
+
+
+def _queue_record(review: Review, key: str, body: bytes) -> str:
+    etag: str = review.s3.put_object(Bucket="data", Key=key, Body=body)["ETag"].strip('"')
+    record = {"bucket": "data", "key": key, "etag": etag, "label": "bicycle"}
+    review.sqs.send_message(QueueUrl=review.queue, MessageBody=json.dumps(record))
+    return etag
+
+
+def test_each_labeled_version_keeps_its_own_image_for_training(review: Review, tmp_path: Path) -> None:
+    """An upload overwritten and reviewed again: both versions stay training images, each its own bytes."""
+    reviewer = Reviewer(review.s3, review.sqs, review.queue, visibility_s=30)
+    _queue_record(review, "inbox/same.png", b"the first version")
+    assert reviewer.store(next(reviewer.items(limit=1)), "bicycle") is True
+    _queue_record(review, "inbox/same.png", b"the second version")
+    assert reviewer.store(next(reviewer.items(limit=1)), "bicycle") is True
+    assert export_labels(review.s3, "data", tmp_path) == {"bicycle": 2, "motorcycle": 0}
+    exported = sorted(path.read_bytes() for path in (tmp_path / "bicycle").iterdir())
+    assert exported == [b"the first version", b"the second version"]
+
+
+class FailingCopies:
+    """The S3 client, but the first write of a labeled image copy fails (S3 throttling): an injected fault."""
+
+    def __init__(self, s3: Any) -> None:
+        self._s3, self.failed = s3, 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._s3, name)
+
+    def put_object(self, **request: Any) -> Any:
+        if request["Key"].startswith("labeled/") and not self.failed:
+            self.failed += 1
+            error = {"Error": {"Code": "SlowDown", "Message": "Please reduce your request rate."}}
+            raise self._s3.exceptions.ClientError(error, "PutObject")
+        return self._s3.put_object(**request)
+
+
+def test_a_failed_image_copy_leaves_no_label_and_the_item_queued(review: Review, tmp_path: Path) -> None:
+    """The copy is written before the label document: a failure leaves no label without its image,
+    and the item comes back to be labeled again."""
+    etag = _queue_record(review, "inbox/throttled.png", b"worth a label")
+    flaky = FailingCopies(review.s3)
+    reviewer = Reviewer(flaky, review.sqs, review.queue, visibility_s=30)
+    item = next(reviewer.items(limit=1))
+    with pytest.raises(review.s3.exceptions.ClientError, match="SlowDown"):
+        reviewer.store(item, "motorcycle")
+    assert "Contents" not in review.s3.list_objects_v2(Bucket="data", Prefix="labels/")
+    reviewer.skip(item)
+    reviewer.release()  # the session ends: the item is back on the queue
+    again = Reviewer(review.s3, review.sqs, review.queue, visibility_s=30)
+    assert again.store(next(again.items(limit=1)), "motorcycle") is True
+    assert export_labels(review.s3, "data", tmp_path) == {"bicycle": 0, "motorcycle": 1}
+    obj = ObjectRef("data", "inbox/throttled.png", etag)
+    review.s3.delete_object(Bucket="data", Key=labeled_key(obj, "motorcycle"))
+    assert export_labels(review.s3, "data", tmp_path / "again") == {
+        "bicycle": 0,
+        "motorcycle": 0,
+        "missing": 1,
+    }
