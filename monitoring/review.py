@@ -104,7 +104,7 @@ def summary(item: ReviewItem) -> str:
     )
 
 
-def _record_of(body: str) -> dict[str, Any]:
+def outcome_record_of(body: str) -> dict[str, Any]:
     """The outcome record a review message carries; {} when it is none (not JSON, or no object named)."""
     try:
         record = json.loads(body)
@@ -144,7 +144,7 @@ class Reviewer:
             ).get("Messages", [])
             if not messages:
                 return
-            item = ReviewItem(_record_of(messages[0]["Body"]), messages[0]["ReceiptHandle"])
+            item = ReviewItem(outcome_record_of(messages[0]["Body"]), messages[0]["ReceiptHandle"])
             if not item.record:  # not one of the workflow's records: left on the queue, not shown
                 self.malformed.append(messages[0]["MessageId"])
                 self.skip(item)

@@ -29,6 +29,8 @@ from service.endpoint import LocalEndpoint
 from service.provision import REGION, StackResources, provision
 from workflow.names import FUNCTIONS, StackNames
 
+_log = logging.getLogger(__name__)
+
 if TYPE_CHECKING:
     from service.moto_adapters.lambda_runtime import InProcessLambdaRuntime
     from service.persistence import SnapshotSummary
@@ -121,6 +123,9 @@ class LocalStack:
         self.data_dir = data_dir
         self._lock: DataDirLock | None = None
         self._quieted: dict[str, int] = {}
+        # a save must not replace the snapshot with a stack that a failed or interrupted start
+        # restored only in part
+        self._restored_whole = False
         self.restored: SnapshotSummary | None = None
         self.reconciled: dict[str, Any] | None = None
         self._endpoint = LocalEndpoint(
@@ -192,6 +197,7 @@ class LocalStack:
             from service.persistence import restore
 
             self.restored = restore(self.client, resources.bucket, self._queue_urls(), self.data_dir)
+            self._restored_whole = True  # only now may a save replace the snapshot
             self.reconciled = self.reconcile()
         return self
 
@@ -235,6 +241,11 @@ class LocalStack:
     def save(self) -> SnapshotSummary | None:
         """Write the stack's data to `data_dir` (also done by `stop()`)."""
         if self.data_dir is None or self.info is None:
+            return None
+        if not self._restored_whole:
+            _log.warning(
+                "not saving: the stack's data was not fully restored; %s keeps its snapshot", self.data_dir
+            )
             return None
         from service.persistence import save
 

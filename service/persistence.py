@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
-from monitoring.review import label_key
+from monitoring.review import label_key, outcome_record_of
 from scones.objects import OUTCOME_PREFIXES, ObjectRef
 from service.queues import receive_all
 from workflow.names import METRICS_NAMESPACE
@@ -55,7 +55,8 @@ def save(
     data_dir.mkdir(parents=True, exist_ok=True)
     staging = data_dir / "snapshot.partial"
     shutil.rmtree(staging, ignore_errors=True)
-    (staging / "objects").mkdir(parents=True)
+    staging.mkdir(mode=0o700)  # copies of every upload and label: the user's own
+    (staging / "objects").mkdir()
     summary = SnapshotSummary()
     s3 = client("s3")
     objects = []
@@ -112,12 +113,14 @@ def _held_for_review(
 ) -> list[dict[str, Any]]:
     """Messages for the review records that await a label but are on no visible message."""
     keys = {item["key"] for item in objects}
-    waiting = {(body.get("key"), body.get("etag")) for body in (json.loads(m["body"]) for m in queued)}
+    waiting = {(body.get("key"), body.get("etag")) for body in (outcome_record_of(m["body"]) for m in queued)}
     held = []
     for item in objects:
         if not item["key"].startswith("review/"):
             continue
-        record = json.loads((files / item["file"]).read_bytes())
+        record = outcome_record_of((files / item["file"]).read_text(errors="replace"))
+        if not record:  # not an outcome record: saved as an object, never made a message
+            continue
         obj = ObjectRef(record["bucket"], record["key"], record["etag"])
         if label_key(obj) not in keys and (obj.key, obj.etag) not in waiting:
             held.append({"body": json.dumps(record), "attributes": {}})

@@ -74,3 +74,26 @@ def test_a_save_cut_off_between_its_two_renames_is_still_restored(tmp_path: Path
         assert s3.get_object(Bucket=fresh_bucket, Key="inbox/kept.png")["Body"].read() == b"png"
         save(aws.client, fresh_bucket, {}, tmp_path)
     assert (tmp_path / "snapshot" / "index.json").exists() and not (tmp_path / "snapshot.previous").exists()
+
+
+def test_a_malformed_review_message_or_record_does_not_stop_the_save(tmp_path: Path) -> None:
+    """The review queue may hold a message that is no outcome record (the reviewer leaves it there):
+    the save keeps it as it is, and every other item too, instead of failing and saving nothing."""
+    (bucket, queue), (fresh_bucket, fresh_queue) = names(), names()
+    with start_moto_server() as aws:
+        s3, sqs = aws.client("s3"), aws.client("sqs")
+        s3.create_bucket(Bucket=bucket)
+        url = sqs.create_queue(QueueName=queue)["QueueUrl"]
+        obj, record = review_record(bucket, "fine")
+        s3.put_object(Bucket=bucket, Key=obj.outcome_key("review"), Body=json.dumps(record).encode())
+        s3.put_object(Bucket=bucket, Key="review/broken.png/e1.json", Body=b"{not a record")
+        for body in ("not json", json.dumps(record)):
+            sqs.send_message(QueueUrl=url, MessageBody=body)
+        save(aws.client, bucket, {queue: url}, tmp_path, review_queue=queue)
+        s3.create_bucket(Bucket=fresh_bucket)
+        fresh_url = sqs.create_queue(QueueName=fresh_queue)["QueueUrl"]
+        restore(aws.client, fresh_bucket, {queue: fresh_url}, tmp_path)
+        back = sqs.receive_message(QueueUrl=fresh_url, MaxNumberOfMessages=10)["Messages"]
+        restored = {o["Key"] for o in s3.list_objects_v2(Bucket=fresh_bucket)["Contents"]}
+    assert sorted(message["Body"] for message in back) == sorted(["not json", json.dumps(record)])
+    assert {"review/broken.png/e1.json", obj.outcome_key("review")} <= restored

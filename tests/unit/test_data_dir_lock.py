@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from scones.model_store import ModelStore
 from service.local_stack import DataDirLock, LocalStack
 
 
@@ -29,3 +30,20 @@ def test_a_refused_stack_saves_nothing_over_the_running_ones_data(tmp_path: Path
         assert (data_dir / "snapshot" / "index.json").read_text() == '{"objects": ["kept"]}'
     finally:
         running.release()
+
+
+def test_a_snapshot_that_fails_to_restore_is_kept_not_saved_over(
+    tmp_path: Path, model_store: ModelStore
+) -> None:
+    """A start that fails (or is interrupted) while restoring must not save its partial stack as the
+    snapshot: the one good copy of the data would be replaced."""
+    data_dir = tmp_path / "stack"
+    (data_dir / "snapshot").mkdir(parents=True)
+    index = '{"format": -1, "objects": [{"key": "inbox/only-copy.png"}]}'
+    (data_dir / "snapshot" / "index.json").write_text(index)
+    with (
+        pytest.raises(RuntimeError, match="snapshot format -1"),
+        LocalStack(store=model_store, data_dir=data_dir),
+    ):
+        pass
+    assert (data_dir / "snapshot" / "index.json").read_text() == index
