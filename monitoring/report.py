@@ -169,17 +169,20 @@ def plot_outcomes_over_time(inferences: list[Inference], buckets: int = 20) -> b
 
 
 def _thumbnail_uri(s3: Any, record: OutcomeRecord) -> str:
-    from PIL import Image, UnidentifiedImageError
+    """The recorded version's 64 px preview; "" for anything that cannot be shown (gone, too large,
+    not an image, a decompression bomb: uploads are anyone's bytes)."""
+    from scones.preprocessing import DEFAULT_CONFIG, ImageRejected, preview_png
 
+    version = {"VersionId": record.version_id} if record.version_id else {}
     try:
-        data = s3.get_object(Bucket=record.bucket, Key=record.key)["Body"].read()
-        with Image.open(io.BytesIO(data)) as image:
-            image.thumbnail((64, 64))
-            buffer = io.BytesIO()
-            image.convert("RGB").save(buffer, format="PNG")
-    except (UnidentifiedImageError, OSError, s3.exceptions.NoSuchKey):
+        got = s3.get_object(Bucket=record.bucket, Key=record.key, **version)
+        if got["ContentLength"] > DEFAULT_CONFIG.max_bytes:
+            got["Body"].close()
+            return ""
+        png = preview_png(got["Body"].read(), 64)
+    except (ImageRejected, OSError, s3.exceptions.ClientError):
         return ""
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    return _png_uri(png)
 
 
 def _png_uri(png: bytes) -> str:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import secrets
 import threading
 from typing import Any
@@ -28,6 +27,16 @@ from monitoring.review import LABEL_CLASSES, Reviewer, ReviewItem
 from scones.labels import LABELS
 
 LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
+PREVIEW_SIDE = 512
+
+
+def _on_loopback(request: Request) -> bool:
+    """The `Host` names the loopback address: a page on another site that rebinds its name to
+    127.0.0.1 (DNS rebinding) is refused, on every route (the page shows the token and the uploads)."""
+    return request.headers.get("host", "").rsplit(":", 1)[0].strip("[]") in LOOPBACK_NAMES
+
+
+_NOT_LOOPBACK = "this page answers on the loopback address only"
 
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Scones Unlimited review</title>
@@ -74,23 +83,26 @@ class WebReview:
         return True
 
     def image_uri(self, item: ReviewItem) -> str:
-        from PIL import Image, UnidentifiedImageError
+        """The reviewed version, at most PREVIEW_SIDE px on a side (a 64 MP upload would make a page of
+        hundreds of MB); "" when it cannot be shown."""
+        from scones.preprocessing import ImageRejected, preview_png
 
         data = self.reviewer.image(item)
         if data is None:
             return ""
         try:
-            with Image.open(io.BytesIO(data)) as image:
-                buffer = io.BytesIO()
-                image.convert("RGB").save(buffer, format="PNG")
-        except (UnidentifiedImageError, OSError):
+            png = preview_png(data, PREVIEW_SIDE)
+        except (ImageRejected, OSError):
             return ""
-        return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+        return "data:image/png;base64," + base64.b64encode(png).decode()
 
 
 def create_review_app(session: WebReview) -> Starlette:
-    async def page(_: Request) -> Response:
+    async def page(request: Request) -> Response:
         from starlette.concurrency import run_in_threadpool
+
+        if not _on_loopback(request):
+            return HTMLResponse(_NOT_LOOPBACK, status_code=403)
 
         item = await run_in_threadpool(session.next_item)
         tally = f"{session.labeled} labeled, {session.skipped} skipped in this session"
@@ -128,9 +140,8 @@ def create_review_app(session: WebReview) -> Starlette:
 
         from starlette.concurrency import run_in_threadpool
 
-        host = request.headers.get("host", "").rsplit(":", 1)[0].strip("[]")
-        if host not in LOOPBACK_NAMES:
-            return HTMLResponse("this page answers on the loopback address only", status_code=403)
+        if not _on_loopback(request):
+            return HTMLResponse(_NOT_LOOPBACK, status_code=403)
         form = parse_qs((await request.body()).decode(errors="replace"))  # a plain urlencoded form
         if not secrets.compare_digest(form.get("token", [""])[0], session.token):
             return HTMLResponse("labels are taken from this page's own form only", status_code=403)

@@ -157,6 +157,16 @@ def thumbnail_of(image: Image.Image) -> Image.Image:
     return square_thumbnail(to_rgb(image))
 
 
+def preview_png(data: bytes, max_side: int, config: PreprocessConfig = DEFAULT_CONFIG) -> bytes:
+    """A PNG of the upload for people (report, review page), at most `max_side` px on a side, decoded
+    under the same guards as the model's input; raises ImageRejected."""
+    image = to_rgb(decode(data, config))
+    image.thumbnail((max_side, max_side))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
 def thumbnail(data: bytes, config: PreprocessConfig = DEFAULT_CONFIG) -> Image.Image:
     """Bytes of any supported upload to the 32x32 RGB thumbnail the model classifies."""
     return thumbnail_of(decode(data, config))

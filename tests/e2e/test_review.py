@@ -237,6 +237,10 @@ def test_the_review_page_takes_labels_only_from_its_own_form_for_the_item_it_sho
 
     queue_for_review(stack, staged, per_class=1)
     base, session = review_page
+    rebound = urllib.request.Request(base, headers={"Host": "attacker.example:8765"})
+    with pytest.raises(urllib.error.HTTPError, match="403"):  # reading the page (its token) too
+        urllib.request.urlopen(rebound, timeout=10)
+    assert session.current is None, "a refused read takes no item off the queue"
     page = urllib.request.urlopen(base, timeout=10).read().decode()
     fields = hidden_fields(page)
     assert set(fields) == {"token", "item"}

@@ -20,6 +20,7 @@ from scones.preprocessing import (
     decode,
     model_input,
     preprocess,
+    preview_png,
     thumbnail,
     thumbnail_png,
     to_rgb,
@@ -486,3 +487,16 @@ def test_tiny_images_are_too_small(width: int, height: int) -> None:
 def test_rejection_is_a_value_error_with_a_clear_message() -> None:
     with pytest.raises(ValueError, match=r"^too_small: 1x1 is under 8 px on a side$"):
         thumbnail(encode(Image.new("RGB", (1, 1)), "PNG"))
+
+
+def test_a_preview_for_people_is_small_and_as_guarded_as_the_model_input() -> None:
+    """The report and the review page show uploads (anyone's bytes) through the same decoder."""
+    from service.sample_uploads import png_bomb
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (3000, 1500), (200, 30, 30)).save(buffer, format="PNG")
+    with Image.open(io.BytesIO(preview_png(buffer.getvalue(), 512))) as preview:
+        assert preview.size == (512, 256) and preview.format == "PNG"
+    with pytest.raises(ImageRejected) as rejected:
+        preview_png(png_bomb(), 512)
+    assert rejected.value.reason == "decompression_bomb"
