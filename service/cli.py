@@ -254,6 +254,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
         print(f"skipped {key}: {why}")
     for key, name in report.undelivered_started.items():
         print(f"started undelivered {key} as {name}")
+    for message_id, why in report.events_ignored.items():
+        print(f"deleted undelivered event {message_id}: it {why}")
+    for name, why in report.unreadable.items():
+        print(f"left {name} as it is: {why}")
     print(
         f"{len(report.replayed)} replayed, {len(report.skipped)} skipped, "
         f"{report.dead_letters_deleted} dead letters cleared, "

@@ -33,6 +33,10 @@ class ReplayReport:
     skipped: dict[str, str] = field(default_factory=dict)  # object key → why
     dead_letters_deleted: int = 0
     undelivered_started: dict[str, str] = field(default_factory=dict)  # object key → execution name
+    # said, never silent: undelivered events that start nothing (deleted), and dead letters or
+    # failure records that cannot be read (dead letters stay queued)
+    events_ignored: dict[str, str] = field(default_factory=dict)  # message id → why
+    unreadable: dict[str, str] = field(default_factory=dict)  # message id or record key → why
 
 
 def _why_not_replayable(s3: Any, obj: ObjectRef) -> str | None:
@@ -92,8 +96,12 @@ def replay_failed(
     failed_keys = {key for key in records if key.startswith("failed/")}
     final: set[str] = set()  # failure records that stand for good: the upload's fault, or it is gone
     for record_key in sorted(failed_keys):
-        record = json.loads(s3.get_object(Bucket=bucket, Key=record_key)["Body"].read())
-        obj = ObjectRef.from_dict(record.get("replay") or record)
+        try:
+            record = json.loads(s3.get_object(Bucket=bucket, Key=record_key)["Body"].read())
+            obj = ObjectRef.from_dict(record.get("replay") or record)
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            report.unreadable[record_key] = f"not a failure record ({type(error).__name__}: {error})"
+            continue
         if record.get("reason") not in reasons:
             report.skipped[obj.key] = f"reason {record.get('reason')} is not replayed"
             if record.get("reason") not in REPLAYABLE_REASONS:
@@ -105,11 +113,17 @@ def replay_failed(
             report.replayed[obj.key] = replay_run(obj, starter)
     if sqs is not None and dead_letter_queue_url:
         for message in receive_all(sqs, dead_letter_queue_url, visibility_s=60):
-            body = json.loads(message["Body"])
-            obj = ObjectRef.from_dict(body.get("replay") or body)
-            if _dead_letter_done(
-                s3, starter, obj, body, report=report, reasons=reasons, records=records, final=final
-            ):
+            try:
+                body = json.loads(message["Body"])
+                obj = ObjectRef.from_dict(body.get("replay") or body)
+            except (ValueError, KeyError, TypeError, AttributeError) as error:
+                report.unreadable[message["MessageId"]] = f"not a dead letter of the workflow ({error})"
+                done = False  # left for a person: nothing is deleted unread
+            else:
+                done = _dead_letter_done(
+                    s3, starter, obj, body, report=report, reasons=reasons, records=records, final=final
+                )
+            if done:
                 sqs.delete_message(QueueUrl=dead_letter_queue_url, ReceiptHandle=message["ReceiptHandle"])
                 report.dead_letters_deleted += 1
             else:
@@ -122,8 +136,8 @@ def replay_failed(
         for message in receive_all(sqs, event_dead_letter_queue_url, visibility_s=60):
             try:
                 undelivered = object_from_event(json.loads(message["Body"]))
-            except (NotAnUpload, ValueError, KeyError):
-                pass  # nothing to start: not an upload event
+            except (NotAnUpload, ValueError, KeyError, TypeError, AttributeError) as ignored:
+                report.events_ignored[message["MessageId"]] = f"starts nothing: {ignored}"
             else:
                 name, _ = start_run(undelivered, starter)
                 report.undelivered_started[undelivered.key] = name

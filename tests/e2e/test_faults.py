@@ -258,3 +258,38 @@ def test_a_dead_letter_whose_failure_went_unrecorded_is_replayed(stack: LocalSta
     settled = settled_outcomes(stack, [key])
     assert len(settled[key]) == 1 and settled[key][0].startswith(("results/", "review/"))
     assert key not in {letter.get("replay", {}).get("key") for letter in dead_letters(stack)}
+
+
+def test_replay_says_what_it_cannot_read_or_start_and_deletes_no_letter_unread(stack: LocalStack) -> None:
+    """A dead letter that is no letter of the workflow stays queued and is reported; an undelivered
+    event that starts nothing is deleted and reported; neither stops the replay."""
+    sqs = stack.client("sqs")
+    sqs.send_message(QueueUrl=stack.resources.dead_letter_queue_url, MessageBody="not json at all")
+    not_an_upload = {"source": "aws.s3", "detail-type": "Object Created", "detail": {"bucket": {"name": "x"}}}
+    sqs.send_message(
+        QueueUrl=stack.resources.event_dead_letter_queue_url, MessageBody=json.dumps(not_an_upload)
+    )
+    report = replay_failed(
+        stack.client("s3"),
+        StepFunctionsStarter(stack.client("stepfunctions"), stack.resources.state_machine_arn),
+        stack.resources.bucket,
+        sqs=sqs,
+        dead_letter_queue_url=stack.resources.dead_letter_queue_url,
+        event_dead_letter_queue_url=stack.resources.event_dead_letter_queue_url,
+    )
+    assert any("not a dead letter" in why for why in report.unreadable.values()), report
+    assert any("names no bucket or key" in why for why in report.events_ignored.values()), report
+    left = sqs.receive_message(QueueUrl=stack.resources.dead_letter_queue_url, MaxNumberOfMessages=10)
+    bodies = [message["Body"] for message in left.get("Messages", [])]
+    assert "not json at all" in bodies, "kept for a person"
+    for message in left.get("Messages", []):  # leave the queue as the other tests expect it
+        if message["Body"] == "not json at all":
+            sqs.delete_message(
+                QueueUrl=stack.resources.dead_letter_queue_url, ReceiptHandle=message["ReceiptHandle"]
+            )
+        else:
+            sqs.change_message_visibility(
+                QueueUrl=stack.resources.dead_letter_queue_url,
+                ReceiptHandle=message["ReceiptHandle"],
+                VisibilityTimeout=0,
+            )
