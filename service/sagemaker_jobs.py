@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Final
 
 ROOT: Final = Path(__file__).resolve().parents[1]
@@ -576,13 +576,38 @@ def split_s3_url(url: str) -> tuple[str, str]:
     return bucket, key
 
 
+MAX_MODEL_ARCHIVE_BYTES = 1 << 30  # an ONNX model and its metadata are a few MB
+
+
+def model_archive_members(
+    archive: tarfile.TarFile, limit: int = MAX_MODEL_ARCHIVE_BYTES
+) -> list[tarfile.TarInfo]:
+    """The archive's members, checked before anything is written: plain files and folders only, every
+    path relative and inside, at most `limit` bytes in all. Python's `data` filter does the same,
+    but had bypasses on the 3.11 line before 3.11.13 (CVE-2025-4517): checked here as well."""
+    members, total = archive.getmembers(), 0
+    for member in members:
+        path = PurePosixPath(member.name)
+        if not (member.isfile() or member.isdir()):
+            raise ValueError(f"model archive member {member.name!r} is not a plain file or folder")
+        if path.is_absolute() or ".." in path.parts:
+            raise ValueError(f"model archive member {member.name!r} points outside its folder")
+        total += member.size
+        if total > limit:
+            raise ValueError(f"model archive holds over {limit} bytes")
+    return members
+
+
 def download_model(s3: Any, model_data_url: str, model_dir: Path) -> Path:
     """Unpack a SageMaker `model.tar.gz` (model.onnx, metadata.json, ...) into `model_dir`."""
     bucket, key = split_s3_url(model_data_url)
-    body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    got = s3.get_object(Bucket=bucket, Key=key)
+    if got["ContentLength"] > MAX_MODEL_ARCHIVE_BYTES:
+        got["Body"].close()
+        raise ValueError(f"{model_data_url} is {got['ContentLength']} bytes: not a model archive of ours")
     model_dir.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(fileobj=io.BytesIO(body), mode="r:gz") as archive:
-        archive.extractall(model_dir, filter="data")  # refuses absolute paths, links out, devices
+    with tarfile.open(fileobj=io.BytesIO(got["Body"].read()), mode="r:gz") as archive:
+        archive.extractall(model_dir, members=model_archive_members(archive), filter="data")
     return model_dir
 
 

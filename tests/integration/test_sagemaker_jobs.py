@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from service.sagemaker_jobs import (
     endpoint_model_data_url,
     hosting_actions,
     hosting_like,
+    model_archive_members,
     run,
     sagemaker_hyperparameters,
     source_archive,
@@ -293,3 +294,38 @@ def test_destroy_is_dry_run_first_then_removes_everything_and_is_safe_to_repeat(
     sagemaker.delete_endpoint(EndpointName="scones-classifier-staging")
     sagemaker.delete_endpoint_config(EndpointConfigName="scones-classifier-staging")
     sagemaker.delete_model(ModelName="scones-theirs")
+
+
+def _archive(name: str, *, link: bool = False, size: int = 2) -> tarfile.TarFile:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        info = tarfile.TarInfo(name)
+        if link:
+            info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        else:
+            info.size = size
+        archive.addfile(info, None if link else io.BytesIO(b"x" * size))
+    return tarfile.open(fileobj=io.BytesIO(buffer.getvalue()), mode="r:gz")
+
+
+@pytest.mark.parametrize(
+    ("archive", "problem"),
+    [
+        (lambda: _archive("../outside.txt"), "points outside"),
+        (lambda: _archive("/etc/evil"), "points outside"),
+        (lambda: _archive("model.onnx", link=True), "not a plain file"),
+    ],
+)
+def test_a_model_archive_that_would_write_outside_its_folder_is_refused(
+    archive: Callable[[], tarfile.TarFile], problem: str
+) -> None:
+    """The artifact comes from S3: whoever can write it must not write elsewhere on this machine."""
+    with archive() as opened, pytest.raises(ValueError, match=problem):
+        model_archive_members(opened)
+
+
+def test_a_model_archive_over_the_size_limit_is_refused() -> None:
+    with _archive("model.onnx", size=10) as opened:
+        assert [m.name for m in model_archive_members(opened)] == ["model.onnx"]
+        with pytest.raises(ValueError, match="over 9 bytes"):
+            model_archive_members(opened, limit=9)
