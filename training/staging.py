@@ -147,7 +147,8 @@ def images_from_folder(folder: Path) -> Iterator[StagedImage]:
             listed = (folder / split / relative).resolve()
             if not listed.is_relative_to(split_dir):
                 raise StagingError(f"{listing}:{number}: {relative!r} points outside {folder / split}")
-            candidates = (folder / split / LABELS[label] / name, listed)
+            # the path the listing names; the shared copy lists bare names kept under <class>/
+            candidates = (listed, folder / split / LABELS[label] / name)
             source = next((path for path in candidates if path.is_file()), None)
             if source is None:
                 raise StagingError(f"{listing}:{number}: image {relative!r} not found under {folder / split}")
@@ -168,6 +169,8 @@ def write_dataset(images: Iterator[StagedImage], out_dir: Path) -> StagedDataset
         digest = hashlib.sha256()
         for image in images:
             path = scratch / image.split / image.relative_path
+            if path.exists():  # two listed images of one class by one name: one would replace the other
+                raise StagingError(f"{image.split}/{image.relative_path} is listed twice (rows differ)")
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(image.data)
             listings[image.split].append(f"{image.row}\t{image.label}\t{image.relative_path}")

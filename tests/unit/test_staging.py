@@ -545,6 +545,24 @@ def test_an_lst_path_outside_its_split_folder_is_rejected(tmp_path: Path) -> Non
         stage(folder, tmp_path / "out")
 
 
+def test_the_listed_path_is_staged_and_a_name_listed_twice_in_a_class_is_rejected(tmp_path: Path) -> None:
+    """Two listed files of one class with one name would be staged as one image: refused, not merged."""
+    folder = small_folder(tmp_path / "src")
+    other = folder / "train" / "elsewhere" / "bicycle_train.png"
+    other.parent.mkdir()
+    buffer = io.BytesIO()
+    Image.new("RGB", (32, 32), (200, 0, 0)).save(buffer, format="PNG")
+    other.write_bytes(buffer.getvalue())
+    (folder / "train.lst").write_text("0\t0\telsewhere/bicycle_train.png\n")
+    (folder / "test.lst").write_text("0\t0\tbicycle/bicycle_test.png\n")
+    staged = stage(folder, tmp_path / "out")
+    copied = staged.split_dir("train") / "bicycle" / "bicycle_train.png"
+    assert copied.read_bytes() == buffer.getvalue(), "the file the listing names, not bicycle/<its name>"
+    (folder / "train.lst").write_text("0\t0\tbicycle/bicycle_train.png\n1\t0\telsewhere/bicycle_train.png\n")
+    with pytest.raises(StagingError, match=r"train/bicycle/bicycle_train\.png is listed twice"):
+        stage(folder, tmp_path / "out2")
+
+
 def test_blank_lst_lines_are_skipped(tmp_path: Path) -> None:
     folder = small_folder(tmp_path / "src")
     listing = folder / "train.lst"
