@@ -113,6 +113,7 @@ def _held_for_review(
 ) -> list[dict[str, Any]]:
     """Messages for the review records that await a label but are on no visible message."""
     keys = {item["key"] for item in objects}
+    versions = {item["key"]: item["etag"] for item in objects}
     waiting = {(body.get("key"), body.get("etag")) for body in (outcome_record_of(m["body"]) for m in queued)}
     held = []
     for item in objects:
@@ -122,6 +123,8 @@ def _held_for_review(
         if not record:  # not an outcome record: saved as an object, never made a message
             continue
         obj = ObjectRef(record["bucket"], record["key"], record["etag"])
+        if versions.get(obj.key) != obj.etag:
+            continue  # the reviewed version is gone or overwritten: a reviewer drops it, so do we
         if label_key(obj) not in keys and (obj.key, obj.etag) not in waiting:
             held.append({"body": json.dumps(record), "attributes": {}})
     return held

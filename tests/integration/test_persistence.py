@@ -22,8 +22,10 @@ def names() -> tuple[str, str]:
     return f"snapshot-{run}", f"review-{run}"
 
 
-def review_record(bucket: str, name: str) -> tuple[ObjectRef, dict[str, Any]]:
-    obj = ObjectRef(bucket, f"inbox/{name}.png", f"etag-{name}")
+def review_record(s3: Any, bucket: str, name: str) -> tuple[ObjectRef, dict[str, Any]]:
+    """An upload and its review record (not written)."""
+    etag = s3.put_object(Bucket=bucket, Key=f"inbox/{name}.png", Body=name.encode())["ETag"].strip('"')
+    obj = ObjectRef(bucket, f"inbox/{name}.png", etag)
     return obj, {"outcome": "review", "bucket": bucket, "key": obj.key, "etag": obj.etag, "label": "bicycle"}
 
 
@@ -33,10 +35,13 @@ def test_review_items_held_by_a_reviewer_at_the_stop_come_back_and_no_item_twice
         s3, sqs = aws.client("s3"), aws.client("sqs")
         s3.create_bucket(Bucket=bucket)
         url = sqs.create_queue(QueueName=queue)["QueueUrl"]
-        records = dict(review_record(bucket, name) for name in ("held", "waiting", "labeled"))
+        records = dict(
+            review_record(s3, bucket, name) for name in ("held", "waiting", "labeled", "overwritten")
+        )
         for obj, record in records.items():
             s3.put_object(Bucket=bucket, Key=obj.outcome_key("review"), Body=json.dumps(record).encode())
             sqs.send_message(QueueUrl=url, MessageBody=json.dumps(record))
+        s3.put_object(Bucket=bucket, Key="inbox/overwritten.png", Body=b"a new version, a run of its own")
         labeled = next(obj for obj in records if obj.key.endswith("labeled.png"))
         rest = labeled.outcome_key("review").removeprefix("review/")
         s3.put_object(Bucket=bucket, Key=f"labels/{rest}", Body=b"{}")
@@ -44,7 +49,7 @@ def test_review_items_held_by_a_reviewer_at_the_stop_come_back_and_no_item_twice
         for message in got:  # the labeled one is deleted; "held" stays on a reviewer's screen
             key = json.loads(message["Body"])["key"]
             handle = message["ReceiptHandle"]
-            if key.endswith("labeled.png"):
+            if key.endswith(("labeled.png", "overwritten.png")):  # labeled; dropped by the reviewer
                 sqs.delete_message(QueueUrl=url, ReceiptHandle=handle)
             elif key.endswith("waiting.png"):
                 sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=handle, VisibilityTimeout=0)
@@ -84,7 +89,7 @@ def test_a_malformed_review_message_or_record_does_not_stop_the_save(tmp_path: P
         s3, sqs = aws.client("s3"), aws.client("sqs")
         s3.create_bucket(Bucket=bucket)
         url = sqs.create_queue(QueueName=queue)["QueueUrl"]
-        obj, record = review_record(bucket, "fine")
+        obj, record = review_record(s3, bucket, "fine")
         s3.put_object(Bucket=bucket, Key=obj.outcome_key("review"), Body=json.dumps(record).encode())
         s3.put_object(Bucket=bucket, Key="review/broken.png/e1.json", Body=b"{not a record")
         for body in ("not json", json.dumps(record)):
