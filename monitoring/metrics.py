@@ -28,6 +28,9 @@ COUNTS: Final = {
     "failed": ("record", "ImagesFailed"),
     "duplicate_deliveries": ("start", "DuplicateDeliveries"),
 }
+# Where earlier versions counted outcomes (by the filter function, before the record): still read,
+# so metric history from before the move (a kept local stack, CloudWatch's 15 months) adds up.
+LEGACY_COUNTS: Final = {"accepted": ("filter", "ImagesAccepted"), "review": ("filter", "ImagesSentToReview")}
 
 
 def parse_duration(text: str) -> timedelta:
@@ -109,6 +112,10 @@ def read_metrics(cloudwatch: Any, *, since: timedelta, now: datetime | None = No
     start = end - since - timedelta(minutes=1)
     queries = [Query(key, name, {"service": service}, "Sum") for key, (service, name) in COUNTS.items()]
     queries += [
+        Query(f"legacy_{key}", name, {"service": service}, "Sum")
+        for key, (service, name) in LEGACY_COUNTS.items()
+    ]
+    queries += [
         Query(f"confidence_{p}", "Confidence", {"service": "filter"}, p) for p in ("p10", "p50", "p90")
     ]
     versions = [
@@ -134,7 +141,7 @@ def read_metrics(cloudwatch: Any, *, since: timedelta, now: datetime | None = No
     ]
     values = _run(cloudwatch, queries, start, end)
 
-    counts = {key: int(_total(values, key)) for key in COUNTS}
+    counts = {key: int(_total(values, key) + _total(values, f"legacy_{key}")) for key in COUNTS}
     received = counts["received"]
     by_class = [
         {

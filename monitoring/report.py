@@ -171,11 +171,13 @@ def plot_outcomes_over_time(inferences: list[Inference], buckets: int = 20) -> b
 def _thumbnail_uri(s3: Any, record: OutcomeRecord) -> str:
     """The recorded version's 64 px preview; "" for anything that cannot be shown (gone, too large,
     not an image, a decompression bomb: uploads are anyone's bytes)."""
+    from scones.objects import s3_version_selector
     from scones.preprocessing import DEFAULT_CONFIG, ImageRejected, preview_png
 
-    version = {"VersionId": record.version_id} if record.version_id else {}
-    try:
-        got = s3.get_object(Bucket=record.bucket, Key=record.key, **version)
+    try:  # the recorded version (If-Match on its ETag when the bucket keeps no versions)
+        got = s3.get_object(
+            Bucket=record.bucket, Key=record.key, **s3_version_selector(record.etag, record.version_id)
+        )
         if got["ContentLength"] > DEFAULT_CONFIG.max_bytes:
             got["Body"].close()
             return ""

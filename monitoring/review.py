@@ -2,10 +2,11 @@
 
 For each message (a low-confidence outcome record) the reviewer sees the image (a thumbnail file and a
 terminal summary: key, probabilities, model version) and answers bicycle, motorcycle, neither or
-skip. A label is written under `labels/` with a conditional put (If-None-Match: two reviewers can
-never both store one), the image is copied to `labeled/<class>/`, and only then is the message
-deleted. Skipped messages go back to the queue at once. `scones labels export DIR` writes the
-labeled images as `<class>/<image>` for training and evaluation. Works against AWS or the local stack.
+skip. The reviewed version is copied to `labeled/<class>/<key>/<etag>`, then a label is written
+under `labels/` with a conditional put (If-None-Match: two reviewers can never both store one), and
+only then is the message deleted. Skipped messages go back to the queue at once.
+`scones labels export DIR` writes the labeled images as `<class>/<image>` for training and
+evaluation. Works against AWS or the local stack.
 """
 
 from __future__ import annotations
@@ -305,7 +306,9 @@ def _review(
     limit: int | None,
     tally: ReviewTally,
 ) -> None:
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
+
+    from scones.preprocessing import ImageRejected, preview_png
 
     for item in reviewer.items(limit):
         data = reviewer.image(item)
@@ -315,10 +318,10 @@ def _review(
             continue
         path = thumbnails / (safe_file_name(item.obj.key, item.obj.etag) + ".png")
         thumbnail: Path | None = path
-        try:
-            with Image.open(io.BytesIO(data)) as image:
-                image.convert("RGB").resize((128, 128), Image.Resampling.NEAREST).save(path)
-        except (UnidentifiedImageError, OSError):
+        try:  # anyone's bytes: decoded under the model input's guards (bombs, size)
+            with Image.open(io.BytesIO(preview_png(data, 128))) as image:
+                image.resize((128, 128), Image.Resampling.NEAREST).save(path)
+        except (ImageRejected, OSError):
             thumbnail = None
         answer = ask(item, thumbnail)
         if answer == "quit":

@@ -359,8 +359,9 @@ def cmd_labels_export(args: argparse.Namespace) -> int:
     (s3,) = _aws_clients(args, "s3")
     classes = LABEL_CLASSES if args.include_neither else LABEL_CLASSES[:-1]
     counts = export_labels(s3, _bucket(args), args.out, classes)
+    missing = counts.pop("missing", 0)
     print(", ".join(f"{label} {count}" for label, count in counts.items()) + f" images in {args.out}")
-    return 0
+    return 1 if missing else 0  # export_labels said which labels have no image copy
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -390,6 +391,10 @@ def cmd_deploy(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 2
+    if args.model_data and (not args.role or not args.serving_image):
+        # checked before the stack deploys, not after it
+        print("scones deploy: --model-data needs --role and --serving-image", file=sys.stderr)
+        return 2
     if args.artifacts_bucket:
         parameters = {"EndpointName": args.endpoint_name, "ConfidenceThreshold": str(args.threshold)}
         if args.alarm_email:
@@ -422,9 +427,15 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
 def cmd_destroy(args: argparse.Namespace) -> int:
     """Delete the endpoint, endpoint configs, models and stack (and the data, if asked)."""
-    from service.sagemaker_jobs import SageMakerSettings, destroy_actions, run
+    from service.sagemaker_jobs import SageMakerSettings, SettingsError, destroy_actions, run
 
-    settings = SageMakerSettings(role_arn="", bucket=_bucket(args), region=args.region)
+    bucket = ""  # only --delete-data needs it: the rest is found without the stack, which may be gone
+    if args.delete_data:
+        try:
+            bucket = _bucket(args)
+        except SettingsError as error:
+            print(f"scones destroy: the data stays ({error}); deleting the rest", file=sys.stderr)
+    settings = SageMakerSettings(role_arn="", bucket=bucket, region=args.region)
     sagemaker, cloudformation, s3 = _aws_clients(args, "sagemaker", "cloudformation", "s3")
     actions = destroy_actions(
         sagemaker,
@@ -433,7 +444,7 @@ def cmd_destroy(args: argparse.Namespace) -> int:
         settings,
         endpoint_name=args.endpoint_name,
         stack_name=args.stack_name,
-        delete_data=args.delete_data,
+        delete_data=bool(bucket),
     )
     if not actions:
         print("nothing to delete")

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import time
+import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -184,6 +185,10 @@ class LocalStack:
             port=self._requested_port,
         )
         self._quieted = quiet_moto_logs()
+        # moto's backends are process-wide: a stack starts empty, not with what an earlier stack of
+        # this process left (then its snapshot, if it keeps one, is restored)
+        reset = urllib.request.Request(f"{self.aws_endpoint_url}/moto-api/reset", method="POST")
+        urllib.request.urlopen(reset, timeout=30).close()
         resources = provision(
             self.client,
             self.names,
@@ -268,6 +273,7 @@ class LocalStack:
                 self._server = None
             self._endpoint.stop()
             self.info = None
+            self._restored_whole = False
             for logger, level in self._quieted.items():
                 logging.getLogger(logger).setLevel(level)
             self._quieted = {}

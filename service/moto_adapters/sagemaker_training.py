@@ -126,8 +126,8 @@ def run_training_job(account_id: str, job: Any, running: _Running | None = None)
                 running.process.kill()
                 running.process.communicate()
                 raise _Stopped("MaxRuntimeExceeded") from None
-            if running.stopped.is_set():
-                raise _Stopped("the local stack stopped")
+            if running.process.returncode != 0 and running.stopped.is_set():
+                raise _Stopped("the local stack stopped")  # terminated by the stop, not failed
             if running.process.returncode != 0:
                 raise RuntimeError(f"exit {running.process.returncode}: {stderr[-900:]}")
             packed = io.BytesIO()

@@ -221,6 +221,19 @@ def test_deploy_keeps_the_endpoints_hosting_unless_told(aws: LocalMotoServer) ->
     assert endpoint_model_data_url(sagemaker, "scones-classifier-none") is None
 
 
+def test_deploy_checks_its_endpoint_settings_before_the_stack_and_destroy_needs_no_bucket(
+    aws: LocalMotoServer,
+) -> None:
+    """A deploy missing --role for its endpoint stops before deploying the stack; destroy without
+    --delete-data looks up no bucket (the stack may be gone, or never have been made)."""
+    model_data = "s3://sm-data/models/scones-t1/output/model.tar.gz"
+    deploy = _cli(aws, "deploy", "--artifacts-bucket", "artifacts", "--model-data", model_data, "--dry-run")
+    assert deploy.returncode == 2 and "needs --role and --serving-image" in deploy.stderr
+    assert "upload" not in deploy.stdout, "nothing was planned, let alone run"
+    destroy = _cli(aws, "destroy", "--dry-run", "--stack-name", "never-deployed")
+    assert destroy.returncode == 0, destroy.stderr
+
+
 def test_region_flag_is_where_the_commands_look(aws: LocalMotoServer) -> None:
     """The endpoint lives in us-east-1 (the environment's region): `--region eu-west-1` must look
     there, not in the environment's region, as its CloudFormation and image URIs do."""
