@@ -171,18 +171,22 @@ def plot_outcomes_over_time(inferences: list[Inference], buckets: int = 20) -> b
 def _thumbnail_uri(s3: Any, record: OutcomeRecord) -> str:
     """The recorded version's 64 px preview; "" for anything that cannot be shown (gone, too large,
     not an image, a decompression bomb: uploads are anyone's bytes)."""
-    from scones.objects import s3_version_selector
+    from handlers.aws import S3ObjectStore
     from scones.preprocessing import DEFAULT_CONFIG, ImageRejected, preview_png
+    from scones.steps import ObjectMissing, TransientError
 
-    try:  # the recorded version (If-Match on its ETag when the bucket keeps no versions)
-        got = s3.get_object(
-            Bucket=record.bucket, Key=record.key, **s3_version_selector(record.etag, record.version_id)
+    try:  # the recorded version, left unread over the size limit
+        _, data = S3ObjectStore(s3).read(
+            record.bucket,
+            record.key,
+            DEFAULT_CONFIG.max_bytes,
+            etag=record.etag,
+            version_id=record.version_id,
         )
-        if got["ContentLength"] > DEFAULT_CONFIG.max_bytes:
-            got["Body"].close()
+        if data is None:
             return ""
-        png = preview_png(got["Body"].read(), 64)
-    except (ImageRejected, OSError, s3.exceptions.ClientError):
+        png = preview_png(data, 64)
+    except (ImageRejected, OSError, ObjectMissing, TransientError, s3.exceptions.ClientError):
         return ""
     return _png_uri(png)
 

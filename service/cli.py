@@ -289,13 +289,12 @@ def _bucket(args: argparse.Namespace) -> str:
     """`--bucket`, else the local stack's (an endpoint URL is set), else the deployed stack's."""
     from service.sagemaker_jobs import data_bucket
 
-    if not args.bucket:
-        args.bucket = data_bucket(
-            None,
-            endpoint_url=getattr(args, "endpoint_url", None) or os.environ.get("AWS_ENDPOINT_URL"),
-            stack_name=args.stack_name,
-            cloudformation=lambda: _aws_clients(args, "cloudformation")[0],
-        )
+    args.bucket = data_bucket(
+        args.bucket,
+        endpoint_url=getattr(args, "endpoint_url", None) or os.environ.get("AWS_ENDPOINT_URL"),
+        stack_name=args.stack_name,
+        cloudformation=lambda: _aws_clients(args, "cloudformation")[0],
+    )
     bucket: str = args.bucket
     return bucket
 
@@ -533,7 +532,6 @@ def _add_bucket_flags(command: argparse.ArgumentParser) -> None:
 
 
 def _add_aws_flags(command: argparse.ArgumentParser) -> None:
-
     _add_bucket_flags(command)
     command.add_argument(
         "--region", help="the AWS region (AWS commands): default the one boto3 uses, else us-east-1"

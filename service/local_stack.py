@@ -225,7 +225,8 @@ class LocalStack:
         return result
 
     def wait_quiet(self, timeout_s: float = 30.0) -> bool:
-        """Wait until every event is delivered and no workflow run is RUNNING; False at the timeout."""
+        """Wait until every event is delivered and no workflow run is RUNNING (what a test counts next
+        is then its own); False at the timeout, a run still going left to the caller's checks."""
         from service.moto_adapters import current
 
         deadline = time.monotonic() + timeout_s

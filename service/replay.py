@@ -39,6 +39,16 @@ class ReplayReport:
     unreadable: dict[str, str] = field(default_factory=dict)  # message id or record key → why
 
 
+def _upload_named_by(text: str | bytes) -> tuple[dict[str, Any], ObjectRef]:
+    """A failure record or dead letter, and the upload it names (its `replay` member, else itself);
+    ValueError when it is neither."""
+    try:
+        body = json.loads(text)
+        return body, ObjectRef.from_dict(body.get("replay") or body)
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        raise ValueError(f"{type(error).__name__}: {error}") from None
+
+
 def _why_not_replayable(s3: Any, obj: ObjectRef) -> str | None:
     """None when the key still holds the failed version; else why a replay cannot run it."""
     try:
@@ -97,10 +107,9 @@ def replay_failed(
     final: set[str] = set()  # failure records that stand for good: the upload's fault, or it is gone
     for record_key in sorted(failed_keys):
         try:
-            record = json.loads(s3.get_object(Bucket=bucket, Key=record_key)["Body"].read())
-            obj = ObjectRef.from_dict(record.get("replay") or record)
-        except (ValueError, KeyError, TypeError, AttributeError) as error:
-            report.unreadable[record_key] = f"not a failure record ({type(error).__name__}: {error})"
+            record, obj = _upload_named_by(s3.get_object(Bucket=bucket, Key=record_key)["Body"].read())
+        except ValueError as error:
+            report.unreadable[record_key] = f"not a failure record ({error})"
             continue
         if record.get("reason") not in reasons:
             report.skipped[obj.key] = f"reason {record.get('reason')} is not replayed"
@@ -114,9 +123,8 @@ def replay_failed(
     if sqs is not None and dead_letter_queue_url:
         for message in receive_all(sqs, dead_letter_queue_url, visibility_s=60):
             try:
-                body = json.loads(message["Body"])
-                obj = ObjectRef.from_dict(body.get("replay") or body)
-            except (ValueError, KeyError, TypeError, AttributeError) as error:
+                body, obj = _upload_named_by(message["Body"])
+            except ValueError as error:
                 report.unreadable[message["MessageId"]] = f"not a dead letter of the workflow ({error})"
                 done = False  # left for a person: nothing is deleted unread
             else:

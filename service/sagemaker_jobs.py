@@ -600,13 +600,14 @@ def model_archive_members(
 
 def download_model(s3: Any, model_data_url: str, model_dir: Path) -> Path:
     """Unpack a SageMaker `model.tar.gz` (model.onnx, metadata.json, ...) into `model_dir`."""
+    from handlers.aws import S3ObjectStore
+
     bucket, key = split_s3_url(model_data_url)
-    got = s3.get_object(Bucket=bucket, Key=key)
-    if got["ContentLength"] > MAX_MODEL_ARCHIVE_BYTES:
-        got["Body"].close()
-        raise ValueError(f"{model_data_url} is {got['ContentLength']} bytes: not a model archive of ours")
+    size, body = S3ObjectStore(s3).read(bucket, key, MAX_MODEL_ARCHIVE_BYTES)
+    if body is None:
+        raise ValueError(f"{model_data_url} is {size} bytes: not a model archive of ours")
     model_dir.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(fileobj=io.BytesIO(got["Body"].read()), mode="r:gz") as archive:
+    with tarfile.open(fileobj=io.BytesIO(body), mode="r:gz") as archive:
         archive.extractall(model_dir, members=model_archive_members(archive), filter="data")
     return model_dir
 

@@ -146,10 +146,7 @@ def install_all(
     A second one would take over the first stack's functions and deliveries (moto's backends and
     these patches are process-wide), and stopping either would strip the other: refused instead.
     """
-    if _state.current is not None:
-        raise AdaptersInUse(
-            "a local stack is already running in this process; stop it before starting another"
-        )
+    refuse_a_second_installation()
     _uninstall_modules()  # anything a failed or partial installation left behind
     runtime = InProcessLambdaRuntime(
         lambda_factories or {}, async_workers=lambda_async_workers, echo_output=echo_lambda_output
@@ -177,6 +174,14 @@ def install_all(
         raise
     _state.current = InstalledAdapters(runtime, delivery, endpoints)
     return _state.current
+
+
+def refuse_a_second_installation() -> None:
+    """Raise AdaptersInUse when a local stack's adapters are installed in this process already."""
+    if _state.current is not None:
+        raise AdaptersInUse(
+            "a local stack is already running in this process; stop it before starting another"
+        )
 
 
 def _uninstall_modules() -> None:
@@ -249,5 +254,6 @@ __all__ = [
     "check_moto_version",
     "current",
     "install_all",
+    "refuse_a_second_installation",
     "uninstall_all",
 ]

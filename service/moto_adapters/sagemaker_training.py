@@ -109,7 +109,7 @@ def run_training_job(account_id: str, job: Any, running: _Running | None = None)
             ]
             with _lock:
                 if running.stopped.is_set():
-                    raise _Stopped("the local stack stopped")
+                    raise _Stopped("Stopped", "the local stack stopped")
                 running.process = subprocess.Popen(
                     [sys.executable, parameters["sagemaker_program"], *flags],
                     cwd=work / "code",
@@ -125,10 +125,10 @@ def run_training_job(account_id: str, job: Any, running: _Running | None = None)
             except subprocess.TimeoutExpired:
                 running.process.kill()
                 running.process.communicate()
-                raise _Stopped("MaxRuntimeExceeded") from None
-            if running.process.returncode != 0 and running.stopped.is_set():
-                raise _Stopped("the local stack stopped")  # terminated by the stop, not failed
+                raise _Stopped("MaxRuntimeExceeded", "MaxRuntimeExceeded") from None
             if running.process.returncode != 0:
+                if running.stopped.is_set():  # terminated by the stop, not failed
+                    raise _Stopped("Stopped", "the local stack stopped")
                 raise RuntimeError(f"exit {running.process.returncode}: {stderr[-900:]}")
             packed = io.BytesIO()
             with tarfile.open(fileobj=packed, mode="w:gz") as archive:
@@ -138,9 +138,8 @@ def run_training_job(account_id: str, job: Any, running: _Running | None = None)
             _s3(account_id).put_object(bucket_name, key, packed.getvalue())
             job.training_job_status = job.secondary_status = "Completed"
         except _Stopped as stop:
-            job.training_job_status = "Stopped"
-            job.secondary_status = "MaxRuntimeExceeded" if str(stop) == "MaxRuntimeExceeded" else "Stopped"
-            job.failure_reason = str(stop)
+            job.training_job_status, job.secondary_status = "Stopped", stop.secondary_status
+            job.failure_reason = stop.reason
         except Exception as error:  # the job fails, as SageMaker reports a failed container
             job.training_job_status = job.secondary_status = "Failed"
             job.failure_reason = f"AlgorithmError: {error}"[:1024]
@@ -184,6 +183,10 @@ def uninstall() -> None:
 
 class _Stopped(Exception):
     """The job was stopped: by the stack stopping, or past its maximum runtime."""
+
+    def __init__(self, secondary_status: str, reason: str) -> None:
+        super().__init__(reason)
+        self.secondary_status, self.reason = secondary_status, reason
 
 
 def installed() -> bool:

@@ -33,14 +33,13 @@ from werkzeug.serving import make_server
 
 from service.endpoint import free_port
 from service.moto_adapters import (
-    AdaptersInUse,
     EndpointRegistry,
     HandlerFactory,
     InstalledAdapters,
     RetryPolicy,
-    current,
     in_process_transport,
     install_all,
+    refuse_a_second_installation,
     uninstall_all,
 )
 
@@ -168,10 +167,7 @@ def start_moto_server(
     quiet: bool = True,
 ) -> LocalMotoServer:
     """Start moto on 127.0.0.1 (a free port unless `port` is given) with every adapter installed."""
-    if current() is not None:  # refused before any of moto's settings are changed
-        raise AdaptersInUse(
-            "a local stack is already running in this process; stop it before starting another"
-        )
+    refuse_a_second_installation()  # before any of moto's settings are changed
     restore = {section: copy.deepcopy(default_user_config.get(section)) for section in STACK_CONFIG}
     default_user_config.update(copy.deepcopy(STACK_CONFIG))  # type: ignore[typeddict-item]
     previous_port = os.environ.get("MOTO_PORT")

@@ -12,7 +12,6 @@ from typing import Any
 from scones.objects import ObjectRef, execution_arn
 from service.local_stack import LocalStack
 from service.outcome_watch import list_record_keys, object_key_of, wait_for_outcomes
-from tests.e2e.settle import settle
 from training.staging import StagedDataset
 
 
@@ -102,7 +101,7 @@ def test_a_multipart_upload_starts_one_run(stack: LocalStack) -> None:
     )
     record = wait_for_outcomes(s3, stack.resources.bucket, [key], timeout_s=120, poll_s=0.1).records[key]
     assert record["outcome"] in {"accepted", "review"}
-    settle(stack)
+    stack.wait_quiet()
     assert len(runs_of(stack, key, done["ETag"].strip('"'))) == 1
     assert len(records_of(stack, key)) == 1
 
@@ -116,7 +115,7 @@ def test_tagging_and_deleting_an_upload_start_nothing(stack: LocalStack, staged:
         Bucket=stack.resources.bucket, Key=key, Tagging={"TagSet": [{"Key": "reviewed", "Value": "yes"}]}
     )
     s3.delete_object(Bucket=stack.resources.bucket, Key=key)
-    settle(stack)
+    stack.wait_quiet()
     pages = (
         stack.client("stepfunctions")
         .get_paginator("list_executions")

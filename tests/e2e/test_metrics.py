@@ -13,7 +13,6 @@ from monitoring.metrics import format_table, read_metrics
 from service.local_stack import LocalStack
 from service.outcome_watch import wait_for_outcomes
 from service.sample_uploads import INVALID
-from tests.e2e.settle import settle
 from training.staging import StagedDataset
 from workflow.names import METRICS_NAMESPACE
 
@@ -21,7 +20,7 @@ from workflow.names import METRICS_NAMESPACE
 def test_metrics_count_what_the_outcomes_say(stack: LocalStack, staged: StagedDataset) -> None:
     # CloudWatch keeps timestamps to the second: the window starts on the whole second before this
     # test's first upload, after earlier tests' runs have ended and that second has passed
-    settle(stack)
+    stack.wait_quiet()
     time.sleep(1.0)
     started = datetime.now(UTC).replace(microsecond=0)
     folder = f"inbox/metrics-{uuid.uuid4().hex[:8]}"
@@ -34,7 +33,7 @@ def test_metrics_count_what_the_outcomes_say(stack: LocalStack, staged: StagedDa
     for key, data in uploads.items():
         s3.put_object(Bucket=stack.resources.bucket, Key=key, Body=data)
     index = wait_for_outcomes(s3, stack.resources.bucket, uploads, timeout_s=60, poll_s=0.1)
-    settle(stack)  # a start invocation publishes its metrics as it returns, maybe after the outcome
+    stack.wait_quiet()  # a start invocation publishes its metrics as it returns, maybe after the outcome
     outcomes = [record["outcome"] for record in index.records.values()]
     since = datetime.now(UTC) - started
     metrics = read_metrics(stack.client("cloudwatch"), since=since)

@@ -272,15 +272,19 @@ def test_destroy_is_dry_run_first_then_removes_everything_and_is_safe_to_repeat(
     )
     s3.create_bucket(Bucket="sm-doomed")
     s3.put_object(Bucket="sm-doomed", Key="results/a.json", Body=b"{}")
-    actions = destroy_actions(
-        sagemaker,
-        cloudformation,
-        s3,
-        settings(bucket="sm-doomed"),
-        endpoint_name="scones-classifier",
-        stack_name="scones",
-        delete_data=True,
-    )
+
+    def planned() -> list[Any]:
+        return destroy_actions(
+            sagemaker,
+            cloudformation,
+            s3,
+            settings(bucket="sm-doomed"),
+            endpoint_name="scones-classifier",
+            stack_name="scones",
+            delete_data=True,
+        )
+
+    actions = planned()
     assert {(a.verb, a.kind) for a in actions} >= {
         ("delete", "endpoint"),
         ("delete", "endpoint config"),
@@ -294,15 +298,7 @@ def test_destroy_is_dry_run_first_then_removes_everything_and_is_safe_to_repeat(
     configs = sagemaker.list_endpoint_configs()["EndpointConfigs"]
     assert [c["EndpointConfigName"] for c in configs] == ["scones-classifier-staging"]
     assert "sm-doomed" not in {bucket["Name"] for bucket in s3.list_buckets()["Buckets"]}
-    again = destroy_actions(
-        sagemaker,
-        cloudformation,
-        s3,
-        settings(bucket="sm-doomed"),
-        endpoint_name="scones-classifier",
-        stack_name="scones",
-        delete_data=True,
-    )
+    again = planned()
     assert again == []
     sagemaker.delete_endpoint(EndpointName="scones-classifier-staging")
     sagemaker.delete_endpoint_config(EndpointConfigName="scones-classifier-staging")
