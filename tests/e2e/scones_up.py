@@ -7,7 +7,7 @@ import re
 import signal
 import subprocess
 import sys
-import time
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,9 @@ BIN = Path(sys.executable).parent
 
 
 class SconesUp:
+    """The child's output is read all along by a thread: a child whose pipe is full blocks on its next
+    print (with the logging lock held, every function would stop)."""
+
     def __init__(self, scones_home: Path, *arguments: str) -> None:
         environment = {**os.environ, "SCONES_HOME": str(scones_home), "PYTHONUNBUFFERED": "1"}
         self.process = subprocess.Popen(
@@ -27,20 +30,28 @@ class SconesUp:
             text=True,
         )
         self.lines: list[str] = []
-        self.url = self._read_url()
+        self._url_found = threading.Event()
+        self.url = ""
+        self._reader = threading.Thread(target=self._read, name="scones-up-output", daemon=True)
+        self._reader.start()
+        if not self._url_found.wait(timeout=120) or not self.url:
+            self.process.kill()
+            self._reader.join(timeout=10)
+            raise AssertionError("scones up did not come up:\n" + self.output)
 
-    def _read_url(self, timeout_s: float = 120) -> str:
+    def _read(self) -> None:
         assert self.process.stdout is not None
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            line = self.process.stdout.readline()
-            if not line:
-                break
+        for line in self.process.stdout:
             self.lines.append(line)
-            if match := re.search(r"AWS endpoint .*: (http://127\.0\.0\.1:\d+)", line):
-                return match.group(1)
-        self.process.kill()
-        raise AssertionError("scones up did not come up:\n" + "".join(self.lines))
+            if not self.url and (match := re.search(r"AWS endpoint .*: (http://127\.0\.0\.1:\d+)", line)):
+                self.url = match.group(1)
+                self._url_found.set()
+        self._url_found.set()  # the output ended: the child is gone
+
+    @property
+    def output(self) -> str:
+        """Everything the child printed so far."""
+        return "".join(self.lines)
 
     def client(self, service: str, **config: Any) -> Any:
         from botocore.config import Config
@@ -58,11 +69,13 @@ class SconesUp:
         """SIGTERM (our own child, by PID) and wait; everything it printed."""
         self.process.send_signal(signal.SIGTERM)
         try:
-            remaining = self.process.communicate(timeout=timeout_s)[0]
+            self.process.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             self.process.kill()
             raise
-        output = "".join(self.lines) + remaining
+        finally:
+            self._reader.join(timeout=10)
+        output = self.output
         assert self.process.returncode == 0, output
         assert "stopping the local stack" in output
         return output

@@ -46,6 +46,7 @@ def test_a_stop_in_the_middle_of_a_burst_loses_nothing(
         item["key"].startswith(("results/", "review/", "failed/")) for item in saved["objects"]
     )
     assert recorded_before < len(keys), "the stop came in the middle of the burst"
+    print(f"{recorded_before} of {len(keys)} uploads had their outcome before the stop")
 
     received_before = saved_sum(saved, "ImagesReceived")
     assert received_before > 0
@@ -56,7 +57,9 @@ def test_a_stop_in_the_middle_of_a_burst_loses_nothing(
         assert metrics["received"] == received_before, "metrics come back exactly"
         s3 = second.client("s3")
         index = wait_for_outcomes(s3, "scones-data", keys, timeout_s=180, poll_s=0.2)
-        assert set(index.records) == set(keys), "every upload has an outcome"
+        assert set(index.records) == set(keys), (
+            f"{len(keys) - len(index.records)} uploads have no outcome; scones up said:\n{second.output}"
+        )
         assert not index.duplicates, index.duplicates
         review = second.client("sqs").get_queue_url(QueueName="scones-review")["QueueUrl"]
         waiting = second.client("sqs").get_queue_attributes(
