@@ -4,7 +4,8 @@ For each message (a low-confidence outcome record) the reviewer sees the image (
 terminal summary: key, probabilities, model version) and answers bicycle, motorcycle, neither or
 skip. The reviewed version is copied to `labeled/<class>/<key>/<etag>`, then a label is written
 under `labels/` with a conditional put (If-None-Match: two reviewers can never both store one), and
-only then is the message deleted. Skipped messages go back to the queue at once.
+only then is the message deleted. Skipped messages stay hidden from this session and go back to
+the queue, visible at once, when it ends.
 `scones labels export DIR` writes the labeled images as `<class>/<image>` for training and
 evaluation. Works against AWS or the local stack.
 """
@@ -57,6 +58,7 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 class ReviewItem:
     record: dict[str, Any]
     receipt_handle: str
+    received_at: float = field(default_factory=time.monotonic)  # when SQS hid it from others
 
     @property
     def obj(self) -> ObjectRef:
@@ -183,7 +185,7 @@ class Reviewer:
 
     def skip(self, item: ReviewItem) -> None:
         """Leave the item for later: it stays hidden from this session and returns when `release()` runs."""
-        self._held[item.receipt_handle] = time.monotonic()
+        self._held[item.receipt_handle] = item.received_at  # hidden since it was received
 
     def keep_held(self) -> None:
         """Hide the skipped items again before their visibility timeout runs out (a long session)."""

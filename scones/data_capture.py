@@ -123,5 +123,5 @@ class DataCapture:
         """Stop the writer thread and write what is still buffered (failures are logged, not raised)."""
         self._stop.set()
         self._wake.set()
-        self._thread.join(timeout=5)
+        self._thread.join(timeout=30)  # a put in flight finishes first
         self._flush_logged()

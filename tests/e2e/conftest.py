@@ -14,12 +14,22 @@ from monitoring.review_web import WebReview, create_review_app
 from scones.model_store import ModelStore
 from service.endpoint import free_port
 from service.local_stack import LocalStack
+from tests.e2e.settle import quiet
 
 
 @pytest.fixture(scope="package")  # stopped before other packages start stacks of their own (one per process)
 def stack(model_store: ModelStore) -> Iterator[LocalStack]:
     with LocalStack(store=model_store) as running:
         yield running
+
+
+@pytest.fixture(autouse=True)
+def stack_quiet_after_each_test(request: pytest.FixtureRequest) -> Iterator[None]:
+    """The stack is shared: a test leaves it quiet, so the next one counts only its own runs (and a
+    run that does not end fails the test that started it)."""
+    yield
+    if "stack" in request.fixturenames:
+        quiet(request.getfixturevalue("stack"))
 
 
 @pytest.fixture
@@ -32,9 +42,10 @@ def review_page(stack: LocalStack) -> Iterator[tuple[str, WebReview]]:
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60
     while not server.started and time.monotonic() < deadline:
         time.sleep(0.02)
+    assert server.started, "the review page did not start within 60 s"
     try:
         yield f"http://127.0.0.1:{port}/", session
     finally:

@@ -34,7 +34,8 @@ class SconesUp:
         self.url = ""
         self._reader = threading.Thread(target=self._read, name="scones-up-output", daemon=True)
         self._reader.start()
-        if not self._url_found.wait(timeout=120) or not self.url:
+        # a kept stack restores its snapshot and re-drives what had no outcome before it prints it
+        if not self._url_found.wait(timeout=300) or not self.url:
             self.process.kill()
             self._reader.join(timeout=10)
             raise AssertionError("scones up did not come up:\n" + self.output)

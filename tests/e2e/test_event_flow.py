@@ -19,6 +19,7 @@ from PIL import Image
 from scones.objects import ObjectRef, execution_arn
 from service.local_stack import LocalStack
 from service.outcome_watch import wait_for_outcomes
+from tests.e2e.settle import quiet, run_ended
 from training.staging import StagedDataset
 
 
@@ -59,8 +60,7 @@ def test_test_image_is_classified_and_recorded(stack: LocalStack, staged: Staged
     assert record["threshold"] == 0.85 and record["model_version"]
     assert record["execution_id"].startswith("arn:aws:states:")
     assert {"serialize", "classify"} <= record["timings_ms"].keys()
-    execution = stack.client("stepfunctions").describe_execution(executionArn=record["execution_id"])
-    assert execution["status"] == "SUCCEEDED"
+    assert run_ended(stack, record["execution_id"]) == "SUCCEEDED"
 
 
 def test_accepted_and_review_routes_follow_the_threshold(stack: LocalStack, staged: StagedDataset) -> None:
@@ -122,16 +122,16 @@ def test_garbage_ends_in_failed_with_a_reason_and_a_dlq_message(stack: LocalStac
     record = outcome(stack, key)
     assert record["outcome"] == "failed" and record["reason"] == "not_an_image"
     assert record["replay"]["key"] == key
+    assert run_ended(stack, record["execution_id"]) == "FAILED"  # the letter is sent after the record
     sqs = stack.client("sqs")
-    bodies = []
-    for _ in range(10):
-        received = sqs.receive_message(QueueUrl=stack.resources.dead_letter_queue_url, MaxNumberOfMessages=10)
+    bodies: list[dict[str, Any]] = []
+    deadline = time.monotonic() + 30
+    while not any(b["key"] == key for b in bodies) and time.monotonic() < deadline:
+        received = sqs.receive_message(
+            QueueUrl=stack.resources.dead_letter_queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1
+        )
         bodies += [json.loads(m["Body"]) for m in received.get("Messages", [])]
-        if any(b["key"] == key for b in bodies):
-            break
     assert [b["reason"] for b in bodies if b["key"] == key] == ["not_an_image"]
-    execution = stack.client("stepfunctions").describe_execution(executionArn=record["execution_id"])
-    assert execution["status"] == "FAILED"
 
 
 def test_duplicate_delivery_starts_one_execution(stack: LocalStack, staged: StagedDataset) -> None:
@@ -157,6 +157,7 @@ def test_metrics_land_in_cloudwatch(stack: LocalStack, staged: StagedDataset) ->
     data = next((staged.split_dir("test") / "bicycle").iterdir()).read_bytes()
     uploaded_at = time.time()
     outcome(stack, upload(stack, data, "counted.png"))
+    quiet(stack)  # the start function's count is published when its invocation ends
     cloudwatch = stack.client("cloudwatch")
     end = time.time() + 60
     result = cloudwatch.get_metric_data(
@@ -212,11 +213,14 @@ def test_waiting_on_an_upload_again_waits_for_the_new_version_not_the_old_outcom
     }
     prefix = key.rsplit("/", 1)[0]
     submitted = subprocess.run(
-        [sys.executable, "-m", "service.cli", "submit", str(again), "--prefix", prefix, "--wait"],
+        [
+            *(sys.executable, "-m", "service.cli", "submit", str(again)),
+            *("--prefix", prefix, "--wait", "--timeout", "120"),
+        ],
         env=environment,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=240,  # past submit's own timeout: it reports a wait that ran out
         check=False,
     )
     assert submitted.returncode == 0, submitted.stdout + submitted.stderr

@@ -20,6 +20,7 @@ from scones.objects import ObjectRef
 from service.local_stack import LocalStack
 from service.outcome_watch import list_record_keys, object_key_of, wait_for_outcomes
 from service.replay import replay_failed
+from tests.e2e.settle import dead_letters, quiet
 from training.staging import StagedDataset
 from workflow.definitions import STATE_MACHINE_FILE
 
@@ -47,43 +48,24 @@ def upload(stack: LocalStack, data: bytes, count: int = 1) -> list[str]:
 
 
 def outcomes(stack: LocalStack, keys: list[str], timeout_s: float = 90) -> dict[str, dict[str, Any]]:
+    """The keys' records, once their runs have ended (a DLQ letter is sent after the record)."""
     index = wait_for_outcomes(
         stack.client("s3"), stack.resources.bucket, keys, timeout_s=timeout_s, poll_s=0.1
     )
     assert set(index.records) == set(keys), "every upload has an outcome"
     assert not index.duplicates
+    quiet(stack)
     return index.records
 
 
-def settled_outcomes(stack: LocalStack, keys: list[str], timeout_s: float = 90) -> dict[str, list[str]]:
-    """After replays: wait until no key has a failure record left, then every key's record keys."""
-    import time
-
-    deadline = time.monotonic() + timeout_s
-    while True:
-        found: dict[str, list[str]] = {}
-        for record_key in list_record_keys(stack.client("s3"), stack.resources.bucket):
-            found.setdefault(object_key_of(record_key), []).append(record_key)
-        mine = {key: found.get(key, []) for key in keys}
-        if all(r and not r[0].startswith("failed/") for r in mine.values()) or time.monotonic() > deadline:
-            return mine
-        time.sleep(0.2)
-
-
-def dead_letters(stack: LocalStack) -> list[dict[str, Any]]:
-    """Every message on the DLQ, peeked: each is put back (visible at once) after it was read."""
-    sqs = stack.client("sqs")
-    url = stack.resources.dead_letter_queue_url
-    bodies: dict[str, dict[str, Any]] = {}
-    handles = []
-    while received := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=30).get(
-        "Messages", []
-    ):
-        bodies |= {m["MessageId"]: json.loads(m["Body"]) for m in received}
-        handles += [m["ReceiptHandle"] for m in received]
-    for handle in handles:
-        sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=handle, VisibilityTimeout=0)
-    return list(bodies.values())
+def settled_outcomes(stack: LocalStack, keys: list[str]) -> dict[str, list[str]]:
+    """After replays (their runs are started when `replay` returns): every key's record keys, once
+    no run is going (a replay writes its record before it deletes the failure record)."""
+    quiet(stack)
+    found: dict[str, list[str]] = {}
+    for record_key in list_record_keys(stack.client("s3"), stack.resources.bucket):
+        found.setdefault(object_key_of(record_key), []).append(record_key)
+    return {key: found.get(key, []) for key in keys}
 
 
 def replay(stack: LocalStack) -> dict[str, str]:

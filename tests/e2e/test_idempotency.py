@@ -12,6 +12,7 @@ from typing import Any
 from scones.objects import ObjectRef, execution_arn
 from service.local_stack import LocalStack
 from service.outcome_watch import list_record_keys, object_key_of, wait_for_outcomes
+from tests.e2e.settle import quiet, run_ended
 from training.staging import StagedDataset
 
 
@@ -41,6 +42,9 @@ def test_a_retried_record_invocation_writes_nothing_new(stack: LocalStack, stage
     s3 = stack.client("s3")
     s3.put_object(Bucket=stack.resources.bucket, Key=key, Body=images(staged, 1)[0])
     record = wait_for_outcomes(s3, stack.resources.bucket, [key], timeout_s=60, poll_s=0.05).records[key]
+    # the run's record step completes its idempotency record after writing the outcome: until then a
+    # second call is "already in progress", not a retry of a finished one
+    assert run_ended(stack, record["execution_id"]) == "SUCCEEDED"
     written = s3.get_object(Bucket=stack.resources.bucket, Key=records_of(stack, key)[0])
     state = {
         "object": ObjectRef(stack.resources.bucket, key, record["etag"], size=record.get("size")).as_dict(),
@@ -101,7 +105,7 @@ def test_a_multipart_upload_starts_one_run(stack: LocalStack) -> None:
     )
     record = wait_for_outcomes(s3, stack.resources.bucket, [key], timeout_s=120, poll_s=0.1).records[key]
     assert record["outcome"] in {"accepted", "review"}
-    stack.wait_quiet()
+    quiet(stack)
     assert len(runs_of(stack, key, done["ETag"].strip('"'))) == 1
     assert len(records_of(stack, key)) == 1
 
@@ -115,7 +119,7 @@ def test_tagging_and_deleting_an_upload_start_nothing(stack: LocalStack, staged:
         Bucket=stack.resources.bucket, Key=key, Tagging={"TagSet": [{"Key": "reviewed", "Value": "yes"}]}
     )
     s3.delete_object(Bucket=stack.resources.bucket, Key=key)
-    stack.wait_quiet()
+    quiet(stack)
     pages = (
         stack.client("stepfunctions")
         .get_paginator("list_executions")

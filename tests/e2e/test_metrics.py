@@ -13,6 +13,7 @@ from monitoring.metrics import format_table, read_metrics
 from service.local_stack import LocalStack
 from service.outcome_watch import wait_for_outcomes
 from service.sample_uploads import INVALID
+from tests.e2e.settle import quiet
 from training.staging import StagedDataset
 from workflow.names import METRICS_NAMESPACE
 
@@ -20,7 +21,7 @@ from workflow.names import METRICS_NAMESPACE
 def test_metrics_count_what_the_outcomes_say(stack: LocalStack, staged: StagedDataset) -> None:
     # CloudWatch keeps timestamps to the second: the window starts on the whole second before this
     # test's first upload, after earlier tests' runs have ended and that second has passed
-    stack.wait_quiet()
+    quiet(stack)
     time.sleep(1.0)
     started = datetime.now(UTC).replace(microsecond=0)
     folder = f"inbox/metrics-{uuid.uuid4().hex[:8]}"
@@ -33,22 +34,24 @@ def test_metrics_count_what_the_outcomes_say(stack: LocalStack, staged: StagedDa
     for key, data in uploads.items():
         s3.put_object(Bucket=stack.resources.bucket, Key=key, Body=data)
     index = wait_for_outcomes(s3, stack.resources.bucket, uploads, timeout_s=60, poll_s=0.1)
-    stack.wait_quiet()  # a start invocation publishes its metrics as it returns, maybe after the outcome
+    quiet(stack)  # a function publishes its metrics as its invocation ends, maybe after the outcome
     outcomes = [record["outcome"] for record in index.records.values()]
-    # CloudWatch is eventually consistent, and so is the local stack: read again for a while until
-    # every upload's start is in (failed once in a clean-clone run with 4 of 7 received)
-    deadline = time.monotonic() + 20
-    while True:
-        metrics = read_metrics(stack.client("cloudwatch"), since=datetime.now(UTC) - started)
-        if metrics["received"] >= len(uploads) or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
-    assert metrics["received"] == len(uploads)
-    assert (metrics["accepted"], metrics["review"], metrics["failed"]) == (
+    expected = (
+        len(uploads),
         outcomes.count("accepted"),
         outcomes.count("review"),
         outcomes.count("failed"),
     )
+    # CloudWatch is eventually consistent, and so is the local stack: read again for a while until
+    # every count is in (failed once in a clean-clone run with 4 of 7 received)
+    deadline = time.monotonic() + 30
+    while True:
+        metrics = read_metrics(stack.client("cloudwatch"), since=datetime.now(UTC) - started)
+        counts = (metrics["received"], metrics["accepted"], metrics["review"], metrics["failed"])
+        if counts == expected or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert counts == expected, metrics
     assert metrics["failed_by_reason"] == {"not_an_image": 1}
     assert all(value is not None for value in metrics["confidence"].values())
     assert metrics["confidence"]["p10"] <= metrics["confidence"]["p50"] <= metrics["confidence"]["p90"]
@@ -103,6 +106,7 @@ def test_every_alarm_and_dashboard_line_watches_a_series_the_functions_publish(
     for key, data in uploads.items():
         s3.put_object(Bucket=stack.resources.bucket, Key=key, Body=data)
     wait_for_outcomes(s3, stack.resources.bucket, uploads, timeout_s=60, poll_s=0.1)
+    quiet(stack)  # the record function publishes its counts as its invocation ends
     published = {
         (metric["MetricName"], frozenset((d["Name"], d["Value"]) for d in metric.get("Dimensions", [])))
         for page in stack.client("cloudwatch")

@@ -18,6 +18,7 @@ from monitoring.review_web import WebReview
 from scones.objects import ObjectRef
 from service.local_stack import LocalStack
 from service.outcome_watch import wait_for_outcomes
+from tests.e2e.settle import quiet
 from training.staging import StagedDataset
 
 ROOT = Path(__file__).parents[2]
@@ -25,6 +26,7 @@ ROOT = Path(__file__).parents[2]
 
 def queue_for_review(stack: LocalStack, staged: StagedDataset, per_class: int) -> dict[str, str]:
     """Upload known images with the threshold at 1.0, so each goes to review; key → true class."""
+    quiet(stack)  # no earlier run sends a message after the drain
     sqs = stack.client("sqs")
     url = stack.resources.review_queue_url
     while messages := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
@@ -46,6 +48,7 @@ def queue_for_review(stack: LocalStack, staged: StagedDataset, per_class: int) -
                 truth[key] = label
         index = wait_for_outcomes(s3, stack.resources.bucket, truth, timeout_s=60, poll_s=0.1)
         assert {record["outcome"] for record in index.records.values()} == {"review"}
+        quiet(stack)  # every review message is sent
     finally:
         lam.update_function_configuration(FunctionName="scones-filter", Environment={"Variables": variables})
     return truth
@@ -281,13 +284,13 @@ def test_skipped_items_stay_held_through_a_long_session_and_release_survives_sta
     for name in ("a", "b", "c"):
         record = {"bucket": stack.resources.bucket, "key": f"inbox/{name}.png", "etag": name}
         sqs.send_message(QueueUrl=url, MessageBody=json.dumps(record))
-    reviewer = Reviewer(stack.client("s3"), sqs, url, visibility_s=2)
+    reviewer = Reviewer(stack.client("s3"), sqs, url, visibility_s=6)
     first = next(reviewer.items(limit=1))
     reviewer.skip(first)
-    time.sleep(1.5)  # past half the timeout: the next request hides the skipped item again
+    time.sleep(3.5)  # past half the timeout: the next request hides the skipped item again
     second = next(reviewer.items(limit=1))
     reviewer.skip(second)
-    time.sleep(1.0)  # the first item's original 2 s are over; it must still be hidden
+    time.sleep(3.0)  # the first item's original 6 s are over; it must still be hidden
     third = next(reviewer.items(limit=1))
     assert {item.record["key"] for item in (first, second, third)} == {
         "inbox/a.png",

@@ -41,9 +41,12 @@ def test_a_reviewer_clicks_through_the_queue(
     url, session = review_page
     clicked = {}
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium(), headless=True, args=CHROMIUM_FLAGS)
+        browser = playwright.chromium.launch(
+            executable_path=chromium(), headless=True, args=CHROMIUM_FLAGS, timeout=120_000
+        )
         try:
             page = browser.new_page()
+            page.set_default_timeout(60_000)  # a loaded CI machine; the defaults are 30 s
             page.goto(url)
             while page.locator("#key").count():
                 key = page.locator("#key").inner_text()

@@ -87,20 +87,29 @@ def echo_factory(env: Mapping[str, str]) -> HandlerFunction:
     return handler
 
 
+REFUSED_WRITES: list[str] = []  # keys a `sleep` invocation tried to write and was refused
+
+
 def sleep_factory(env: Mapping[str, str]) -> HandlerFunction:
+    import boto3
+
+    s3 = boto3.client(  # built with the environment, as a handler's clients are: not timed
+        "s3",
+        endpoint_url=env.get("S3_ENDPOINT_URL"),
+        region_name="us-east-1",
+        aws_access_key_id="local",
+        aws_secret_access_key="local",
+    )
+
     def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         time.sleep(float(event["seconds"]))
         if "then_put" in event:  # a write after the sleep: refused once the invocation timed out
-            import boto3
-
-            s3 = boto3.client(
-                "s3",
-                endpoint_url=env["S3_ENDPOINT_URL"],
-                region_name="us-east-1",
-                aws_access_key_id="local",
-                aws_secret_access_key="local",
-            )
-            s3.put_object(Bucket=event["then_put"]["bucket"], Key=event["then_put"]["key"], Body=b"late")
+            key = event["then_put"]["key"]
+            try:
+                s3.put_object(Bucket=event["then_put"]["bucket"], Key=key, Body=b"late")
+            except Exception:
+                REFUSED_WRITES.append(key)
+                raise
         return {"slept": event["seconds"]}
 
     return handler
@@ -579,13 +588,19 @@ def test_the_function_timeout_is_enforced(aws: Aws) -> None:
 
 
 def test_a_timed_out_invocation_sends_nothing_more(aws: Aws) -> None:
-    name, _ = aws.function("tests.fake.sleep", timeout=1, env={"S3_ENDPOINT_URL": aws.server.endpoint_url})
+    environment = {"S3_ENDPOINT_URL": aws.server.endpoint_url}
+    slow, _ = aws.function("tests.fake.sleep", timeout=1, env=environment)
+    prompt_one, _ = aws.function("tests.fake.sleep", timeout=30, env=environment)
     bucket = aws.name("frozen")
     aws.s3.create_bucket(Bucket=bucket)
+    late_key = aws.name("late")
 
-    _, late = _invoke(aws, name, {"seconds": 1.5, "then_put": {"bucket": bucket, "key": "late"}})
-    _, prompt = _invoke(aws, name, {"seconds": 0.1, "then_put": {"bucket": bucket, "key": "prompt"}})
-    time.sleep(1.0)  # the timed-out thread has woken and tried its write by now
+    _, late = _invoke(aws, slow, {"seconds": 1.5, "then_put": {"bucket": bucket, "key": late_key}})
+    _, prompt = _invoke(aws, prompt_one, {"seconds": 0.1, "then_put": {"bucket": bucket, "key": "prompt"}})
+    deadline = time.monotonic() + 30
+    while late_key not in REFUSED_WRITES:  # the timed-out thread wakes and tries its write
+        assert time.monotonic() < deadline, "the timed-out invocation never tried its write"
+        time.sleep(0.05)
 
     assert late["errorType"] == "Sandbox.Timedout" and prompt == {"slept": 0.1}
     keys = [o["Key"] for o in aws.s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
