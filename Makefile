@@ -8,7 +8,7 @@ SHARED_DATASET := $(abspath ../shared/datasets/cifar100-bicycle-motorcycle)
 export SCONES_DATASET ?= $(if $(wildcard $(SHARED_DATASET)/train.lst),$(SHARED_DATASET),)
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install test lint typecheck browser unit demo bench package deploy destroy audit clean
+.PHONY: install test lint typecheck browser demo bench package deploy destroy audit clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

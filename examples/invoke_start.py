@@ -5,9 +5,10 @@
 
 Without `--invoke` it only parses the event the way the handler does and prints the object version
 and the run name it would start (or why it starts nothing). With `--invoke`, against a running
-`scones up` (or AWS) that `AWS_ENDPOINT_URL` points at, it invokes the deployed `scones-start`
-function through the Lambda API with the event moved to the stack's bucket and inbox, so the run
-really starts (its outcome says "object_missing" unless the object exists there).
+`scones up` that `AWS_ENDPOINT_URL` points at, it invokes the stack's `scones-start` function
+through the Lambda API with the event moved to the stack's bucket and inbox, so the run really
+starts (its outcome says "object_missing" unless the object exists there). On AWS, give the names
+CloudFormation chose with `--function` and `--bucket`.
 """
 
 from __future__ import annotations
@@ -37,15 +38,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("event", type=Path, help="a JSON event file (see tests/events/)")
     parser.add_argument("--invoke", action="store_true", help="invoke the stack's start function with it")
+    names = StackNames()
+    start = next(spec for spec in FUNCTIONS if spec.logical_id == "StartFunction")
+    parser.add_argument(
+        "--function", default=names.function(start), help="the start function (on AWS: its generated name)"
+    )
+    parser.add_argument(
+        "--bucket", default=names.bucket, help="the data bucket (on AWS: the stack's DataBucketName)"
+    )
     args = parser.parse_args(argv)
     event = json.loads(args.event.read_text())
-    names = StackNames()
     if args.invoke:
         import boto3
 
-        event = moved_to_stack(event, names.bucket)
-        start = next(spec for spec in FUNCTIONS if spec.logical_id == "StartFunction")
-        answer = boto3.client("lambda").invoke(FunctionName=names.function(start), Payload=json.dumps(event))
+        event = moved_to_stack(event, args.bucket)
+        answer = boto3.client("lambda").invoke(FunctionName=args.function, Payload=json.dumps(event))
         print(json.dumps(json.loads(answer["Payload"].read()), indent=2))
         return 1 if answer.get("FunctionError") else 0
     try:

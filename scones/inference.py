@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from scones.model_metadata import ModelMetadata
+from scones.model_metadata import ModelMetadata, check_model_file
 from scones.preprocessing import preprocess
 
 
@@ -38,7 +38,7 @@ class OnnxClassifier:
         import onnxruntime as ort  # the serving extra; kept out of torch-free Lambda imports
 
         self.model_dir = model_dir
-        self.metadata = ModelMetadata.read(model_dir)
+        self.metadata = check_model_file(model_dir)
         self.preprocess_config = self.metadata.preprocess_config()
         warn_if_preprocessing_differs(self.metadata)
         options = ort.SessionOptions()

@@ -30,6 +30,8 @@ class ModelMetadata(BaseModel):
     onnx_file: str = ONNX_FILE
     onnx_sha256: str = ""
     training_data_sha256: str = ""
+    # the images it was validated (and its temperature fitted) on: a retrain's gate must use the same
+    validation_data_sha256: str = ""
     created_at: str
     hyperparameters: dict[str, Any] = Field(default_factory=dict)
     metrics: dict[str, Any] = Field(default_factory=dict)
@@ -56,3 +58,21 @@ def file_sha256(path: Path) -> str:
         for chunk in iter(lambda: stream.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+class ModelFileMismatch(ValueError):
+    """A model folder's ONNX file is not the one its metadata describes."""
+
+
+def check_model_file(model_dir: Path) -> ModelMetadata:
+    """The folder's metadata, once its ONNX file is checked against the SHA-256 the metadata records:
+    a stale or swapped `model.onnx` would be served under another model's version and preprocessing."""
+    metadata = ModelMetadata.read(model_dir)
+    if metadata.onnx_sha256:
+        found = file_sha256(model_dir / metadata.onnx_file)
+        if found != metadata.onnx_sha256:
+            raise ModelFileMismatch(
+                f"{model_dir / metadata.onnx_file} has SHA-256 {found[:12]}..., but metadata.json of "
+                f"version {metadata.version} describes {metadata.onnx_sha256[:12]}...: not served"
+            )
+    return metadata

@@ -34,6 +34,8 @@ from scones.preprocessing import ImageRejected, preprocess
 IMAGE_TYPES: Final = frozenset({"image/png", "image/jpeg", "image/jpg", "application/x-image", "image/webp"})
 JSON_TYPE: Final = "application/json"
 MAX_BATCH: Final = 64
+# SageMaker real-time InvokeEndpoint takes at most 6 MB: the container refuses more, locally as on AWS
+MAX_REQUEST_BYTES: Final = 6 * 1024 * 1024
 ACCOUNT_ID: Final = "123456789012"
 _log = logging.getLogger(__name__)
 
@@ -174,10 +176,29 @@ def _predict_batch(model: OnnxClassifier, images: list[bytes]) -> dict[str, Any]
     }
 
 
+async def _bounded_body(request: Request, limit: int) -> bytes | None:
+    """The request body, or None when it is over `limit` bytes: the rest is read and dropped (a
+    client still sending would see a reset connection instead of the answer), up to 4 x `limit`."""
+    declared = request.headers.get("content-length", "")
+    too_large = declared.isdigit() and int(declared) > 4 * limit
+    chunks: list[bytes] = []
+    size = 0
+    if not too_large:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > 4 * limit:
+                break
+            if size <= limit:
+                chunks.append(chunk)
+    return b"".join(chunks) if size <= limit and not too_large else None
+
+
 async def invoke(endpoint: Endpoint, request: Request) -> Response:
     """The container's `/invocations`: validate, preprocess, run the model, capture."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    body = await request.body()
+    body = await _bounded_body(request, MAX_REQUEST_BYTES)
+    if body is None:
+        return _error(413, "payload_too_large", f"a request holds at most {MAX_REQUEST_BYTES} bytes")
     model = endpoint.slot.ready()
     if model is None:  # a load or version check: on the thread pool, never stalling the event loop
         try:
@@ -190,8 +211,8 @@ async def invoke(endpoint: Endpoint, request: Request) -> Response:
         except ImageRejected as rejected:
             return _error(400, rejected.reason, rejected.detail)
     elif content_type == JSON_TYPE:
-        try:
-            images = _decode_batch(body)
+        try:  # parsing a large batch must not stall the event loop
+            images = await run_in_threadpool(_decode_batch, body)
         except ValueError as error:
             return _error(400, "bad_request", str(error))
         result = await run_in_threadpool(_predict_batch, model, images)

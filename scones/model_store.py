@@ -10,7 +10,7 @@ from typing import Final
 
 import platformdirs
 
-from scones.model_metadata import METADATA_FILE, ModelMetadata
+from scones.model_metadata import METADATA_FILE, ModelMetadata, check_model_file
 
 CURRENT_FILE = "CURRENT"
 HISTORY_FILE = "HISTORY"
@@ -43,7 +43,11 @@ class ModelStore:
     def versions(self) -> list[str]:
         if not self.root.is_dir():
             return []
-        return sorted(p.name for p in self.root.iterdir() if (p / METADATA_FILE).is_file())
+        return sorted(  # a `.`-folder is a publish in progress (or one a crash left)
+            p.name
+            for p in self.root.iterdir()
+            if not p.name.startswith(".") and (p / METADATA_FILE).is_file()
+        )
 
     def path(self, version: str) -> Path:
         if not version or "/" in version or version.startswith("."):
@@ -67,10 +71,15 @@ class ModelStore:
         if not target.exists():
             self.root.mkdir(parents=True, exist_ok=True)
             staging = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=self.root))
-            for item in model_dir.iterdir():
-                if item.is_file():
-                    shutil.copy2(item, staging / item.name)
-            staging.rename(target)
+            try:
+                for item in model_dir.iterdir():
+                    if item.is_file():
+                        shutil.copy2(item, staging / item.name)
+                check_model_file(staging)
+                staging.rename(target)
+            except BaseException:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
         if make_current:
             self.set_current(version)
         return target

@@ -30,6 +30,8 @@ FORMAT_SUFFIXES: Final = {
     "TIFF": ".tiff",
 }
 ALLOWED_FORMATS: Final = tuple(FORMAT_SUFFIXES)
+WIDE_MODES: Final = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I", "F"})
+JPEG_FORMATS: Final = ("JPEG", "MPO")  # Pillow opens a JPEG with MPF data (many phone photos) as MPO
 BACKGROUND_RGB: Final = (255, 255, 255)
 
 RejectReason = Literal[
@@ -85,13 +87,18 @@ def decode(data: bytes, config: PreprocessConfig = DEFAULT_CONFIG) -> Image.Imag
         # A file cut short inside its header (e.g. a JPEG before its SOF marker) fails while opening.
         raise _corrupt("the image header is incomplete or corrupt", error) from None
     width, height = image.size
-    if width * height > config.max_pixels:
+    # 16- and 32-bit samples take several times the memory per pixel through decoding and conversion
+    # (a 64-megapixel 16-bit PNG of 120 KB peaked at 700 MB): a quarter of the pixels for them
+    limit = config.max_pixels // 4 if image.mode in WIDE_MODES else config.max_pixels
+    if width * height > limit:
         raise ImageRejected(
-            "decompression_bomb", f"{width}x{height} is over the limit of {config.max_pixels} pixels"
+            "decompression_bomb",
+            f"{width}x{height} is over the limit of {limit} pixels"
+            + (f" for {image.mode} images" if limit != config.max_pixels else ""),
         )
     if min(width, height) < config.min_side:
         raise ImageRejected("too_small", f"{width}x{height} is under {config.min_side} px on a side")
-    if image.format == "JPEG":
+    if image.format in JPEG_FORMATS:
         # DCT-domain downscale: a 12 MP photo decodes at 1/8 size, still far above the thumbnail.
         image.draft("RGB", (THUMBNAIL_SIZE * 8, THUMBNAIL_SIZE * 8))
     try:
@@ -102,8 +109,10 @@ def decode(data: bytes, config: PreprocessConfig = DEFAULT_CONFIG) -> Image.Imag
         upright = ImageOps.exif_transpose(image)
     except Exception as error:  # Pillow's EXIF parser raises struct.error, TypeError, ... on garbage
         raise ImageRejected("truncated", f"the EXIF metadata is corrupt ({error!r})") from None
-    upright.format = image.format  # the copy forgets what it was decoded from
-    upright.info["frames"] = int(getattr(image, "n_frames", 1))
+    # the copy forgets what it was decoded from; a phone's JPEG with MPF data opens as "MPO"
+    upright.format = "JPEG" if image.format in JPEG_FORMATS else image.format
+    # whether there is a second frame (counting them all would walk every frame of a GIF)
+    upright.info["animated"] = bool(getattr(image, "is_animated", False))
     upright.info["source_size"] = (width, height)  # before the JPEG draft downscale
     return upright
 
@@ -180,7 +189,7 @@ class SourceInfo:
     mode: str
     width: int
     height: int
-    frames: int
+    animated: bool
 
 
 def thumbnail_png(data: bytes, config: PreprocessConfig = DEFAULT_CONFIG) -> tuple[bytes, SourceInfo]:
@@ -191,7 +200,7 @@ def thumbnail_png(data: bytes, config: PreprocessConfig = DEFAULT_CONFIG) -> tup
         mode=image.mode,
         width=int(image.info.get("source_size", image.size)[0]),
         height=int(image.info.get("source_size", image.size)[1]),
-        frames=int(image.info.get("frames", 1)),
+        animated=bool(image.info.get("animated", False)),
     )
     buffer = io.BytesIO()
     thumbnail_of(image).save(buffer, format="PNG")

@@ -230,23 +230,32 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from handlers.aws import StepFunctionsStarter
     from scones.outcomes import REPLAYABLE_REASONS
     from service.replay import replay_failed, wait_for_executions
+    from service.sagemaker_jobs import SettingsError
     from workflow.names import StackNames
 
     names = StackNames()
     s3, sfn, sqs = _aws_clients(args, "s3", "stepfunctions", "sqs")
-    machines = [m for m in sfn.list_state_machines()["stateMachines"] if m["name"] == names.state_machine]
-    if not machines:
-        print(f"no state machine named {names.state_machine}: is the stack running?")
-        return 1
-    arn = machines[0]["stateMachineArn"]
+
+    def local_state_machine() -> str:
+        machines = sfn.list_state_machines()["stateMachines"]
+        for machine in machines:
+            if machine["name"] == names.state_machine:
+                arn: str = machine["stateMachineArn"]
+                return arn
+        raise SettingsError(f"no state machine named {names.state_machine}: is the stack running?")
+
+    def queue(output: str, local_name: str) -> str:
+        return _stack_value(args, output, lambda: sqs.get_queue_url(QueueName=local_name)["QueueUrl"])
+
+    arn = _stack_value(args, "StateMachineArn", local_state_machine)
     report = replay_failed(
         s3,
         StepFunctionsStarter(sfn, arn),
         _bucket(args),
         reasons=set(args.reason) if args.reason else REPLAYABLE_REASONS,
         sqs=sqs,
-        dead_letter_queue_url=sqs.get_queue_url(QueueName=names.dead_letter_queue)["QueueUrl"],
-        event_dead_letter_queue_url=sqs.get_queue_url(QueueName=names.event_dead_letter_queue)["QueueUrl"],
+        dead_letter_queue_url=queue("FailedQueueUrl", names.dead_letter_queue),
+        event_dead_letter_queue_url=queue("UndeliveredEventsQueueUrl", names.event_dead_letter_queue),
     )
     for key, name in report.replayed.items():
         print(f"replaying {key} as {name}")
@@ -299,6 +308,19 @@ def _bucket(args: argparse.Namespace) -> str:
     return bucket
 
 
+def _stack_value(args: argparse.Namespace, output: str, local: Callable[[], str]) -> str:
+    """`local()` on the embedded stack (an endpoint URL is set), else the deployed stack's `output`."""
+    from service.sagemaker_jobs import stack_value
+
+    return stack_value(
+        output,
+        local=local,
+        endpoint_url=getattr(args, "endpoint_url", None) or os.environ.get("AWS_ENDPOINT_URL"),
+        stack_name=args.stack_name,
+        cloudformation=lambda: _aws_clients(args, "cloudformation")[0],
+    )
+
+
 def _aws_clients(args: argparse.Namespace, *services: str, endpoint_url: str | None = None) -> list[Any]:
     """Clients in the command's `--region` (the one its stack and jobs use) at its `--endpoint-url`."""
     import boto3
@@ -320,7 +342,11 @@ def cmd_review(args: argparse.Namespace) -> int:
     from workflow.names import StackNames
 
     s3, sqs = _aws_clients(args, "s3", "sqs")
-    queue_url = args.queue_url or sqs.get_queue_url(QueueName=StackNames().review_queue)["QueueUrl"]
+    queue_url = args.queue_url or _stack_value(
+        args,
+        "ReviewQueueUrl",
+        lambda: sqs.get_queue_url(QueueName=StackNames().review_queue)["QueueUrl"],
+    )
     reviewer = Reviewer(s3, sqs, queue_url, reviewer=args.reviewer or getpass.getuser())
     if args.web:
         from monitoring.review_web import serve_review
@@ -379,7 +405,11 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     from service.sagemaker_jobs import hosting_actions, hosting_like, run, stack_actions, stack_outputs
 
     if not args.artifacts_bucket and not args.model_data:
-        print("nothing to deploy: give --artifacts-bucket (the stack) and/or --model-data (the endpoint)")
+        print(
+            "scones deploy: nothing to deploy: give --artifacts-bucket (the stack) and/or --model-data "
+            "(the endpoint)",
+            file=sys.stderr,
+        )
         return 2
     if args.model_data:
         parts = args.model_data.rstrip("/").split("/")
@@ -520,7 +550,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from service.demo import run_demo
 
     summary = run_demo(dataset=args.dataset, threshold=args.threshold, summary_path=args.summary)
-    return 0 if summary["missing"] == 0 else 1
+    problems = [
+        *([f"{summary['missing']} uploads have no outcome"] if summary["missing"] else []),
+        *([f"{summary['duplicated']} uploads have two outcomes"] if summary["duplicated"] else []),
+        *([] if summary["metrics_match_outcomes"] else ["the CloudWatch counts differ from the records"]),
+    ]
+    for problem in problems:
+        print(f"scones demo: {problem}", file=sys.stderr)
+    return 1 if problems else 0
 
 
 def _add_bucket_flags(command: argparse.ArgumentParser) -> None:
@@ -658,7 +695,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     review = commands.add_parser("review", help="label the images in the review queue, one by one")
     review.add_argument("--endpoint-url", help="default: $AWS_ENDPOINT_URL, else AWS itself")
-    review.add_argument("--queue-url", help="default: the stack's review queue")
+    review.add_argument(
+        "--queue-url", help="default: the local stack's review queue, else --stack-name's (AWS)"
+    )
+    review.add_argument("--stack-name", default="scones", help="the deployed stack (default: scones)")
     review.add_argument("--limit", type=int, help="stop after this many items")
     review.add_argument("--web", action="store_true", help="serve a review page on 127.0.0.1 instead")
     review.add_argument("--port", type=int, default=8765, help="the review page's port (with --web)")

@@ -32,7 +32,7 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def metrics_matching(
-    stack: LocalStack, counted: dict[str, int], window_start: datetime, wait_s: float = 15.0
+    stack: LocalStack, counted: dict[str, int], window_start: datetime, wait_s: float = 30.0
 ) -> dict[str, Any]:
     """The demo's CloudWatch counts, once they have caught up with the outcome records (or after `wait_s`).
 
@@ -105,7 +105,8 @@ def run_demo(
             o: sum(r["outcome"] == o for r in index.records.values())
             for o in ("accepted", "review", "failed")
         }
-        metrics = metrics_matching(stack, outcomes, window_start)
+        stack.wait_quiet(60)  # each function publishes its counts as its invocation ends
+        metrics = metrics_matching(stack, outcomes | {"received": len(labels)}, window_start)
         report_dir = default_home() / "report"
         write_report(s3, bucket, report_dir, last=len(labels))
 

@@ -554,14 +554,34 @@ def data_bucket(
 
     if bucket:
         return bucket
+    return stack_value(
+        "DataBucketName",
+        local=lambda: StackNames().bucket,
+        endpoint_url=endpoint_url,
+        stack_name=stack_name,
+        cloudformation=cloudformation,
+        hint="give --bucket or --stack-name",
+    )
+
+
+def stack_value(
+    output: str,
+    *,
+    local: Callable[[], str],
+    endpoint_url: str | None,
+    stack_name: str,
+    cloudformation: Callable[[], Any],
+    hint: str = "give --stack-name",
+) -> str:
+    """A resource a command works on: with an endpoint URL (the embedded local stack, whose names are
+    fixed) `local()`; on AWS the deployed stack's output `output` (CloudFormation names the bucket,
+    queues and state machine)."""
     if endpoint_url:
-        return StackNames().bucket
+        return local()
     outputs = stack_outputs(cloudformation(), stack_name)
-    if outputs is None or "DataBucketName" not in outputs:
-        raise SettingsError(
-            f"no deployed stack {stack_name!r} to take the data bucket from: give --bucket or --stack-name"
-        )
-    return outputs["DataBucketName"]
+    if outputs is None or output not in outputs:
+        raise SettingsError(f"no deployed stack {stack_name!r} to take the {output} output from: {hint}")
+    return outputs[output]
 
 
 def default_region() -> str:

@@ -30,7 +30,7 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -163,6 +163,25 @@ def held_out_by(serving: ModelMetadata, recipe: Any) -> dict[str, Any]:
     }
 
 
+class HeldOutMismatch(ValueError):
+    """The carve rebuilt from `train/` is not the set the serving model was validated on."""
+
+
+def check_held_out(serving: ModelMetadata, validation_dir: Path) -> None:
+    """Refuse a gate on images the serving model may have trained on: the rebuilt carve must hash to
+    the validation set its metadata records (metadata from before the hash was recorded is trusted)."""
+    from training.train import dataset_sha256, load_split
+
+    if not serving.validation_data_sha256:
+        return
+    if dataset_sha256(load_split(validation_dir)) != serving.validation_data_sha256:
+        raise HeldOutMismatch(
+            f"the validation carve rebuilt from train/ is not the one model {serving.version} was "
+            "validated on (train/ changed, or the model came from elsewhere): the gate would judge it "
+            "on images it trained on; retrain from the data it was trained on"
+        )
+
+
 def table(decision: Decision) -> str:
     width = max(12, len(decision.serving_version), len(decision.candidate_version)) + 2
     rows = [
@@ -226,10 +245,15 @@ def retrain(
         if new < min_new_labels:
             print(f"{new} new reviewed labels ({len(used)} in all), under {min_new_labels}: nothing to do")
             return None
+        serves_locally = serving_dir is None
         serving_dir = serving_dir or store.current_path()
         serving = ModelMetadata.read(serving_dir)
         validation = root / "validation"
-        carve_folder(base_train, root / "base-fit", validation, **held_out_by(serving, recipe))
+        held_out = held_out_by(serving, recipe)
+        carve_folder(base_train, root / "base-fit", validation, **held_out)
+        check_held_out(serving, validation)
+        # the candidate is validated on that carve: its metadata must say so (the next retrain's carve)
+        recipe = replace(recipe, val_fraction=held_out["fraction"], split_seed=held_out["seed"])
         training = merged_folder(root / "train", root / "base-fit", root / "reviewed-train")
         candidate_dir = root / "candidate"
         metadata = (trainer or train)(
@@ -245,10 +269,17 @@ def retrain(
         candidate_eval = evaluate(candidate_dir, folders, threshold)
         serving_eval = evaluate(serving_dir, folders, threshold)
         promote, reasons = gate(candidate_eval, serving_eval, tolerance)
+        held_back = "--dry-run: not promoted" if dry_run else None
+        if promote and not dry_run and serves_locally and store.current_version() != serving.version:
+            # promoted or rolled back meanwhile: the candidate was never compared with what serves now
+            held_back = (
+                f"the served model changed to {store.current_version()} during training: not promoted "
+                "(retrain again to compare with it)"
+            )
         decision = Decision(
-            promote=promote and not dry_run,
+            promote=promote and held_back is None,
             passed=promote,
-            reasons=reasons + (["--dry-run: not promoted"] if dry_run and promote else []),
+            reasons=reasons + ([held_back] if promote and held_back else []),
             candidate=candidate_eval,
             serving=serving_eval,
             labels=counts,
@@ -445,5 +476,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def run_main(argv: Sequence[str] | None = None) -> int:
+    """`main` with the CLI's error handling: one line on stderr for what a user can fix."""
+    from service.cli import user_error
+
+    try:
+        return main(argv)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as error:
+        message = str(error) if isinstance(error, HeldOutMismatch) else user_error(error)
+        if message is None:
+            raise
+        print(f"retrain: {message}", file=sys.stderr)
+        return 1
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_main())

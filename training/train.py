@@ -339,6 +339,7 @@ def train(
         ),
         onnx_sha256=onnx_sha,
         training_data_sha256=dataset_sha256(full),
+        validation_data_sha256=dataset_sha256(validation),
         created_at=created.isoformat(timespec="seconds"),
         hyperparameters=asdict(hp),
         metrics=metrics,

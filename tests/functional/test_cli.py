@@ -15,6 +15,7 @@ from scones.model_metadata import ModelMetadata
 from training.staging import StagedDataset
 
 SCONES = str(Path(sys.executable).parent / "scones")
+ROOT = Path(__file__).parents[2]
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -114,6 +115,8 @@ def test_mistakes_get_one_clear_line_and_change_nothing(tmp_path: Path, small_mo
         (("metrics", "--since", "5x"), {}, "not a duration"),
         (("evaluate", str(tmp_path), "--threshold", "2"), {}, "not a probability"),
         (("train", "--dry-run"), {}, "give --on sagemaker"),
+        (("deploy",), {}, "nothing to deploy"),
+        (("replay",), down, "is the stack running?"),
     ]
     for arguments, environment, expected in cases:
         completed = subprocess.run(
@@ -129,3 +132,16 @@ def test_mistakes_get_one_clear_line_and_change_nothing(tmp_path: Path, small_mo
             arguments,
             completed.stderr,
         )
+
+
+def test_retrain_mistakes_get_one_clear_line(tmp_path: Path) -> None:
+    completed = subprocess.run(
+        [sys.executable, str(ROOT / "training" / "retrain.py"), "--dataset", str(tmp_path / "missing")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=os.environ | {"SCONES_HOME": str(tmp_path / "home")},
+    )
+    assert completed.returncode == 1
+    assert "retrain: dataset source" in completed.stderr and "Traceback" not in completed.stderr

@@ -24,7 +24,7 @@ import pytest
 from PIL import Image
 
 from scones.model_metadata import ModelMetadata
-from scones.model_server import MAX_BATCH
+from scones.model_server import MAX_BATCH, MAX_REQUEST_BYTES
 from scones.model_store import ModelStore
 from service.endpoint import LocalEndpoint
 from training.staging import StagedDataset
@@ -212,6 +212,15 @@ def test_batch_over_the_maximum_is_rejected(invocations: str, test_pngs: list[by
     assert str(MAX_BATCH) in error["message"]
 
 
+def test_a_request_over_sagemakers_payload_limit_is_refused(invocations: str, test_pngs: list[bytes]) -> None:
+    """SageMaker real-time endpoints take at most 6 MB: the container refuses more, unread."""
+    oversized = test_pngs[0] + b"\0" * MAX_REQUEST_BYTES
+    reply = post(invocations, oversized, "image/png")
+    assert reply.status == 413 and reply.json()["error"] == "payload_too_large"
+    batch = json.dumps([b64(test_pngs[0])] * 2).encode()
+    assert len(batch) < MAX_REQUEST_BYTES and post(invocations, batch, "application/json").status == 200
+
+
 def test_get_on_invocations_is_not_allowed(invocations: str) -> None:
     with pytest.raises(urllib.error.HTTPError) as raised:
         urllib.request.urlopen(invocations, timeout=10)
@@ -359,22 +368,27 @@ def test_promotion_and_rollback_swap_the_served_model_without_failing_a_request(
         for thread in threads:
             thread.start()
 
-        def wait_for(version: str) -> None:
-            deadline = time.monotonic() + 15
-            while not (seen and seen[-1] == version) and time.monotonic() < deadline:
+        def wait_for(version: str) -> bool:
+            """Every client's latest answer is from `version` (each has sent one since the swap)."""
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                if all(answers and answers[-1] == version for answers in by_client):
+                    return True
                 time.sleep(0.05)
+            return False
 
         time.sleep(0.5)
         store.set_current(second)
-        wait_for(second)
+        promoted = wait_for(second)
         store.rollback()
-        wait_for(first)
-        time.sleep(0.3)
+        rolled_back = wait_for(first)
         stop.set()
         for thread in threads:
             thread.join(timeout=15)
     assert failures == []
-    assert first in seen and second in seen and seen[-1] == first
+    assert promoted, f"not every client was answered by the promoted model: {by_client}"
+    assert rolled_back, f"not every client was answered by the first model again: {by_client}"
+    assert all(answers[-1] == first for answers in by_client)
     # One client sends a request only after its previous answer: its answers change exactly twice
     # (first → second → first), never back and forth. Across clients, answers still in flight at a
     # swap arrive interleaved with new ones, so the shared order says nothing about flapping.

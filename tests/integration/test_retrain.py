@@ -8,6 +8,7 @@ import functools
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
@@ -16,7 +17,7 @@ from scones.model_metadata import ModelMetadata
 from scones.model_store import ModelStore
 from scones.registry import BucketRegistry, record_promotion
 from tests.conftest import SMALL_RECIPE
-from training.retrain import image_hashes, retrain, split_labels, table
+from training.retrain import HeldOutMismatch, check_held_out, image_hashes, retrain, split_labels, table
 from training.staging import StagedDataset
 
 
@@ -123,7 +124,7 @@ def test_a_worse_candidate_is_refused_and_a_better_one_promoted(
         test_dir=staged.split_dir("test"),
         labels_dir=labels,
         store=store,
-        hyperparameters=hp,
+        hyperparameters=dataclasses.replace(hp, split_seed=99),  # another carve: not the one used
     )
     better = with_labels(registry=registry)
     assert better is not None
@@ -145,6 +146,11 @@ def test_a_worse_candidate_is_refused_and_a_better_one_promoted(
     assert promoted is not None
     assert [change.status for change in promoted.history] == ["pending", "approved", "serving"]
     assert promoted.metrics["test"]["accuracy"] == better.candidate["test"]["accuracy"]
+    # validated on the serving model's carve, whatever the recipe asked: its metadata says so, and the
+    # next retrain rebuilds the same carve
+    first, promoted_metadata = ModelMetadata.read(small_model), ModelMetadata.read(store.current_path())
+    assert promoted_metadata.hyperparameters["split_seed"] == first.hyperparameters["split_seed"] != 99
+    assert promoted_metadata.validation_data_sha256 == first.validation_data_sha256 != ""
     assert store.rollback() == shuffled.candidate_version, "and a promotion can be rolled back"
     again = with_labels(min_new_labels=1)
     assert again is None, "the same labels are not new: no model trained on them again"
@@ -189,3 +195,66 @@ def test_the_gate_refuses_a_candidate_that_accepts_far_less_or_nothing() -> None
     passed, reasons = gate(silent, serving, 0.0)
     assert passed is False and any("candidate has none" in reason for reason in reasons)
     assert gate(better, serving, 0.0)[0] is True
+
+
+def test_a_carve_that_is_not_the_serving_models_validation_set_is_refused(
+    staged: StagedDataset, small_model: Path, tmp_path: Path
+) -> None:
+    """train/ changed since the serving model was trained: the rebuilt carve holds other images, and a
+    gate on it could judge the serving model on images it trained on."""
+    from training.train import carve_folder
+
+    serving = ModelMetadata.read(small_model)
+    held = {
+        "fraction": serving.hyperparameters["val_fraction"],
+        "seed": serving.hyperparameters["split_seed"],
+    }
+    limit = serving.hyperparameters["limit_per_class"] or None
+    carve_folder(
+        staged.split_dir("train"), tmp_path / "fit", tmp_path / "same", **held, limit_per_class=limit
+    )
+    check_held_out(serving, tmp_path / "same")  # the very set: accepted
+    carve_folder(
+        staged.split_dir("train"),
+        tmp_path / "fit2",
+        tmp_path / "other",
+        fraction=held["fraction"],
+        seed=7,
+        limit_per_class=limit,
+    )
+    with pytest.raises(HeldOutMismatch, match="not the one model"):
+        check_held_out(serving, tmp_path / "other")
+
+
+def test_a_candidate_is_not_promoted_over_a_model_served_since_training_began(
+    staged: StagedDataset, small_model: Path, tmp_path: Path
+) -> None:
+    """`scones models promote` (or a rollback) during training: the candidate was compared with the
+    model served before, not with this one, so it is kept but not made current."""
+    from training.train import Hyperparameters, train
+
+    store = ModelStore(tmp_path / "models")
+    store.publish(small_model)
+    other = tmp_path / "other"
+    shutil.copytree(small_model, other)
+    metadata = ModelMetadata.read(other)
+    metadata.model_copy(update={"version": metadata.version + "-other"}).write(other)
+    store.publish(other, make_current=False)
+
+    def promoted_meanwhile(*args: Any, **kwargs: Any) -> ModelMetadata:
+        store.set_current(metadata.version + "-other")
+        return train(*args, **kwargs)
+
+    decision = retrain(
+        base_train=staged.split_dir("train"),
+        test_dir=staged.split_dir("test"),
+        labels_dir=reviewed(staged.split_dir("train"), tmp_path / "labels"),
+        store=store,
+        hyperparameters=Hyperparameters(**SMALL_RECIPE),  # type: ignore[arg-type]
+        trainer=promoted_meanwhile,
+        tolerance=1.0,  # the gate passes whatever the candidate: only the change of model holds it back
+    )
+    assert decision is not None and decision.passed and not decision.promote
+    assert "changed to" in decision.reasons[-1]
+    assert store.current_version() == metadata.version + "-other"
+    assert decision.candidate_version in store.versions(), "kept for a later promote"

@@ -15,7 +15,7 @@ import pytest
 
 from service.moto_adapters.server import LocalMotoServer, start_moto_server
 from service.provision import LOCAL_ONLY_VARIABLES, function_environment
-from service.sagemaker_jobs import SettingsError, data_bucket, stack_actions
+from service.sagemaker_jobs import SettingsError, data_bucket, stack_actions, stack_value
 from service.sam_template import load_template, translate
 from workflow.definitions import STATE_MACHINE_FILE, event_pattern, state_machine_definition
 from workflow.names import FUNCTIONS, StackNames
@@ -114,8 +114,48 @@ def test_aws_commands_without_bucket_take_the_deployed_stacks_bucket(stack: Crea
     )
     local = data_bucket(None, endpoint_url="http://127.0.0.1:1", stack_name="x", cloudformation=lambda: None)
     assert local == StackNames().bucket, "the embedded stack's own bucket"
-    with pytest.raises(SettingsError, match="give --bucket"):
+    with pytest.raises(SettingsError, match=r"DataBucketName.*give --bucket"):
         data_bucket(None, endpoint_url=None, stack_name="elsewhere", cloudformation=lambda: cloudformation)
+
+
+def test_review_and_replay_on_aws_take_their_queues_and_state_machine_from_the_stacks_outputs(
+    stack: CreatedStack,
+) -> None:
+    """CloudFormation names the queues and the state machine: `scones review` and `scones replay`
+    read them from the stack's outputs on AWS, not by the embedded stack's fixed names."""
+    cloudformation = stack.client("cloudformation")
+    sqs = stack.client("sqs")
+    for output, logical_id in {
+        "ReviewQueueUrl": "ReviewQueue",
+        "FailedQueueUrl": "FailedQueue",
+        "UndeliveredEventsQueueUrl": "UndeliveredEventsQueue",
+        "StateMachineArn": "ImageWorkflow",
+    }.items():
+        found = stack_value(
+            output,
+            local=lambda: "the local stack's",
+            endpoint_url=None,
+            stack_name="scones",
+            cloudformation=lambda: cloudformation,
+        )
+        assert found == stack.resources[logical_id], output
+    review_queue = stack_value(
+        "ReviewQueueUrl",
+        local=str,
+        endpoint_url=None,
+        stack_name="scones",
+        cloudformation=lambda: cloudformation,
+    )
+    assert sqs.get_queue_attributes(QueueUrl=review_queue, AttributeNames=["QueueArn"])["Attributes"]
+    assert not review_queue.endswith("/" + StackNames().review_queue), "a name CloudFormation chose"
+    with pytest.raises(SettingsError, match=r"StateMachineArn.*give --stack-name"):
+        stack_value(
+            "StateMachineArn",
+            local=str,
+            endpoint_url=None,
+            stack_name="elsewhere",
+            cloudformation=lambda: cloudformation,
+        )
 
 
 def test_every_resource_but_the_ones_moto_lacks_is_created(stack: CreatedStack) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from scones.model_metadata import ModelMetadata
+from scones.model_metadata import ModelFileMismatch, ModelMetadata, file_sha256
 from scones.model_store import ModelStore, NoModelError
 
 
@@ -14,6 +14,7 @@ def write_model(folder: Path, version: str) -> Path:
     folder.mkdir(parents=True)
     (folder / "model.onnx").write_bytes(b"onnx bytes of " + version.encode())
     ModelMetadata(
+        onnx_sha256=file_sha256(folder / "model.onnx"),
         version=version,
         input_size=96,
         mean=(0.5, 0.5, 0.5),
@@ -88,3 +89,21 @@ def test_rollback_with_nothing_earlier_is_refused(tmp_path: Path) -> None:
     store.publish(write_model(tmp_path / "v1", "v1"))
     with pytest.raises(NoModelError, match="no earlier"):
         store.rollback()
+
+
+def test_a_model_whose_onnx_file_is_not_the_one_its_metadata_describes_is_not_published(
+    tmp_path: Path,
+) -> None:
+    store = ModelStore(tmp_path / "models")
+    swapped = write_model(tmp_path / "out", "v1")
+    (swapped / "model.onnx").write_bytes(b"some other model")
+    with pytest.raises(ModelFileMismatch, match="v1"):
+        store.publish(swapped)
+    assert store.versions() == [] and list((tmp_path / "models").iterdir()) == [], "nothing left behind"
+
+
+def test_a_publish_in_progress_or_left_by_a_crash_is_no_version(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path / "models")
+    store.publish(write_model(tmp_path / "out", "v1"))
+    write_model(tmp_path / "models" / ".v2-k3j4", "v2")  # a copy a crash interrupted
+    assert store.versions() == ["v1"]

@@ -114,6 +114,27 @@ def test_animated_gif_uses_its_first_frame() -> None:
     assert (thumb == np.array(RED, dtype=np.uint8)).all()
 
 
+def test_a_phone_jpeg_with_mpf_data_is_a_jpeg() -> None:
+    """Pillow opens a JPEG carrying MPF data (many phone photos) as "MPO": it is decoded the JPEG way
+    (reduced-size DCT) and recorded, and saved by retraining, as a JPEG."""
+    photo = halves(1200, 800, RED, BLUE)
+    data = encode(photo, "MPO", save_all=True, append_images=[photo])
+    with Image.open(io.BytesIO(data)) as opened:
+        assert opened.format == "MPO"
+    image = decode(data)
+    assert image.format == "JPEG" and image.size[0] < 1200, "decoded at reduced size"
+    _, info = thumbnail_png(data)
+    assert (info.format, info.width, info.height) == ("JPEG", 1200, 800)
+    assert_left_right(thumbnail(data), RED, BLUE)
+
+
+def test_an_animated_gif_is_recorded_as_animated() -> None:
+    frames = [Image.new("RGB", (40, 40), color) for color in (RED, BLUE, RED)]
+    data = encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    assert thumbnail_png(data)[1].animated
+    assert not thumbnail_png(encode(frames[0], "GIF"))[1].animated
+
+
 def test_animated_gif_whose_first_frame_differs_in_halves() -> None:
     first = halves(40, 40, BLUE, RED)
     second = halves(40, 40, RED, BLUE)
@@ -361,7 +382,8 @@ def test_normalization_uses_the_configured_mean_and_std() -> None:
 def test_thumbnail_png_decodes_to_the_thumbnail() -> None:
     data = encode(halves(300, 200, RED, BLUE), "JPEG", quality=95)
     png, info = thumbnail_png(data)
-    assert (info.format, info.mode, info.width, info.height, info.frames) == ("JPEG", "RGB", 300, 200, 1)
+    assert (info.format, info.mode, info.width, info.height) == ("JPEG", "RGB", 300, 200)
+    assert not info.animated
     assert png.startswith(b"\x89PNG\r\n\x1a\n")
     with Image.open(io.BytesIO(png)) as decoded:
         assert decoded.format == "PNG"
@@ -458,6 +480,19 @@ def test_png_declaring_more_than_max_pixels_is_a_decompression_bomb() -> None:
     # 9000x8000 = 72 MP: above the configured 64 MP limit, below Pillow's own warning (about 89 MP).
     error = assert_rejected(png_declaring(9_000, 8_000), "decompression_bomb")
     assert "9000x8000" in str(error)
+
+
+def test_16_bit_images_get_a_quarter_of_the_pixel_limit() -> None:
+    """16-bit samples take several times the memory per pixel while decoding and converting."""
+    wide = Image.fromarray(np.full((100, 100), 40_000, dtype=np.uint16))
+    assert wide.mode in ("I;16", "I;16L", "I;16B", "I")
+    data = encode(wide, "PNG")
+    error = assert_rejected(data, "decompression_bomb", PreprocessConfig(max_pixels=4 * 100 * 100 - 1))
+    assert "for I" in str(error)
+    assert thumbnail(data, PreprocessConfig(max_pixels=4 * 100 * 100)).size == (
+        THUMBNAIL_SIZE,
+        THUMBNAIL_SIZE,
+    )
 
 
 def test_legit_image_over_a_custom_max_pixels_is_rejected() -> None:
