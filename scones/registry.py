@@ -85,6 +85,9 @@ def record_promotion(registry: ModelRegistry, version: str, *, reason: str) -> N
     registry.set_status(version, "serving", reason=reason)
 
 
+MAX_WRITE_ATTEMPTS: Final = 20
+
+
 class BucketRegistry:
     """Registry records as JSON objects under `models/registry/` in a bucket."""
 
@@ -96,37 +99,64 @@ class BucketRegistry:
     def _key(self, version: str) -> str:
         return f"{self.prefix}{version}.json"
 
-    def _write(self, entry: RegistryEntry) -> RegistryEntry:
+    def _write(self, entry: RegistryEntry, **condition: str) -> RegistryEntry:
         self.s3.put_object(
             Bucket=self.bucket,
             Key=self._key(entry.version),
             Body=entry.model_dump_json(indent=2).encode(),
             ContentType="application/json",
+            **condition,
         )
         return entry
+
+    def _lost_race(self, error: Exception) -> bool:
+        """A conditional write refused: someone wrote the record since it was read."""
+        code = getattr(error, "response", {}).get("Error", {}).get("Code", "")
+        return code in {"PreconditionFailed", "ConditionalRequestConflict", "412", "409"}
 
     def register(self, entry: RegistryEntry, *, reason: str = "") -> RegistryEntry:
         existing = self.get(entry.version)
         if existing is not None:
             return existing
         change = StatusChange(status=entry.status, at=_now(), reason=reason or "registered")
-        return self._write(entry.model_copy(update={"history": [change]}))
+        try:  # created once: a second registration of the version keeps the first
+            return self._write(entry.model_copy(update={"history": [change]}), IfNoneMatch="*")
+        except self.s3.exceptions.ClientError as error:
+            if not self._lost_race(error):
+                raise
+        registered = self.get(entry.version)
+        assert registered is not None
+        return registered
 
     def set_status(self, version: str, status: Status, *, reason: str = "") -> RegistryEntry:
-        entry = self.get(version)
-        if entry is None:
-            raise KeyError(f"model version {version} is not registered")
-        if entry.status == status:
-            return entry
-        change = StatusChange(status=status, at=_now(), reason=reason)
-        return self._write(entry.model_copy(update={"status": status, "history": [*entry.history, change]}))
+        """Read, change, write only if nobody wrote in between (else again): no change is lost."""
+        for _ in range(MAX_WRITE_ATTEMPTS):
+            read = self._read(version)
+            if read is None:
+                raise KeyError(f"model version {version} is not registered")
+            entry, etag = read
+            if entry.status == status:
+                return entry
+            change = StatusChange(status=status, at=_now(), reason=reason)
+            changed = entry.model_copy(update={"status": status, "history": [*entry.history, change]})
+            try:
+                return self._write(changed, IfMatch=etag)
+            except self.s3.exceptions.ClientError as error:
+                if not self._lost_race(error):
+                    raise
+        raise RuntimeError(f"model version {version}: {MAX_WRITE_ATTEMPTS} writes in a row lost a race")
 
     def get(self, version: str) -> RegistryEntry | None:
+        read = self._read(version)
+        return None if read is None else read[0]
+
+    def _read(self, version: str) -> tuple[RegistryEntry, str] | None:
+        """The record and the ETag of the version read."""
         try:
-            body = self.s3.get_object(Bucket=self.bucket, Key=self._key(version))["Body"].read()
+            response = self.s3.get_object(Bucket=self.bucket, Key=self._key(version))
         except self.s3.exceptions.NoSuchKey:
             return None
-        return RegistryEntry.model_validate_json(body)
+        return RegistryEntry.model_validate_json(response["Body"].read()), str(response["ETag"])
 
     def entries(self) -> list[RegistryEntry]:
         found = []

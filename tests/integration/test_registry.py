@@ -8,7 +8,14 @@ from collections.abc import Iterator
 import pytest
 
 from scones.model_metadata import ModelMetadata
-from scones.registry import BucketRegistry, ModelRegistry, SageMakerRegistry, entry_from, record_promotion
+from scones.registry import (
+    BucketRegistry,
+    ModelRegistry,
+    SageMakerRegistry,
+    Status,
+    entry_from,
+    record_promotion,
+)
 from service.moto_adapters.server import LocalMotoServer, start_moto_server
 
 
@@ -134,3 +141,26 @@ def test_sagemaker_packages_carry_the_approval_status_and_short_metadata(aws: Lo
         "20261124-140000-11111111": ("Rejected", "rejected"),
         "20261124-150000-22222222": ("Approved", "serving"),
     }
+
+
+def test_concurrent_status_changes_of_the_bucket_registry_lose_none(aws: LocalMotoServer) -> None:
+    """Two actors (a retrain and `scones models promote`) change one record at once: each write is
+    conditional on the version it read, so every change that returned is in the history."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    aws.client("s3").create_bucket(Bucket="registry-races")
+    registries = [BucketRegistry(aws.client("s3"), "registry-races") for _ in range(2)]
+    registries[0].register(entry_from(metadata("v1", 0.9)), reason="trained")
+    statuses: list[Status] = ["approved", "rejected"] * 6
+
+    def change(n: int) -> str | None:
+        entry = registries[n % 2].set_status("v1", statuses[n], reason=f"change {n}")
+        return entry.history[-1].reason if entry.history[-1].reason == f"change {n}" else None
+
+    with ThreadPoolExecutor(6) as pool:
+        applied = {reason for reason in pool.map(change, range(len(statuses))) if reason}
+    final = registries[0].get("v1")
+    assert final is not None and applied
+    recorded = {change.reason for change in final.history}
+    assert applied <= recorded, f"changes lost: {applied - recorded}"
+    assert len(final.history) == 1 + len(applied)
