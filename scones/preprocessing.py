@@ -112,7 +112,8 @@ def decode(data: bytes, config: PreprocessConfig = DEFAULT_CONFIG) -> Image.Imag
     # the copy forgets what it was decoded from; a phone's JPEG with MPF data opens as "MPO"
     upright.format = "JPEG" if image.format in JPEG_FORMATS else image.format
     # whether there is a second frame (counting them all would walk every frame of a GIF)
-    upright.info["animated"] = bool(getattr(image, "is_animated", False))
+    # (a JPEG's second frame is MPF's preview or depth map, not animation)
+    upright.info["animated"] = image.format not in JPEG_FORMATS and bool(getattr(image, "is_animated", False))
     upright.info["source_size"] = (width, height)  # before the JPEG draft downscale
     return upright
 

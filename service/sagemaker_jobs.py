@@ -579,8 +579,13 @@ def stack_value(
     if endpoint_url:
         return local()
     outputs = stack_outputs(cloudformation(), stack_name)
-    if outputs is None or output not in outputs:
+    if outputs is None:
         raise SettingsError(f"no deployed stack {stack_name!r} to take the {output} output from: {hint}")
+    if output not in outputs:
+        raise SettingsError(
+            f"stack {stack_name!r} has no {output} output: it was deployed by an older version "
+            "(deploy it again: scones deploy --artifacts-bucket ...)"
+        )
     return outputs[output]
 
 

@@ -43,8 +43,8 @@ from scones.datasets import IMAGE_SUFFIXES
 from scones.evaluation import DEFAULT_THRESHOLD, evaluate_folder
 from scones.inference import OnnxClassifier
 from scones.labels import LABELS
-from scones.model_metadata import ModelMetadata
-from scones.model_store import ModelStore
+from scones.model_metadata import ModelFileMismatch, ModelMetadata
+from scones.model_store import ModelStore, NoModelError
 from scones.preprocessing import FORMAT_SUFFIXES, ImageRejected, decode, thumbnail_of
 from scones.registry import ModelRegistry, Status, entry_from, record_promotion
 
@@ -225,13 +225,15 @@ def retrain(
     trainer: Callable[..., ModelMetadata] | None = None,
     serving_dir: Path | None = None,
     promote_model: Callable[[Path, ModelMetadata], None] | None = None,
+    still_serving: Callable[[], bool] | None = None,
 ) -> Decision | None:
     """Train a candidate on train + reviewed labels; promote it if it passes the gate.
 
     Locally by default: `training.train.train`, the store's current model as the serving one, and
     promotion by making the candidate current. On AWS, `trainer` is a `SageMakerTrainer` (its
     `model_data_url` goes to the registry), `serving_dir` the endpoint's model unpacked, and
-    `promote_model` updates the endpoint.
+    `promote_model` updates the endpoint, and `still_serving` says whether the endpoint still serves the
+    model the candidate was compared with (locally: the store's current version).
     """
     from training.train import Hyperparameters, carve_folder, train
 
@@ -253,7 +255,12 @@ def retrain(
         carve_folder(base_train, root / "base-fit", validation, **held_out)
         check_held_out(serving, validation)
         # the candidate is validated on that carve: its metadata must say so (the next retrain's carve)
-        recipe = replace(recipe, val_fraction=held_out["fraction"], split_seed=held_out["seed"])
+        recipe = replace(
+            recipe,
+            val_fraction=held_out["fraction"],
+            split_seed=held_out["seed"],
+            limit_per_class=held_out["limit_per_class"] or 0,
+        )
         training = merged_folder(root / "train", root / "base-fit", root / "reviewed-train")
         candidate_dir = root / "candidate"
         metadata = (trainer or train)(
@@ -270,10 +277,15 @@ def retrain(
         serving_eval = evaluate(serving_dir, folders, threshold)
         promote, reasons = gate(candidate_eval, serving_eval, tolerance)
         held_back = "--dry-run: not promoted" if dry_run else None
-        if promote and not dry_run and serves_locally and store.current_version() != serving.version:
+        if still_serving is None and serves_locally:
+
+            def still_serving() -> bool:
+                return store.current_version() == serving.version
+
+        if promote and not dry_run and still_serving is not None and not still_serving():
             # promoted or rolled back meanwhile: the candidate was never compared with what serves now
             held_back = (
-                f"the served model changed to {store.current_version()} during training: not promoted "
+                "the served model changed during training (a promotion or rollback): not promoted "
                 "(retrain again to compare with it)"
             )
         decision = Decision(
@@ -364,6 +376,11 @@ def sagemaker_engine(args: argparse.Namespace, sagemaker: Any, s3: Any, scratch:
         serving[-1].model_data_url if serving else endpoint_model_data_url(sagemaker, args.endpoint_name)
     )
     serving_dir = download_model(s3, served_url, scratch) if served_url else None
+    endpoint_at_start = endpoint_model_data_url(sagemaker, args.endpoint_name)
+
+    def still_serving() -> bool:
+        """No `scones deploy` or other retrain changed the endpoint's model while the job ran."""
+        return bool(endpoint_model_data_url(sagemaker, args.endpoint_name) == endpoint_at_start)
 
     def promote_model(_: Path, metadata: ModelMetadata) -> None:
         hosting = hosting_like(sagemaker, settings, args.endpoint_name)  # the endpoint's, unchanged
@@ -377,6 +394,7 @@ def sagemaker_engine(args: argparse.Namespace, sagemaker: Any, s3: Any, scratch:
         "trainer": trainer,
         "serving_dir": serving_dir,
         "promote_model": promote_model,
+        "still_serving": still_serving,
     }
 
 
@@ -485,7 +503,8 @@ def run_main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as error:
-        message = str(error) if isinstance(error, HeldOutMismatch) else user_error(error)
+        ours = isinstance(error, (HeldOutMismatch, NoModelError, ModelFileMismatch))
+        message = str(error) if ours else user_error(error)
         if message is None:
             raise
         print(f"retrain: {message}", file=sys.stderr)

@@ -280,7 +280,9 @@ def train(
     torch.set_num_threads(hp.threads or os.cpu_count() or 1)
     config = PreprocessConfig(input_size=hp.image_size)
     limit = hp.limit_per_class or None
-    full = load_split(train_dir, limit)
+    # with a validation folder given, `limit_per_class` was applied by the carve that made it (the
+    # folder to train on holds the carve's rest plus reviewed labels: all of it is trained on)
+    full = load_split(train_dir, None if validation_dir else limit)
     if validation_dir is None:
         train_split, validation = carve_validation(full, hp.val_fraction, hp.split_seed)
     else:

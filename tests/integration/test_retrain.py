@@ -150,6 +150,7 @@ def test_a_worse_candidate_is_refused_and_a_better_one_promoted(
     # next retrain rebuilds the same carve
     first, promoted_metadata = ModelMetadata.read(small_model), ModelMetadata.read(store.current_path())
     assert promoted_metadata.hyperparameters["split_seed"] == first.hyperparameters["split_seed"] != 99
+    assert promoted_metadata.hyperparameters["limit_per_class"] == first.hyperparameters["limit_per_class"]
     assert promoted_metadata.validation_data_sha256 == first.validation_data_sha256 != ""
     assert store.rollback() == shuffled.candidate_version, "and a promotion can be rolled back"
     again = with_labels(min_new_labels=1)
@@ -255,6 +256,6 @@ def test_a_candidate_is_not_promoted_over_a_model_served_since_training_began(
         tolerance=1.0,  # the gate passes whatever the candidate: only the change of model holds it back
     )
     assert decision is not None and decision.passed and not decision.promote
-    assert "changed to" in decision.reasons[-1]
+    assert "changed during training" in decision.reasons[-1]
     assert store.current_version() == metadata.version + "-other"
     assert decision.candidate_version in store.versions(), "kept for a later promote"

@@ -148,6 +148,14 @@ def test_review_and_replay_on_aws_take_their_queues_and_state_machine_from_the_s
     )
     assert sqs.get_queue_attributes(QueueUrl=review_queue, AttributeNames=["QueueArn"])["Attributes"]
     assert not review_queue.endswith("/" + StackNames().review_queue), "a name CloudFormation chose"
+    with pytest.raises(SettingsError, match="has no NewerOutput output: it was deployed by an older"):
+        stack_value(
+            "NewerOutput",
+            local=str,
+            endpoint_url=None,
+            stack_name="scones",
+            cloudformation=lambda: cloudformation,
+        )
     with pytest.raises(SettingsError, match=r"StateMachineArn.*give --stack-name"):
         stack_value(
             "StateMachineArn",

@@ -124,7 +124,7 @@ def test_a_phone_jpeg_with_mpf_data_is_a_jpeg() -> None:
     image = decode(data)
     assert image.format == "JPEG" and image.size[0] < 1200, "decoded at reduced size"
     _, info = thumbnail_png(data)
-    assert (info.format, info.width, info.height) == ("JPEG", 1200, 800)
+    assert (info.format, info.width, info.height, info.animated) == ("JPEG", 1200, 800, False)
     assert_left_right(thumbnail(data), RED, BLUE)
 
 
