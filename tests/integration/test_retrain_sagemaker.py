@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import io
 import tarfile
+import uuid
 from pathlib import Path
 
 from scones.model_metadata import ModelMetadata
@@ -62,6 +63,7 @@ def test_retrain_on_sagemaker_trains_registers_and_updates_the_endpoint(
         )
         engine = sagemaker_engine(args, sagemaker, s3, tmp_path / "serving")
         engine["trainer"].poll_seconds = 1
+        engine["trainer"].job_name = f"scones-retrain-{uuid.uuid4().hex[:8]}"  # moto's backends are shared
         assert engine["serving_dir"] is not None, "the endpoint's model, from the registry"
         decision = retrain(
             base_train=staged.split_dir("train"),
@@ -75,7 +77,7 @@ def test_retrain_on_sagemaker_trains_registers_and_updates_the_endpoint(
         assert decision is not None and decision.promote, table(decision) if decision else ""
         assert decision.serving_version == serving.version
 
-        jobs = sagemaker.list_training_jobs(NameContains="retrain")["TrainingJobSummaries"]
+        jobs = sagemaker.list_training_jobs(NameContains=engine["trainer"].job_name)["TrainingJobSummaries"]
         assert len(jobs) == 1
         job = sagemaker.describe_training_job(TrainingJobName=jobs[0]["TrainingJobName"])
         assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
