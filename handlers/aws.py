@@ -24,6 +24,14 @@ from scones.steps import (
 )
 
 DEFAULT_RETRIES: Final[dict[str, Any]] = {"mode": "standard", "max_attempts": 3}
+# botocore's 60 s timeouts outlast the functions' own (10-30 s): a stalled call must fail and be
+# retried within the invocation, not time the whole invocation out
+DEFAULT_CLIENT_CONFIG: Final[dict[str, Any]] = {
+    "retries": DEFAULT_RETRIES,
+    "max_pool_connections": 32,
+    "connect_timeout": 3,
+    "read_timeout": 10,
+}
 MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound", "NoSuchVersion"})
 SUPERSEDED_CODES = frozenset({"PreconditionFailed", "412"})  # If-Match: the key holds another version
 RETRYABLE_CODES = frozenset(
@@ -60,7 +68,7 @@ def client(
                 aws_session_token=settings.session_token,
                 region_name=settings.region,
             )
-            defaults: dict[str, Any] = {"retries": DEFAULT_RETRIES, "max_pool_connections": 32} | config
+            defaults: dict[str, Any] = DEFAULT_CLIENT_CONFIG | config
             _clients[key] = session.client(
                 service,  # type: ignore[call-overload]
                 endpoint_url=endpoint_url or settings.endpoint_url,
@@ -155,6 +163,7 @@ class EndpointClassifier:
             response = self._runtime.invoke_endpoint(
                 EndpointName=self._endpoint_name, ContentType="image/png", Accept="application/json", Body=png
             )
+            body = response["Body"].read()  # a stalled or cut-off answer is the endpoint's failure too
         except ClientError as error:
             code = error.response.get("Error", {}).get("Code", "")
             original = int(str(error.response.get("OriginalStatusCode") or 0))
@@ -163,7 +172,10 @@ class EndpointClassifier:
             raise EndpointUnavailable(f"endpoint {self._endpoint_name}: {code or error}") from None
         except (BotoCoreError, ConnectionError, ReadTimeoutError) as error:
             raise EndpointUnavailable(f"endpoint {self._endpoint_name}: {error}") from None
-        probabilities = json.loads(response["Body"].read())
+        try:
+            probabilities = json.loads(body)
+        except ValueError:
+            raise EndpointUnavailable(f"endpoint {self._endpoint_name}: an answer that is no JSON") from None
         attributes = _custom_attributes(response.get("CustomAttributes", ""))
         labels = attributes.get("label-order", "")
         return Prediction(

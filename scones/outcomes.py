@@ -24,6 +24,7 @@ REASON_BY_ERROR: Final[dict[str, str]] = {
     "States.Timeout": "timeout",
     "Sandbox.Timedout": "timeout",
     "States.TaskFailed": "task_failed",
+    "Lambda.TooManyRequestsException": "throttled",  # still throttled after minutes of retries
 }
 
 
@@ -34,6 +35,7 @@ UNRECORDED: Final = "unrecorded"
 REPLAYABLE_REASONS: Final = frozenset(
     {
         "endpoint_unavailable",
+        "throttled",
         "transient_error",
         "timeout",
         "task_failed",

@@ -64,13 +64,17 @@ def unrecorded(bucket: str, inbox: Iterable[StoredObject], record_keys: Iterable
 
 
 def redrive(obj: ObjectRef, runs: RunInspector, *, max_replays: int = MAX_REPLAYS) -> tuple[str, str]:
-    """(run name, "started" | "running" | "exhausted") for one object version without an outcome."""
+    """(run name, "started" | "running" | "recorded" | "exhausted") for one object version that had no
+    outcome in the listing. A run that SUCCEEDED always recorded one: the listing was taken before it
+    ended, so nothing is started (a second run would classify and notify twice)."""
     payload = run_payload(obj)
     for attempt in range(max_replays + 1):
         name = obj.execution_name(replay=attempt)
         status = runs.status(name)
         if status == "RUNNING":
             return name, "running"
+        if status == "SUCCEEDED":
+            return name, "recorded"
         if status is None:
             return name, "started" if runs.start(name, payload) else "running"  # else: started meanwhile
     return obj.execution_name(replay=max_replays), "exhausted"
@@ -94,6 +98,8 @@ def reconcile(
             report.started[obj.key] = name
         elif outcome == "running":
             report.already_running.append(obj.key)
+        elif outcome == "recorded":
+            report.recorded += 1
         else:
             report.exhausted.append(obj.key)
     return report

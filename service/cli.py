@@ -74,6 +74,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         hyperparameters=hyperparameters_from(args),
     )
+    store = ModelStore.default()
+    print(
+        f"published {metadata.version} to {store.path(metadata.version)}: the model the local "
+        "endpoint serves from now on",
+        file=sys.stderr,
+    )
     _print_json({"version": metadata.version, "metrics": metadata.metrics})
     return 0
 

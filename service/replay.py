@@ -111,7 +111,12 @@ def replay_failed(
         except ValueError as error:
             report.unreadable[record_key] = f"not a failure record ({error})"
             continue
-        if record.get("reason") not in reasons:
+        if {obj.outcome_key("results"), obj.outcome_key("review")} & records:
+            # a replay recorded its result and was reported failed before it deleted this record
+            s3.delete_object(Bucket=bucket, Key=record_key)
+            report.skipped[obj.key] = "recorded since: its stale failure record is deleted"
+            final.add(record_key)
+        elif record.get("reason") not in reasons:
             report.skipped[obj.key] = f"reason {record.get('reason')} is not replayed"
             if record.get("reason") not in REPLAYABLE_REASONS:
                 final.add(record_key)

@@ -275,3 +275,22 @@ def test_replay_says_what_it_cannot_read_or_start_and_deletes_no_letter_unread(s
                 ReceiptHandle=message["ReceiptHandle"],
                 VisibilityTimeout=0,
             )
+
+
+def test_a_failure_record_beside_a_replays_result_is_deleted_not_replayed(stack: LocalStack) -> None:
+    """A replay writes its result, then deletes the failure record: reported failed in between (a
+    timeout after the write), the failure record stays beside the result. Replay must not run the
+    upload again (a second review message); it deletes the stale record instead."""
+    s3 = stack.client("s3")
+    obj = ObjectRef(stack.resources.bucket, f"inbox/stale-{uuid.uuid4().hex[:8]}.png", "89abcdef")
+    failure = {"outcome": "failed", "reason": "endpoint_unavailable", "replay": obj.as_dict()}
+    result = {"outcome": "accepted", "bucket": obj.bucket, "key": obj.key, "etag": obj.etag}
+    s3.put_object(Bucket=obj.bucket, Key=obj.outcome_key("failed"), Body=json.dumps(failure).encode())
+    s3.put_object(Bucket=obj.bucket, Key=obj.outcome_key("results"), Body=json.dumps(result).encode())
+    report = replay_failed(
+        s3,
+        StepFunctionsStarter(stack.client("stepfunctions"), stack.resources.state_machine_arn),
+        stack.resources.bucket,
+    )
+    assert obj.key not in report.replayed and "recorded since" in report.skipped[obj.key]
+    assert settled_outcomes(stack, [obj.key])[obj.key] == [obj.outcome_key("results")]

@@ -88,6 +88,19 @@ def test_a_run_that_ended_without_a_record_is_replayed_under_the_next_free_name(
     assert third.started == {obj.key: obj.execution_name(replay=2)}
 
 
+def test_a_run_that_succeeded_after_the_listing_is_not_run_again() -> None:
+    """The records are listed first and the runs looked up later: a run that ended meanwhile has
+    recorded its outcome (every SUCCEEDED path does), though the listing missed it."""
+    bucket = MemoryBucket()
+    bucket.add("inbox/late.png")
+    obj = ObjectRef("data", "inbox/late.png", "e1")
+    starter = MemoryStarter()
+    starter.start(obj.execution_name(), "{}")
+    starter.finish(obj.execution_name(), "SUCCEEDED")
+    report = reconcile("data", bucket, starter, now=NOW)
+    assert report.started == {} and report.recorded == 1
+
+
 def test_an_upload_whose_every_replay_name_is_used_is_reported_not_retried() -> None:
     from scones.reconcile import redrive
 

@@ -253,8 +253,18 @@ def test_every_lambda_step_but_the_failure_path_retries_throttling_and_timeouts(
     assert set(lambda_steps) == {"Serialize", "Classify", "Filter", "RecordResult"}
     for name, state in lambda_steps.items():
         retried = {error for rule in state["Retry"] for error in rule["ErrorEquals"]}
-        assert {"Sandbox.Timedout", "Lambda.TooManyRequestsException"} <= retried, name
+        assert {"Sandbox.Timedout", "Lambda.TooManyRequestsException", "Lambda.Unknown"} <= retried, name
         assert state["Catch"][0]["Next"] == "RecordFailure", name
+    for name in [*lambda_steps, "RecordFailure"]:
+        # throttling (a burst past the account's concurrency) waits minutes, not the seconds a
+        # passing service error gets: its own retrier, first, so the others do not catch it
+        throttled = states[name]["Retry"][0]
+        assert throttled["ErrorEquals"] == ["Lambda.TooManyRequestsException"], name
+        waits = [
+            min(throttled["IntervalSeconds"] * throttled["BackoffRate"] ** n, throttled["MaxDelaySeconds"])
+            for n in range(throttled["MaxAttempts"])
+        ]
+        assert sum(waits) >= 180, (name, waits)
 
 
 def test_parameter_defaults_are_the_local_stack_defaults(template: dict[str, Any]) -> None:
