@@ -8,8 +8,10 @@ code would copy the data between any two stacks.
 
 - Objects are restored with the bucket's event notifications off: restoring is not uploading.
 - File names are hashes: an object key is data and never becomes a path on this disk.
-- Metrics come back as one statistic set (count, sum, min, max) per minute: counts and sums are
-  exact, percentiles of restored minutes are not.
+- Metrics come back per minute: counts exactly, as one statistic set (count, sum, min, max); the
+  metrics read as percentiles (confidence, latency) as their deciles, each carrying a tenth of the
+  minute's count, since CloudWatch computes percentiles only from single values: counts stay exact,
+  percentiles and sums come back approximately.
 - The snapshot is written beside the old one and swapped in by renames, so a crash mid-save
   leaves the previous snapshot whole.
 """
@@ -17,7 +19,9 @@ code would copy the data between any two stacks.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
+import math
 import shutil
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
@@ -31,6 +35,9 @@ from workflow.names import METRICS_NAMESPACE
 
 SNAPSHOT_FORMAT: Final = 1
 METRICS_KEPT: Final = timedelta(days=14)
+# metrics read as percentiles: kept as per-minute deciles (the 5th, 15th, ..., 95th percentiles)
+DISTRIBUTION_METRICS: Final = frozenset({"Confidence", "InferenceLatency"})
+DECILES: Final = tuple(f"p{q}" for q in range(5, 100, 10))
 
 
 @dataclass
@@ -180,13 +187,13 @@ def _metric_datapoints(cloudwatch: Any) -> list[dict[str, Any]]:
         days = _windows_with_data(cloudwatch, metric, [end - METRICS_KEPT], METRICS_KEPT, day)
         points = []
         for start in _windows_with_data(cloudwatch, metric, days, day, hour):
-            queries = [_query(metric, 60, stat, f"s{n}") for n, stat in enumerate(statistics)]
+            asked = statistics + (DECILES if metric["name"] in DISTRIBUTION_METRICS else ())
+            queries = [_query(metric, 60, stat, f"s{n}") for n, stat in enumerate(asked)]
             results = cloudwatch.get_metric_data(
                 MetricDataQueries=queries, StartTime=start, EndTime=start + hour
             )["MetricDataResults"]
             by_stat = {
-                statistics[int(r["Id"][1:])]: dict(zip(r["Timestamps"], r["Values"], strict=True))
-                for r in results
+                asked[int(r["Id"][1:])]: dict(zip(r["Timestamps"], r["Values"], strict=True)) for r in results
             }
             points += [
                 {
@@ -195,6 +202,11 @@ def _metric_datapoints(cloudwatch: Any) -> list[dict[str, Any]]:
                     "sum": by_stat["Sum"][timestamp],
                     "min": by_stat["Minimum"][timestamp],
                     "max": by_stat["Maximum"][timestamp],
+                    **(
+                        {"deciles": [by_stat[d][timestamp] for d in DECILES]}
+                        if all(timestamp in by_stat.get(d, {}) for d in DECILES)
+                        else {}
+                    ),
                 }
                 for timestamp, count in sorted(by_stat["SampleCount"].items())
                 if count
@@ -263,18 +275,33 @@ def restore(client: Any, bucket: str, queue_urls: dict[str, str], data_dir: Path
                         "MetricName": metric["name"],
                         "Dimensions": metric["dimensions"],
                         "Timestamp": datetime.fromisoformat(point["timestamp"]),
-                        "StatisticValues": {
-                            "SampleCount": point["count"],
-                            "Sum": point["sum"],
-                            "Minimum": point["min"],
-                            "Maximum": point["max"],
-                        },
+                        **_restored_values(point),
                     }
                     for point in points[start : start + 150]
                 ],
             )
             summary.datapoints += len(points[start : start + 150])
     return summary
+
+
+def _restored_values(point: dict[str, Any]) -> dict[str, Any]:
+    """A saved minute as PutMetricData takes it: its deciles as single values sharing the minute's
+    count (whole numbers, spread evenly, that add up to it), else its statistic set."""
+    count = round(point["count"])
+    deciles = point.get("deciles") or []
+    if len(deciles) == len(DECILES) and count == point["count"]:
+        edges = [math.floor(n * count / len(deciles) + 0.5) for n in range(len(deciles) + 1)]
+        shares = [high - low for low, high in itertools.pairwise(edges)]
+        kept = [(value, share) for value, share in zip(deciles, shares, strict=True) if share]
+        return {"Values": [value for value, _ in kept], "Counts": [float(share) for _, share in kept]}
+    return {
+        "StatisticValues": {
+            "SampleCount": point["count"],
+            "Sum": point["sum"],
+            "Minimum": point["min"],
+            "Maximum": point["max"],
+        }
+    }
 
 
 def _move_records(s3: Any, bucket: str, changed: dict[str, tuple[str, str]]) -> None:

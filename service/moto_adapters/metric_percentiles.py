@@ -3,8 +3,9 @@
 moto's `Statistics.get_statistics_for_type` knows Sum, Average, Minimum, Maximum and SampleCount and
 returns None for anything else, so a `p90` query comes back without values. `install()` adds the
 percentiles, computed like CloudWatch's nearest-rank percentile over the single values of the period.
-A period holding only statistic sets (as `service.persistence` restores them) has no distribution:
+A period holding only statistic sets has no distribution (real CloudWatch answers no percentile):
 its mean stands in, where moto would otherwise fail the whole request on the missing value.
+(`service.persistence` restores the percentile metrics as single values, so this is rare.)
 """
 
 from __future__ import annotations

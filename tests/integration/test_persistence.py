@@ -102,3 +102,66 @@ def test_a_malformed_review_message_or_record_does_not_stop_the_save(tmp_path: P
         restored = {o["Key"] for o in s3.list_objects_v2(Bucket=fresh_bucket)["Contents"]}
     assert sorted(message["Body"] for message in back) == sorted(["not json", json.dumps(record)])
     assert {"review/broken.png/e1.json", obj.outcome_key("review")} <= restored
+
+
+def test_percentiles_come_back_close_and_counts_exactly(tmp_path: Path) -> None:
+    """CloudWatch computes percentiles only from single values: a minute saved as a statistic set
+    would answer every percentile with its mean. The confidence comes back as deciles instead."""
+    import random
+    import urllib.request
+    from datetime import UTC, datetime, timedelta
+
+    from workflow.names import METRICS_NAMESPACE
+
+    (bucket, _), service = names(), f"persist-{uuid.uuid4().hex[:8]}"
+    rng = random.Random(3)
+    values = [rng.uniform(0.5, 1.0) for _ in range(137)]
+    dimensions = [{"Name": "service", "Value": service}]
+
+    def read(cloudwatch: Any) -> dict[str, float]:
+        queries = [
+            {
+                "Id": stat.lower(),
+                "MetricStat": {
+                    "Metric": {
+                        "Namespace": METRICS_NAMESPACE,
+                        "MetricName": "Confidence",
+                        "Dimensions": dimensions,
+                    },
+                    "Period": 3600,
+                    "Stat": stat,
+                },
+            }
+            for stat in ("p10", "p50", "p90", "SampleCount")
+        ]
+        now = datetime.now(UTC)
+        results = cloudwatch.get_metric_data(
+            MetricDataQueries=queries,
+            StartTime=now - timedelta(minutes=30),
+            EndTime=now + timedelta(minutes=1),
+        )["MetricDataResults"]
+        return {r["Id"]: sum(r["Values"]) for r in results}
+
+    with start_moto_server() as aws:
+        aws.client("s3").create_bucket(Bucket=bucket)
+        cloudwatch = aws.client("cloudwatch")
+        for start in range(0, len(values), 50):
+            cloudwatch.put_metric_data(
+                Namespace=METRICS_NAMESPACE,
+                MetricData=[
+                    {"MetricName": "Confidence", "Dimensions": dimensions, "Value": value}
+                    for value in values[start : start + 50]
+                ],
+            )
+        before = read(cloudwatch)
+        save(aws.client, bucket, {}, tmp_path)
+        reset = urllib.request.Request(f"{aws.endpoint_url}/moto-api/reset", method="POST")
+        urllib.request.urlopen(reset, timeout=30).close()  # a fresh stack, as after a restart
+        assert read(cloudwatch)["samplecount"] == 0
+        aws.client("s3").create_bucket(Bucket=bucket)
+        restore(aws.client, bucket, {}, tmp_path)
+        after = read(cloudwatch)
+    assert after["samplecount"] == before["samplecount"] == len(values)
+    for stat in ("p10", "p50", "p90"):
+        assert abs(after[stat] - before[stat]) <= 0.05, (stat, before, after)
+    assert after["p10"] < after["p50"] < after["p90"], "a distribution, not one mean"
