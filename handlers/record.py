@@ -4,7 +4,8 @@ With `IDEMPOTENCY_TABLE` set (always, in the stack), powertools Idempotency keep
 invocation for the same run and outcome from writing again: it answers with the first result.
 The outcome counts (ImagesAccepted, ImagesSentToReview, ImagesFailed) are emitted here, once per
 record written, so the metrics equal the records: a retry answered from the idempotency store, or a
-failure that finds the result already recorded, writes nothing and counts nothing.
+failure that finds the result already recorded, writes nothing and counts nothing; a replay whose
+result replaces a failure record counts FailuresReplaced.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 from handlers.runtime import Event, LambdaHandler, MetricUnit, Observability, lazy_entry_point, observability
 from handlers.settings import RecordSettings
+from workflow.names import FAILURES_REPLACED
 
 OUTCOME_METRIC = {"accepted": "ImagesAccepted", "review": "ImagesSentToReview", "failed": "ImagesFailed"}
 
@@ -33,8 +35,11 @@ def build(environment: Mapping[str, str]) -> LambdaHandler:
         if idempotency is not None:
             idempotency.register_lambda_context(context)
         written: list[dict[str, Any]] = []
+        replaced: list[str] = []
         with obs.correlated(event):
-            state: dict[str, Any] = record_once(state=event, store=store, on_written=written.append)
+            state: dict[str, Any] = record_once(
+                state=event, store=store, on_written=written.append, on_failure_replaced=replaced.append
+            )
             record = state["record"]
             obs.logger.info(
                 "outcome recorded",
@@ -46,6 +51,10 @@ def build(environment: Mapping[str, str]) -> LambdaHandler:
             )
         for fresh in written:
             count_outcome(obs, fresh)
+        for reason in replaced:  # the failure it counted is an outcome no more
+            for dimensions in ({}, {"reason": reason}):
+                with obs.metrics(**dimensions) as metrics:
+                    metrics.add_metric(name=FAILURES_REPLACED, unit=MetricUnit.Count, value=1)
         return state
 
     return handler

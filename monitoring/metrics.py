@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from workflow.names import METRICS_NAMESPACE
+from workflow.names import FAILURES_REPLACED, METRICS_NAMESPACE
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 _UNIT_SECONDS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -139,9 +139,16 @@ def read_metrics(cloudwatch: Any, *, since: timedelta, now: datetime | None = No
         Query(f"reason_{n}", "ImagesFailed", {"service": "record", "reason": r}, "Sum")
         for n, r in enumerate(reasons)
     ]
+    # failures a replay's result replaced are outcomes no more: off the failed counts
+    queries.append(Query("replaced", FAILURES_REPLACED, {"service": "record"}, "Sum"))
+    queries += [
+        Query(f"replaced_{n}", FAILURES_REPLACED, {"service": "record", "reason": r}, "Sum")
+        for n, r in enumerate(reasons)
+    ]
     values = _run(cloudwatch, queries, start, end)
 
     counts = {key: int(_total(values, key) + _total(values, f"legacy_{key}")) for key in COUNTS}
+    counts["failed"] = max(0, counts["failed"] - int(_total(values, "replaced")))
     received = counts["received"]
     by_class = [
         {
@@ -172,9 +179,9 @@ def read_metrics(cloudwatch: Any, *, since: timedelta, now: datetime | None = No
         },
         "by_class": [row for row in by_class if row["accepted"] or row["review"]],
         "failed_by_reason": {
-            reason: int(_total(values, f"reason_{n}"))
+            reason: int(_total(values, f"reason_{n}") - _total(values, f"replaced_{n}"))
             for n, reason in enumerate(reasons)
-            if _total(values, f"reason_{n}")
+            if _total(values, f"reason_{n}") - _total(values, f"replaced_{n}") > 0
         },
     }
 

@@ -224,6 +224,20 @@ def failure_record(state: State) -> OutcomeRecord:
     )
 
 
+def _failure_reason(store: ObjectStore, obj: ObjectRef) -> str | None:
+    """The reason of the object version's failure record; None when it has none."""
+    try:
+        _, body = store.read(obj.bucket, obj.outcome_key("failed"), MAX_RECORD_BYTES)
+    except ObjectMissing:
+        return None
+    if body is None:
+        return None
+    try:
+        return str(json.loads(body).get("reason") or "unknown")
+    except (ValueError, AttributeError):
+        return "unknown"
+
+
 def recorded_outcome(store: ObjectStore, obj: ObjectRef) -> State | None:
     """The result or review record this object version already has, if any."""
     for kind in ("results", "review"):
@@ -238,14 +252,18 @@ def recorded_outcome(store: ObjectStore, obj: ObjectRef) -> State | None:
 
 
 def record_outcome(
-    state: State, store: ObjectStore, on_written: Callable[[State], None] | None = None
+    state: State,
+    store: ObjectStore,
+    on_written: Callable[[State], None] | None = None,
+    on_failure_replaced: Callable[[str], None] | None = None,
 ) -> State:
     """Write the outcome record (a failure record when the state carries an error) next to the data.
 
     A failure is not recorded over a result or review record of the same object version: a record
     invocation can write its result and still be reported failed (its answer lost, its time up), and
     then the upload has its outcome already. The returned record says which one stands.
-    `on_written` is called with the record this call wrote, and only then (the caller counts it).
+    `on_written` is called with the record this call wrote, and only then (the caller counts it);
+    `on_failure_replaced` with the reason of the failure record a replay's result replaced.
     """
     failed = bool(state.get("error"))
     obj = ObjectRef.from_dict(state["object"])
@@ -258,7 +276,10 @@ def record_outcome(
     key = obj.outcome_key(OUTCOME_FOLDER[record.outcome])
     store.write_json(obj.bucket, key, record.to_json())
     if not failed and is_replay_execution(state.get("execution_id")):
+        replaced = _failure_reason(store, obj)
         store.delete(obj.bucket, obj.outcome_key("failed"))  # the replay replaces the failure
+        if replaced is not None and on_failure_replaced is not None:
+            on_failure_replaced(replaced)
     written = {**record.model_dump(mode="json", exclude_none=True), "record_key": key}
     if on_written is not None:
         on_written(written)

@@ -8,6 +8,9 @@ from typing import Final
 from scones.defaults import DEFAULT_ENDPOINT_NAME
 
 METRICS_NAMESPACE: Final = "SconesUnlimited"
+# counted by the record function when a replay's result replaces a failure record: `scones metrics`
+# takes it off the failures (ImagesFailed itself, which the alarm watches, counts every failure)
+FAILURES_REPLACED: Final = "FailuresReplaced"
 
 
 @dataclass(frozen=True)

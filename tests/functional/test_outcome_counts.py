@@ -136,3 +136,30 @@ def test_a_failure_after_the_result_was_recorded_counts_nothing(
     )
     assert answer["record"]["outcome"] == "accepted"
     assert counts(capsys.readouterr().out) == {}
+
+
+def test_a_replay_whose_result_replaces_a_failure_counts_the_failure_replaced(
+    record: Setup, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """ImagesFailed counts every failure (the alarm's series); FailuresReplaced says which ones a
+    replay turned into a result, so `scones metrics` counts outcomes equal to the records."""
+    from scones.objects import ObjectRef
+
+    record.handler(
+        failed(record.bucket, "inbox/e.png", "arn:exec:e"), InvocationContext.direct("scones-record")
+    )
+    capsys.readouterr()
+    replay = ObjectRef(record.bucket, "inbox/e.png", "e1").execution_name(replay=1)
+    answer = record.handler(
+        routed(record.bucket, "inbox/e.png", 0.97, f"arn:exec:{replay}"),
+        InvocationContext.direct("scones-record"),
+    )
+    assert answer["record"]["outcome"] == "accepted"
+    failure_key = ObjectRef(record.bucket, "inbox/e.png", "e1").outcome_key("failed")
+    assert "Contents" not in record.s3.list_objects_v2(Bucket=record.bucket, Prefix=failure_key)
+    assert counts(capsys.readouterr().out) == {
+        ("ImagesAccepted", ()): 1,
+        ("ImagesAccepted", (("model_version", "v-test"), ("predicted_class", "bicycle"))): 1,
+        ("FailuresReplaced", ()): 1,
+        ("FailuresReplaced", (("reason", "endpoint_unavailable"),)): 1,
+    }
