@@ -69,7 +69,7 @@ class LocalEndpoint:
 
     @property
     def serving(self) -> bool:
-        return self._thread.is_alive() and self._server.started
+        return self._thread.is_alive() and self._server.started and not self._server.should_exit
 
     def start(self, timeout_s: float = 30.0) -> Self:
         self.slot.get()  # load the model before accepting traffic
@@ -85,9 +85,17 @@ class LocalEndpoint:
             time.sleep(0.01)
 
     def _close(self) -> None:
+        """Stop, and return only once stopped: uvicorn waits for open (keep-alive) connections and
+        requests in flight before it exits, so after a grace period it is told not to wait."""
         self._server.should_exit = True
+        if not self._thread.is_alive():  # never started, or stopped already
+            return
+        self._thread.join(timeout=5)
         if self._thread.is_alive():
-            self._thread.join(timeout=10)
+            self._server.force_exit = True
+            self._thread.join(timeout=30)
+        if self._thread.is_alive():
+            raise RuntimeError(f"model endpoint on {self.url} did not stop")
 
     def go_down(self) -> None:
         """An outage: stop listening, so callers meet a refused connection (fault injection)."""
@@ -97,6 +105,8 @@ class LocalEndpoint:
         """End an outage: listen again on the same port with the same model."""
         if self.serving:
             return
+        if self._thread.is_alive():  # still shutting down: a new server could not take the port
+            self._close()
         self._server, self._thread = self._new_server()
         self._listen(timeout_s)
 

@@ -396,3 +396,24 @@ def test_promotion_and_rollback_swap_the_served_model_without_failing_a_request(
     for answers in by_client:
         changes = sum(1 for n in range(1, len(answers)) if answers[n] != answers[n - 1])
         assert changes <= 2, f"a client saw the served model flap: {answers}"
+
+
+def test_an_outage_ends_with_the_endpoint_serving_again_though_a_request_was_in_flight(
+    small_model: Path, test_pngs: list[bytes]
+) -> None:
+    """uvicorn waits for requests in flight before it exits: `go_down` must still end the server, and
+    `come_back` must not take a server still shutting down for a serving one. (A load test's outage
+    once left the stack down for good: come_back returned at once, then the old server exited.)"""
+    import threading
+
+    with LocalEndpoint(model_dir=small_model) as endpoint:
+        endpoint.faults.set("slow", count=1, delay_s=12)
+        slow = threading.Thread(target=lambda: post(f"{endpoint.url}/invocations", test_pngs[0], "image/png"))
+        slow.start()
+        time.sleep(1.0)  # the slow request is in flight
+        endpoint.go_down()
+        assert not endpoint.serving
+        endpoint.come_back()
+        slow.join(timeout=30)  # the old server is gone for good by now
+        with urllib.request.urlopen(f"{endpoint.url}/ping", timeout=10) as answer:
+            assert answer.status == 200, "serving after the outage"
