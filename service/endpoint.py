@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 import time
@@ -17,6 +18,8 @@ from scones.faults import FaultSwitch
 from scones.inference import OnnxClassifier
 from scones.model_server import Endpoint, ModelSlot, create_app
 from scones.model_store import ModelStore
+
+_log = logging.getLogger(__name__)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -111,9 +114,15 @@ class LocalEndpoint:
         self._listen(timeout_s)
 
     def stop(self) -> None:
-        self._close()
-        if self.capture is not None:
-            self.capture.close()
+        """Stop serving (a server that will not stop is logged, not raised: the stack's own shutdown
+        goes on) and flush the data capture."""
+        try:
+            self._close()
+        except RuntimeError:
+            _log.exception("stopping the model endpoint")
+        finally:
+            if self.capture is not None:
+                self.capture.close()
 
     def __enter__(self) -> Self:
         return self.start()
