@@ -318,7 +318,7 @@ def _review(
             tally.gone.append(item.obj.key)
             reviewer.skip(item)
             continue
-        path = thumbnails / (safe_file_name(item.obj.key, item.obj.etag) + ".png")
+        path = (thumbnails / safe_file_name(item.obj.key, item.obj.etag)).with_suffix(".png")
         thumbnail: Path | None = path
         try:  # anyone's bytes: decoded under the model input's guards (bombs, size)
             with Image.open(io.BytesIO(preview_png(data, 128))) as image:

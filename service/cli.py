@@ -345,14 +345,22 @@ def cmd_review(args: argparse.Namespace) -> int:
     import getpass
 
     from monitoring.review import CHOICES, Answer, Reviewer, ReviewItem, review_queue, summary
+    from service.sagemaker_jobs import SettingsError
     from workflow.names import StackNames
 
     s3, sqs = _aws_clients(args, "s3", "sqs")
-    queue_url = args.queue_url or _stack_value(
-        args,
-        "ReviewQueueUrl",
-        lambda: sqs.get_queue_url(QueueName=StackNames().review_queue)["QueueUrl"],
-    )
+
+    def local_queue() -> str:
+        name = StackNames().review_queue
+        try:
+            url: str = sqs.get_queue_url(QueueName=name)["QueueUrl"]
+        except sqs.exceptions.QueueDoesNotExist:
+            raise SettingsError(
+                f"the stack has no review queue {name!r}: deleted? (`scones up` makes it again on start)"
+            ) from None
+        return url
+
+    queue_url = args.queue_url or _stack_value(args, "ReviewQueueUrl", local_queue)
     reviewer = Reviewer(s3, sqs, queue_url, reviewer=args.reviewer or getpass.getuser())
     if args.web:
         from monitoring.review_web import serve_review
@@ -368,6 +376,8 @@ def cmd_review(args: argparse.Namespace) -> int:
         while True:
             try:
                 answer = input("  [b]icycle [m]otorcycle [n]either [s]kip [q]uit > ").strip().lower()
+                if not sys.stdin.isatty():
+                    print()  # piped answers are not echoed: end the prompt's line
             except EOFError:
                 return "quit"
             if answer in CHOICES:

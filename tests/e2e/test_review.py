@@ -112,6 +112,7 @@ def test_review_labels_every_item_and_empties_the_queue(
     output = session.finish()
     assert skipped is not None and "labeled 3, skipped 1" in output
     assert len(list((tmp_path / "thumbs").glob("*.png"))) == 4
+    assert not list((tmp_path / "thumbs").glob("*.png.png")), "one suffix: the uploads are PNGs"
 
     again = ReviewSession(stack, tmp_path / "thumbs")
     shown = again.next_prompt()
