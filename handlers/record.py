@@ -52,9 +52,7 @@ def build(environment: Mapping[str, str]) -> LambdaHandler:
         for fresh in written:
             count_outcome(obs, fresh)
         for reason in replaced:  # the failure it counted is an outcome no more
-            for dimensions in ({}, {"reason": reason}):
-                with obs.metrics(**dimensions) as metrics:
-                    metrics.add_metric(name=FAILURES_REPLACED, unit=MetricUnit.Count, value=1)
+            count(obs, FAILURES_REPLACED, {"reason": reason})
         return state
 
     return handler
@@ -62,11 +60,15 @@ def build(environment: Mapping[str, str]) -> LambdaHandler:
 
 def count_outcome(obs: Observability, record: Mapping[str, Any]) -> None:
     """One count of the outcome, alone and by failure reason or by model version and predicted class."""
-    name = OUTCOME_METRIC[record["outcome"]]
     if record["outcome"] == "failed":
         breakdown = {"reason": str(record.get("reason", "unknown"))}
     else:
         breakdown = {"model_version": str(record["model_version"]), "predicted_class": str(record["label"])}
+    count(obs, OUTCOME_METRIC[record["outcome"]], breakdown)
+
+
+def count(obs: Observability, name: str, breakdown: Mapping[str, str]) -> None:
+    """One count of `name`, alone and with the `breakdown` dimensions."""
     for dimensions in ({}, breakdown):
         with obs.metrics(**dimensions) as metrics:
             metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)

@@ -149,6 +149,10 @@ def read_metrics(cloudwatch: Any, *, since: timedelta, now: datetime | None = No
 
     counts = {key: int(_total(values, key) + _total(values, f"legacy_{key}")) for key in COUNTS}
     counts["failed"] = max(0, counts["failed"] - int(_total(values, "replaced")))
+    failed_by_reason = {
+        reason: int(_total(values, f"reason_{n}") - _total(values, f"replaced_{n}"))
+        for n, reason in enumerate(reasons)
+    }
     received = counts["received"]
     by_class = [
         {
@@ -178,11 +182,7 @@ def read_metrics(cloudwatch: Any, *, since: timedelta, now: datetime | None = No
             if _total(values, f"latency_{n}_count")
         },
         "by_class": [row for row in by_class if row["accepted"] or row["review"]],
-        "failed_by_reason": {
-            reason: int(_total(values, f"reason_{n}") - _total(values, f"replaced_{n}"))
-            for n, reason in enumerate(reasons)
-            if _total(values, f"reason_{n}") - _total(values, f"replaced_{n}") > 0
-        },
+        "failed_by_reason": {reason: count for reason, count in failed_by_reason.items() if count > 0},
     }
 
 

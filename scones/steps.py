@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any, Final, Protocol
 
 from scones.labels import LABELS
-from scones.objects import ObjectRef, is_replay_execution
+from scones.objects import ObjectRef, OutcomeKind, is_replay_execution
 from scones.outcomes import OUTCOME_FOLDER, Outcome, OutcomeRecord, failure_reason
 from scones.preprocessing import ImageRejected, PreprocessConfig, thumbnail_png
 
@@ -224,12 +224,17 @@ def failure_record(state: State) -> OutcomeRecord:
     )
 
 
-def _failure_reason(store: ObjectStore, obj: ObjectRef) -> str | None:
-    """The reason of the object version's failure record; None when it has none."""
+def _record_body(store: ObjectStore, obj: ObjectRef, kind: OutcomeKind) -> bytes | None:
+    """The object version's record of `kind`; None when it has none (or one past the size cap)."""
     try:
-        _, body = store.read(obj.bucket, obj.outcome_key("failed"), MAX_RECORD_BYTES)
+        return store.read(obj.bucket, obj.outcome_key(kind), MAX_RECORD_BYTES)[1]
     except ObjectMissing:
         return None
+
+
+def _failure_reason(store: ObjectStore, obj: ObjectRef) -> str | None:
+    """The reason of the object version's failure record; None when it has none."""
+    body = _record_body(store, obj, "failed")
     if body is None:
         return None
     try:
@@ -241,13 +246,9 @@ def _failure_reason(store: ObjectStore, obj: ObjectRef) -> str | None:
 def recorded_outcome(store: ObjectStore, obj: ObjectRef) -> State | None:
     """The result or review record this object version already has, if any."""
     for kind in ("results", "review"):
-        key = obj.outcome_key(kind)
-        try:
-            _, body = store.read(obj.bucket, key, MAX_RECORD_BYTES)
-        except ObjectMissing:
-            continue
+        body = _record_body(store, obj, kind)
         if body is not None:
-            return {**json.loads(body), "record_key": key}
+            return {**json.loads(body), "record_key": obj.outcome_key(kind)}
     return None
 
 

@@ -304,12 +304,7 @@ def _bucket(args: argparse.Namespace) -> str:
     """`--bucket`, else the local stack's (an endpoint URL is set), else the deployed stack's."""
     from service.sagemaker_jobs import data_bucket
 
-    args.bucket = data_bucket(
-        args.bucket,
-        endpoint_url=getattr(args, "endpoint_url", None) or os.environ.get("AWS_ENDPOINT_URL"),
-        stack_name=args.stack_name,
-        cloudformation=lambda: _aws_clients(args, "cloudformation")[0],
-    )
+    args.bucket = data_bucket(args.bucket, **_stack_lookup(args))
     bucket: str = args.bucket
     return bucket
 
@@ -318,13 +313,17 @@ def _stack_value(args: argparse.Namespace, output: str, local: Callable[[], str]
     """`local()` on the embedded stack (an endpoint URL is set), else the deployed stack's `output`."""
     from service.sagemaker_jobs import stack_value
 
-    return stack_value(
-        output,
-        local=local,
-        endpoint_url=getattr(args, "endpoint_url", None) or os.environ.get("AWS_ENDPOINT_URL"),
-        stack_name=args.stack_name,
-        cloudformation=lambda: _aws_clients(args, "cloudformation")[0],
-    )
+    return stack_value(output, local=local, **_stack_lookup(args))
+
+
+def _stack_lookup(args: argparse.Namespace) -> dict[str, Any]:
+    """Where a command finds its stack's resources: the endpoint URL (the embedded stack) or the
+    deployed stack's name and a CloudFormation client for its outputs."""
+    return {
+        "endpoint_url": getattr(args, "endpoint_url", None) or os.environ.get("AWS_ENDPOINT_URL"),
+        "stack_name": args.stack_name,
+        "cloudformation": lambda: _aws_clients(args, "cloudformation")[0],
+    }
 
 
 def _aws_clients(args: argparse.Namespace, *services: str, endpoint_url: str | None = None) -> list[Any]:

@@ -108,8 +108,7 @@ class LocalEndpoint:
         """End an outage: listen again on the same port with the same model."""
         if self.serving:
             return
-        if self._thread.is_alive():  # still shutting down: a new server could not take the port
-            self._close()
+        self._close()  # one still shutting down must be gone first: a new server could not take the port
         self._server, self._thread = self._new_server()
         self._listen(timeout_s)
 
