@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import time
-import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -187,8 +186,7 @@ class LocalStack:
         self._quieted = quiet_moto_logs()
         # moto's backends are process-wide: a stack starts empty, not with what an earlier stack of
         # this process left (then its snapshot, if it keeps one, is restored)
-        reset = urllib.request.Request(f"{self.aws_endpoint_url}/moto-api/reset", method="POST")
-        urllib.request.urlopen(reset, timeout=30).close()
+        self._server.reset()
         resources = provision(
             self.client,
             self.names,

@@ -114,6 +114,13 @@ class LocalMotoServer:
     def endpoint_url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
+    def reset(self) -> None:
+        """Empty every moto backend (they are process-wide: what earlier servers of this process left)."""
+        import urllib.request
+
+        request = urllib.request.Request(f"{self.endpoint_url}/moto-api/reset", method="POST")
+        urllib.request.urlopen(request, timeout=30).close()
+
     def client(self, service: str, region: str = REGION) -> Any:
         """A boto3 client for this server with explicit dummy credentials."""
         import boto3

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import urllib.request
 from datetime import timedelta
 
 from monitoring.metrics import read_metrics
@@ -12,8 +11,7 @@ from workflow.names import FAILURES_REPLACED, METRICS_NAMESPACE
 
 def test_failures_a_replay_replaced_come_off_the_failed_counts() -> None:
     with start_moto_server() as aws:
-        reset = urllib.request.Request(f"{aws.endpoint_url}/moto-api/reset", method="POST")
-        urllib.request.urlopen(reset, timeout=30).close()  # moto's backends are process-wide
+        aws.reset()  # moto's backends are process-wide
         cloudwatch = aws.client("cloudwatch")
 
         def count(name: str, value: float, **dimensions: str) -> None:

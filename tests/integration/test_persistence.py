@@ -108,7 +108,6 @@ def test_percentiles_come_back_close_and_counts_exactly(tmp_path: Path) -> None:
     """CloudWatch computes percentiles only from single values: a minute saved as a statistic set
     would answer every percentile with its mean. The confidence comes back as deciles instead."""
     import random
-    import urllib.request
     from datetime import UTC, datetime, timedelta
 
     from workflow.names import METRICS_NAMESPACE
@@ -155,8 +154,7 @@ def test_percentiles_come_back_close_and_counts_exactly(tmp_path: Path) -> None:
             )
         before = read(cloudwatch)
         save(aws.client, bucket, {}, tmp_path)
-        reset = urllib.request.Request(f"{aws.endpoint_url}/moto-api/reset", method="POST")
-        urllib.request.urlopen(reset, timeout=30).close()  # a fresh stack, as after a restart
+        aws.reset()  # a fresh stack, as after a restart
         assert read(cloudwatch)["samplecount"] == 0
         aws.client("s3").create_bucket(Bucket=bucket)
         restore(aws.client, bucket, {}, tmp_path)

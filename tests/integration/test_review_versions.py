@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +29,7 @@ def review() -> Iterator[Review]:
     """A data bucket and a review queue on a moto server of the test's own."""
     with start_moto_server() as moto:
         # moto's backends are process-wide: start from empty, not from an earlier test's labels
-        urllib.request.urlopen(urllib.request.Request(f"{moto.endpoint_url}/moto-api/reset", method="POST"))
+        moto.reset()
         s3, sqs = moto.client("s3"), moto.client("sqs")
         s3.create_bucket(Bucket="data")
         yield Review(s3, sqs, sqs.create_queue(QueueName="review")["QueueUrl"])
