@@ -26,7 +26,7 @@ from typing import Any, Final, Literal
 
 from handlers.aws import MISSING_CODES, SUPERSEDED_CODES
 from scones.labels import LABELS
-from scones.objects import INBOX_PREFIX, ObjectRef, s3_version_selector
+from scones.objects import ObjectRef, record_path, s3_version_selector
 
 Answer = Literal["bicycle", "motorcycle", "neither", "skip", "quit"]
 CHOICES: Final[dict[str, Answer]] = {
@@ -81,13 +81,13 @@ GONE_CODES: Final = MISSING_CODES | SUPERSEDED_CODES  # the reviewed version is 
 
 def label_key(obj: ObjectRef) -> str:
     """`labels/<key below inbox/>/<etag>.json`: one label per object version."""
-    return f"labels/{obj.key.removeprefix(INBOX_PREFIX)}/{obj.etag}.json"
+    return f"labels/{record_path(obj.key)}/{obj.etag}.json"
 
 
 def labeled_key(obj: ObjectRef, label: str) -> str:
     """`labeled/<label>/<key below inbox/>/<etag>`: the labeled version's bytes, one copy per version
     (an overwritten upload labeled again must not replace the first version's training image)."""
-    return f"labeled/{label}/{obj.key.removeprefix(INBOX_PREFIX)}/{obj.etag}"
+    return f"labeled/{label}/{record_path(obj.key)}/{obj.etag}"
 
 
 def safe_file_name(key: str, etag: str = "") -> str:

@@ -14,6 +14,11 @@ OUTCOME_PREFIXES: Final[tuple[OutcomeKind, ...]] = ("results", "review", "failed
 _NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 EXECUTION_NAME_LIMIT: Final = 80
 REPLAY_MARK: Final = "-replay-"
+S3_KEY_LIMIT: Final = 1024  # bytes of UTF-8
+# Room left for `<key below inbox/>` in a record key, with the longest kind (`results/`) and a
+# version of up to 64 characters around it: `results/<path>/<version>.json`.
+RECORD_PATH_LIMIT: Final = S3_KEY_LIMIT - len("results/") - len("/") - 64 - len(".json")
+_LONG_PATH_MARK: Final = "~"
 
 
 def is_replay_execution(execution_id: str | None) -> bool:
@@ -73,10 +78,12 @@ class ObjectRef:
         return (f"{readable[:room]}-{digest}" if readable else digest) + suffix
 
     def outcome_key(self, kind: OutcomeKind) -> str:
-        """`<kind>/<key below inbox/>/<etag>.json`: one record per object version, never a local path."""
-        relative = self.key.removeprefix(INBOX_PREFIX)
+        """`<kind>/<key below inbox/>/<etag>.json`: one record per object version, never a local path.
+
+        A key too long for that to fit S3's 1024 bytes is shortened (see `record_path`).
+        """
         version = (self.version_id or self.etag).strip('"') or "unknown"
-        return f"{kind}/{relative}/{version}.json"
+        return f"{kind}/{record_path(self.key)}/{version}.json"
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -98,6 +105,24 @@ class ObjectRef:
             version_id=data.get("version_id"),
             sequencer=data.get("sequencer"),
         )
+
+
+def record_path(key: str) -> str:
+    """The part of an outcome record's key that names the upload: its key below `inbox/`.
+
+    An upload key near S3's limit would make a record key past it, and the upload could never get
+    an outcome. Such a path keeps its first bytes and ends in `~` and 16 hex digits of the SHA-256
+    of the whole path, so it stays unique and still sorts and lists beside its folder; the record
+    itself carries the full key.
+    """
+    relative = key.removeprefix(INBOX_PREFIX)
+    encoded = relative.encode()
+    if len(encoded) <= RECORD_PATH_LIMIT:
+        return relative
+    digest = hashlib.sha256(encoded).hexdigest()[:16]
+    room = RECORD_PATH_LIMIT - len(_LONG_PATH_MARK) - len(digest)
+    head = encoded[:room].decode("utf-8", errors="ignore")  # never half a character
+    return f"{head}{_LONG_PATH_MARK}{digest}"
 
 
 def decode_event_key(raw: str) -> str:

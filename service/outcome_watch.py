@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from scones.objects import INBOX_PREFIX, OUTCOME_PREFIXES, OutcomeKind
+from scones.objects import INBOX_PREFIX, OUTCOME_PREFIXES, OutcomeKind, record_path
 
 
 @dataclass
@@ -69,14 +69,15 @@ def wait_for_outcomes(
     """
     wanted = set(object_keys)
     versions = {key: "/" + etag.strip('"') + ".json" for key, etag in (etags or {}).items()}
-    folder = common_folder(wanted)
+    by_record_path = {INBOX_PREFIX + record_path(key): key for key in wanted}  # a long key's is shortened
+    folder = common_folder(by_record_path)
     deadline = time.monotonic() + timeout_s
     pause = poll_s
     while True:
         found: dict[str, list[str]] = {}
         for record_key in list_record_keys(s3, bucket, folder):
-            key = object_key_of(record_key)
-            if key not in versions or record_key.endswith(versions[key]):
+            key = by_record_path.get(object_key_of(record_key), "")
+            if key in wanted and (key not in versions or record_key.endswith(versions[key])):
                 found.setdefault(key, []).append(record_key)
         if wanted <= found.keys() or time.monotonic() > deadline:
             break

@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from scones.objects import ObjectRef, execution_arn
+from scones.objects import S3_KEY_LIMIT, ObjectRef, execution_arn
 from service.local_stack import LocalStack
 from service.outcome_watch import wait_for_outcomes
 from service.sample_uploads import INVALID, VALID, encode, scene
@@ -45,6 +45,18 @@ def test_every_kind_of_upload_gets_its_one_outcome(stack: LocalStack) -> None:
         "width": 64,
         "height": 48,
     }
+
+
+def test_an_upload_whose_key_is_at_s3s_limit_gets_its_outcome(stack: LocalStack) -> None:
+    s3 = stack.client("s3")
+    folder = f"inbox/long-key-{uuid.uuid4().hex[:8]}/"
+    key = folder + "k" * (S3_KEY_LIMIT - len(folder) - len(".png")) + ".png"
+    s3.put_object(Bucket=stack.resources.bucket, Key=key, Body=encode(scene(), "PNG"))
+    index = wait_for_outcomes(s3, stack.resources.bucket, [key], timeout_s=60, poll_s=0.1)
+    assert index.records[key]["outcome"] in ("accepted", "review") and index.records[key]["key"] == key
+    (record_key,) = index.record_keys[key]
+    _, _, path = record_key.partition("/")
+    assert len(record_key.encode()) <= S3_KEY_LIMIT and path.startswith(folder.removeprefix("inbox/"))
 
 
 def test_an_object_over_the_size_limit_fails_without_being_decoded(stack: LocalStack) -> None:

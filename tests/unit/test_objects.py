@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -9,7 +10,16 @@ from typing import Any
 
 import pytest
 
-from scones.objects import EXECUTION_NAME_LIMIT, NotAnUpload, ObjectRef, object_from_event
+from scones.objects import (
+    EXECUTION_NAME_LIMIT,
+    OUTCOME_PREFIXES,
+    RECORD_PATH_LIMIT,
+    S3_KEY_LIMIT,
+    NotAnUpload,
+    ObjectRef,
+    object_from_event,
+    record_path,
+)
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
 
@@ -105,6 +115,29 @@ def test_outcome_keys_keep_the_key_below_inbox_and_the_version() -> None:
     obj = ObjectRef("b", "inbox/2026/ride 1.jpg", '"abc"')
     assert obj.outcome_key("results") == "results/2026/ride 1.jpg/abc.json"
     assert obj.outcome_key("failed") == "failed/2026/ride 1.jpg/abc.json"
+
+
+def test_a_key_at_s3s_limit_still_has_record_keys_within_it() -> None:
+    folder = "inbox/" + "ü" * 300 + "/"  # two bytes a character: a cut must not split one
+    longest = folder + "x" * (S3_KEY_LIMIT - len(folder.encode()))
+    sibling = longest[:-1] + "y"
+    assert len(longest.encode()) == S3_KEY_LIMIT
+    version = "f" * 64
+    for kind in OUTCOME_PREFIXES:
+        key = ObjectRef("b", longest, version).outcome_key(kind)
+        assert len(key.encode()) <= S3_KEY_LIMIT
+        assert key.startswith(f"{kind}/{folder.removeprefix('inbox/')}")
+        assert key != ObjectRef("b", sibling, version).outcome_key(kind)  # the digest keeps them apart
+    assert record_path(longest).rpartition("~")[2] == hashlib.sha256(longest[6:].encode()).hexdigest()[:16]
+    assert record_path("inbox/" + "a" * RECORD_PATH_LIMIT) == "a" * RECORD_PATH_LIMIT  # short enough: as is
+
+
+def test_review_label_keys_of_a_key_at_the_limit_fit_too() -> None:
+    from monitoring.review import label_key, labeled_key
+
+    obj = ObjectRef("b", "inbox/" + "z" * (S3_KEY_LIMIT - len("inbox/")), "e" * 40)
+    assert len(label_key(obj).encode()) <= S3_KEY_LIMIT
+    assert all(len(labeled_key(obj, label).encode()) <= S3_KEY_LIMIT for label in ("bicycle", "motorcycle"))
 
 
 def test_object_ref_round_trips_through_the_state() -> None:
