@@ -240,7 +240,7 @@ def write_report(
         uri = _thumbnail_uri(s3, record) if thumbnails else ""
         rows.append(_row(inference, uri))
     page = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Scones Unlimited: recent inferences</title>
+<html lang="en"><head><meta charset="utf-8"><title>Scones Unlimited: recent outcomes</title>
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 2em; color: #222; }}
 table {{ border-collapse: collapse; font-size: 0.85em; }}
@@ -248,12 +248,12 @@ td, th {{ border-bottom: 1px solid #ddd; padding: 4px 8px; }}
 td.accepted {{ color: #2a9d8f; }} td.review {{ color: #b08900; }} td.failed {{ color: #e76f51; }}
 img {{ image-rendering: pixelated; }}
 </style></head><body>
-<h1>Recent inferences</h1>
+<h1>Recent outcomes</h1>
 <p>{len(inferences)} most recent outcomes in <code>s3://{html.escape(bucket)}</code>:
 {counts["accepted"]} accepted, {counts["review"]} sent to review, {counts["failed"]} failed;
 {sum(i.truth is not None for i in inferences)} with a reviewer's label.</p>
 {"".join(f'<p><img src="{_png_uri(png)}" alt="{name}"></p>' for name, png in plots.items())}
-<h2>Last {len(inferences)} inferences</h2>
+<h2>Last {len(inferences)} outcomes</h2>
 <table><thead><tr><th></th><th>object</th><th>outcome</th><th>label / reason</th><th>confidence</th>
 <th>p(bicycle)</th><th>true class</th><th>model</th><th>recorded</th></tr></thead>
 <tbody>{"".join(rows)}</tbody></table>

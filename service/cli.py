@@ -405,13 +405,14 @@ def cmd_labels_export(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    """Write the plots and the HTML page of recent inferences."""
+    """Write the plots and the HTML page of recent outcomes."""
     from monitoring.report import write_report
 
     (s3,) = _aws_clients(args, "s3")
     written = write_report(s3, _bucket(args), args.out, last=args.last)
     outcomes = ", ".join(f"{count} {outcome}" for outcome, count in written["outcomes"].items())
-    print(f"{written['inferences']} inferences ({outcomes}): wrote {args.out / 'index.html'} and the plots")
+    page = args.out / "index.html"
+    print(f"{written['inferences']} recent outcomes ({outcomes}): wrote {page} and the plots")
     return 0
 
 
@@ -732,10 +733,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--include-neither", action="store_true", help="also write DIR/neither/")
     export.set_defaults(handler=cmd_labels_export)
 
-    report = commands.add_parser("report", help="plots and an HTML page of recent inferences")
-    report.add_argument(
-        "--last", type=_positive, default=200, help="how many recent inferences (default 200)"
-    )
+    report = commands.add_parser("report", help="plots and an HTML page of recent outcomes")
+    report.add_argument("--last", type=_positive, default=200, help="how many recent outcomes (default 200)")
     report.add_argument("--out", type=Path, default=Path("report"), help="output folder (default: report)")
     _add_bucket_flags(report)
     report.add_argument("--endpoint-url", help="default: $AWS_ENDPOINT_URL, else AWS itself")
