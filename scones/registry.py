@@ -14,7 +14,9 @@ AWS clients are injected; nothing here imports boto3.
 
 from __future__ import annotations
 
+import base64
 import json
+import unicodedata
 from datetime import UTC, datetime
 from typing import Any, Final, Literal, Protocol
 
@@ -129,13 +131,16 @@ class BucketRegistry:
         return registered
 
     def set_status(self, version: str, status: Status, *, reason: str = "") -> RegistryEntry:
-        """Read, change, write only if nobody wrote in between (else again): no change is lost."""
+        """Read, change, write only if nobody wrote in between (else again): no change is lost.
+
+        Setting the status it has adds its reason to the history (e.g. why a promotion failed)."""
         for _ in range(MAX_WRITE_ATTEMPTS):
             read = self._read(version)
             if read is None:
                 raise KeyError(f"model version {version} is not registered")
             entry, etag = read
-            if entry.status == status:
+            noted = bool(entry.history) and entry.history[-1].reason == reason
+            if entry.status == status and (not reason or noted):  # the same status again: a new reason only
                 return entry
             change = StatusChange(status=status, at=_now(), reason=reason)
             changed = entry.model_copy(update={"status": status, "history": [*entry.history, change]})
@@ -176,6 +181,33 @@ _APPROVAL: Final[dict[Status, str]] = {
 }
 
 
+METADATA_VALUE_LIMIT: Final = 256
+_METADATA_PUNCTUATION: Final = frozenset("_.:/=+-@")
+_ENCODED_MARK: Final = "b64:"
+
+
+def metadata_safe(text: str) -> bool:
+    """Whether SageMaker takes `text` as a customer metadata value: letters, numbers, spaces and `_.:/=+-@`.
+
+    botocore does not check that pattern and moto takes anything; AWS refuses the whole request.
+    """
+    return all(unicodedata.category(ch)[0] in "LNZ" or ch in _METADATA_PUNCTUATION for ch in text)
+
+
+def encode_metadata_value(text: str) -> str:
+    """`text` as SageMaker takes it: as it is where allowed, else base64 behind `b64:` (cut to fit 256)."""
+    if metadata_safe(text) and not text.startswith(_ENCODED_MARK) and len(text) <= METADATA_VALUE_LIMIT:
+        return text
+    room = (METADATA_VALUE_LIMIT - len(_ENCODED_MARK)) // 4 * 3
+    return _ENCODED_MARK + base64.b64encode(text.encode()[:room]).decode()
+
+
+def decode_metadata_value(stored: str) -> str:
+    if not stored.startswith(_ENCODED_MARK):
+        return stored
+    return base64.b64decode(stored.removeprefix(_ENCODED_MARK)).decode(errors="ignore")
+
+
 class SageMakerRegistry:
     """A SageMaker Model Registry model package group; one model package per version."""
 
@@ -206,7 +238,7 @@ class SageMakerRegistry:
 
     @staticmethod
     def _properties(entry: RegistryEntry) -> dict[str, str]:
-        """The entry as customer metadata: string values of at most 256 characters each (AWS's limit)."""
+        """The entry as customer metadata, each value in the characters and 256-character limit AWS takes."""
         properties = {
             "version": entry.version,
             "status": entry.status,
@@ -218,11 +250,12 @@ class SageMakerRegistry:
         for split, report in entry.metrics.items():
             for name, value in report.items():
                 properties[f"{split}.{name}"] = json.dumps(value)
-        return {name: value[:256] for name, value in properties.items() if value}
+        return {name: encode_metadata_value(value) for name, value in properties.items() if value}
 
     @staticmethod
     def _entry(package: dict[str, Any]) -> RegistryEntry:
-        properties = dict(package.get("CustomerMetadataProperties", {}))
+        stored = package.get("CustomerMetadataProperties", {})
+        properties = {name: decode_metadata_value(value) for name, value in stored.items()}
         metrics: dict[str, dict[str, Any]] = {}
         for name in [name for name in properties if "." in name]:
             split, metric = name.split(".", 1)
@@ -231,7 +264,10 @@ class SageMakerRegistry:
 
     def _find(self, version: str) -> dict[str, Any] | None:
         for package in self._packages():
-            if package.get("CustomerMetadataProperties", {}).get("version") == version:
+            if (
+                decode_metadata_value(package.get("CustomerMetadataProperties", {}).get("version", ""))
+                == version
+            ):
                 return package
         return None
 

@@ -301,11 +301,18 @@ def retrain(
         (candidate_dir / LABELS_USED_FILE).write_text(json.dumps(sorted(used)) + "\n")
         # kept in the store either way, for the record and a later `scones models promote`
         store.publish(candidate_dir, make_current=decision.promote and promote_model is None)
-        if decision.promote and promote_model is not None:
-            promote_model(candidate_dir, metadata)
-        if registry is not None:
+        if registry is not None:  # the verdict first: a promotion that fails leaves it recorded
             model_data_url = str(getattr(trainer, "model_data_url", ""))
             record_decision(registry, decision, serving, metadata, model_data_url)
+        if decision.promote and promote_model is not None:
+            try:
+                promote_model(candidate_dir, metadata)
+            except Exception as error:
+                if registry is not None:
+                    registry.set_status(metadata.version, "approved", reason=f"promotion failed: {error}")
+                raise
+        if decision.promote and registry is not None:
+            record_promotion(registry, metadata.version, reason="promoted by retrain.py")
     return decision
 
 
@@ -335,22 +342,26 @@ def record_decision(
     candidate: ModelMetadata,
     model_data_url: str = "",
 ) -> None:
-    """The candidate's way through the registry: pending, then approved or rejected, maybe serving."""
-    if registry.get(serving.version) is None:  # served before the registry knew it
-        registry.register(
-            entry_from(serving).model_copy(update={"status": "serving"}), reason="already serving"
-        )
+    """The candidate's way through the registry up to the verdict: pending, then approved or rejected.
+
+    The model it was compared with is what serves: an entry the registry lacks (served before it knew
+    it) is added as serving, and one it holds under another status (a rollback by `scones deploy`
+    or `scones models rollback`) becomes serving again. The promotion is recorded after it happened.
+    """
+    known = registry.get(serving.version)
+    if known is None:
+        registry.register(entry_from(serving), reason="served before the registry knew it")
+    if known is None or known.status != "serving":  # and whatever the registry took for serving retires
+        record_promotion(registry, serving.version, reason="found serving when retrain.py started")
     registry.register(entry_from(candidate, model_data_url=model_data_url), reason="trained by retrain.py")
     verdict: Status = "approved" if decision.passed else "rejected"
     registry.set_status(candidate.version, verdict, reason="; ".join(decision.reasons))
-    if decision.promote:
-        record_promotion(registry, candidate.version, reason="promoted by retrain.py")
 
 
 def sagemaker_engine(args: argparse.Namespace, sagemaker: Any, s3: Any, scratch: Path) -> dict[str, Any]:
     """`retrain()`'s AWS parts: a SageMaker training job, the Model Registry, the serving model (the
-    registry's serving entry, else the endpoint's model, else the local store's current model) and
-    promotion by a new model + endpoint config + UpdateEndpoint."""
+    endpoint's, else the local store's current model) and promotion by a new model + endpoint config +
+    UpdateEndpoint."""
     from scones.registry import SageMakerRegistry
     from service.sagemaker_jobs import (
         SageMakerSettings,
@@ -369,14 +380,10 @@ def sagemaker_engine(args: argparse.Namespace, sagemaker: Any, s3: Any, scratch:
     )
     trainer = SageMakerTrainer(sagemaker, s3, settings)
     registry = SageMakerRegistry(sagemaker, args.model_package_group, serving_image=args.serving_image)
-    serving = [entry for entry in registry.entries() if entry.status == "serving" and entry.model_data_url]
-    # the registry's serving entry; before any promotion by retrain, the model the endpoint serves
-    # (`scones deploy` does not register it); with neither, the local store's current model
-    served_url = (
-        serving[-1].model_data_url if serving else endpoint_model_data_url(sagemaker, args.endpoint_name)
-    )
-    serving_dir = download_model(s3, served_url, scratch) if served_url else None
+    # the baseline is what the endpoint serves (a `scones deploy` of an older model is a rollback the
+    # registry does not see); with no endpoint yet, the local store's current model
     endpoint_at_start = endpoint_model_data_url(sagemaker, args.endpoint_name)
+    serving_dir = download_model(s3, endpoint_at_start, scratch) if endpoint_at_start else None
 
     def still_serving() -> bool:
         """No `scones deploy` or other retrain changed the endpoint's model while the job ran."""

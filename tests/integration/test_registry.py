@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+import regex
 
 from scones.model_metadata import ModelMetadata
 from scones.registry import (
@@ -53,6 +54,34 @@ def metadata(version: str, accuracy: float) -> ModelMetadata:
                 "ece": 0.03,
             },
         },
+    )
+
+
+def test_sagemaker_metadata_keeps_to_the_characters_aws_accepts(aws: LocalMotoServer) -> None:
+    """moto takes any metadata; AWS refuses a value outside its pattern (the architecture's parentheses)."""
+    sagemaker = aws.client("sagemaker")
+    registry = SageMakerRegistry(sagemaker, "registry-patterns", serving_image="123.dkr.ecr/scones-serve:1")
+    entry = entry_from(metadata("20261124-120000-cccccccc", 0.96), model_data_url="s3://data/m (1).tar.gz")
+    registry.register(entry, reason="trained")
+    registry.set_status(entry.version, "rejected", reason="gate: accuracy 0.96 < 0.965 (serving)")
+    shape = sagemaker.meta.service_model.shape_for("CreateModelPackageInput").members[
+        "CustomerMetadataProperties"
+    ]
+    key_pattern = regex.compile("^" + str(shape.key.metadata["pattern"]))
+    value_pattern = regex.compile("^" + str(shape.value.metadata["pattern"]))
+    (summary,) = sagemaker.list_model_packages(ModelPackageGroupName="registry-patterns")[
+        "ModelPackageSummaryList"
+    ]
+    stored = sagemaker.describe_model_package(ModelPackageName=summary["ModelPackageArn"])
+    for name, value in stored["CustomerMetadataProperties"].items():
+        assert key_pattern.fullmatch(name) and value_pattern.fullmatch(value), (name, value)
+    assert not value_pattern.fullmatch(entry.architecture), "the case this guards: a value AWS refuses"
+    read = registry.get(entry.version)
+    assert read is not None
+    assert (read.architecture, read.model_data_url, read.status) == (
+        entry.architecture,
+        "s3://data/m (1).tar.gz",
+        "rejected",
     )
 
 

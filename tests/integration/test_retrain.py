@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import shutil
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from PIL import Image
 
 from scones.model_metadata import ModelMetadata
 from scones.model_store import ModelStore
-from scones.registry import BucketRegistry, record_promotion
+from scones.registry import BucketRegistry, entry_from, record_promotion
 from tests.conftest import SMALL_RECIPE
 from training.retrain import HeldOutMismatch, check_held_out, image_hashes, retrain, split_labels, table
 from training.staging import StagedDataset
@@ -80,8 +81,9 @@ def registry() -> Iterator[BucketRegistry]:
 
     with start_moto_server() as moto:
         s3 = moto.client("s3")
-        s3.create_bucket(Bucket="data")
-        yield BucketRegistry(s3, "data")
+        bucket = f"data-{uuid.uuid4().hex[:8]}"  # moto's backends outlive the server: a registry of its own
+        s3.create_bucket(Bucket=bucket)
+        yield BucketRegistry(s3, bucket)
 
 
 def test_a_worse_candidate_is_refused_and_a_better_one_promoted(
@@ -259,3 +261,46 @@ def test_a_candidate_is_not_promoted_over_a_model_served_since_training_began(
     assert "changed during training" in decision.reasons[-1]
     assert store.current_version() == metadata.version + "-other"
     assert decision.candidate_version in store.versions(), "kept for a later promote"
+
+
+def test_the_verdict_is_recorded_before_a_promotion_that_fails_and_the_baseline_is_what_serves(
+    staged: StagedDataset, small_model: Path, tmp_path: Path, registry: BucketRegistry
+) -> None:
+    """The registry says one model serves, but another was put back by hand (a rollback it did not
+    see): that one is the baseline and is marked serving. The endpoint update then fails (injected):
+    the candidate stays approved with the reason, and the error reaches the caller."""
+    from training.train import Hyperparameters
+
+    store = ModelStore(tmp_path / "models")
+    store.publish(small_model)
+    first = ModelMetadata.read(small_model)
+    registry.register(entry_from(first).model_copy(update={"status": "serving"}), reason="deployed")
+    other = tmp_path / "other"
+    shutil.copytree(small_model, other)
+    first.model_copy(update={"version": first.version + "-other"}).write(other)
+    store.publish(other)  # current now; the registry was not told
+
+    def update_fails(candidate_dir: Path, metadata: ModelMetadata) -> None:
+        raise RuntimeError("endpoint update rolled back")
+
+    with pytest.raises(RuntimeError, match="rolled back"):
+        retrain(
+            base_train=staged.split_dir("train"),
+            test_dir=staged.split_dir("test"),
+            labels_dir=reviewed(staged.split_dir("train"), tmp_path / "labels"),
+            store=store,
+            hyperparameters=Hyperparameters(**SMALL_RECIPE),  # type: ignore[arg-type]
+            tolerance=1.0,
+            registry=registry,
+            promote_model=update_fails,
+        )
+    entries = {entry.version: entry for entry in registry.entries()}
+    candidate = next(entry for version, entry in entries.items() if version not in store.current_version())
+    assert {version: entry.status for version, entry in entries.items()} == {
+        first.version: "retired",
+        first.version + "-other": "serving",
+        candidate.version: "approved",
+    }
+    assert [change.status for change in candidate.history] == ["pending", "approved", "approved"]
+    assert candidate.history[-1].reason == "promotion failed: endpoint update rolled back"
+    assert store.current_version() == first.version + "-other"
