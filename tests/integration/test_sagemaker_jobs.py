@@ -19,10 +19,12 @@ from service.sagemaker_jobs import (
     ENTRY_POINT,
     SageMakerSettings,
     SageMakerTrainer,
+    SettingsError,
     destroy_actions,
     endpoint_model_data_url,
     hosting_actions,
     hosting_like,
+    hosting_requests,
     model_archive_members,
     run,
     sagemaker_hyperparameters,
@@ -71,6 +73,7 @@ def test_the_source_archive_holds_the_entry_point_packages_and_requirements() ->
 
     assert f"pillow=={PIL.__version__}" in pinned, "the resampling code the served model's pixels come from"
     assert all("==" in requirement for requirement in pinned), pinned
+    assert "onnx==1.17.0" in pinned, "of the container's torch's time: no numpy 2 or protobuf 6 under it"
     assert not any(name.startswith(("tests/", "service/", "handlers/")) for name in names)
 
 
@@ -93,37 +96,82 @@ def test_a_training_job_reads_the_bucket_channels_and_runs_train_py(aws: LocalMo
     assert source[:2] == b"\x1f\x8b"
 
 
+def names(settings: SageMakerSettings, endpoint: str, model_data: str, version: str) -> tuple[str, str]:
+    """The model and endpoint config names hosting `version` with `settings` makes."""
+    model, config = hosting_requests(settings, endpoint, model_data, version)
+    return model["ModelName"], config["EndpointConfigName"]
+
+
+def served_config(sagemaker: Any, endpoint: str) -> str:
+    name: str = sagemaker.describe_endpoint(EndpointName=endpoint)["EndpointConfigName"]
+    return name
+
+
 def test_hosting_creates_a_captured_real_time_endpoint_or_a_serverless_one(aws: LocalMotoServer) -> None:
     sagemaker = aws.client("sagemaker")
     model_data = "s3://sm-data/models/scones-t1/output/model.tar.gz"
     run(hosting_actions(sagemaker, settings(), "scones-classifier", model_data, "v1"), dry_run=False)
-    config = sagemaker.describe_endpoint_config(EndpointConfigName="scones-v1-realtime")
+    v1_model, v1_config = names(settings(), "scones-classifier", model_data, "v1")
+    assert v1_model.startswith("scones-v1-") and v1_config.startswith("scones-v1-realtime-")
+    config = sagemaker.describe_endpoint_config(EndpointConfigName=v1_config)
     capture = config["DataCaptureConfig"]
     assert capture["EnableCapture"] is True and capture["DestinationS3Uri"] == "s3://sm-data/datacapture"
     assert config["ProductionVariants"][0]["InstanceType"] == "ml.m5.large"
-    model = sagemaker.describe_model(ModelName="scones-v1")
+    model = sagemaker.describe_model(ModelName=v1_model)
     assert (
         model["PrimaryContainer"]["Image"] == IMAGE
         and model["PrimaryContainer"]["ModelDataUrl"] == model_data
     )
     created = sagemaker.describe_endpoint(EndpointName="scones-classifier")
     # a promotion: the same endpoint updated in place (moto: the sagemaker_update_endpoint adapter)
-    run(
-        hosting_actions(sagemaker, settings(serverless=True), "scones-classifier", model_data, "v2"),
-        dry_run=False,
-    )
+    run(hosting_actions(sagemaker, settings(), "scones-classifier", model_data, "v2"), dry_run=False)
     endpoint = sagemaker.describe_endpoint(EndpointName="scones-classifier")
-    assert endpoint["EndpointConfigName"] == "scones-v2-serverless"
+    assert endpoint["EndpointConfigName"] == names(settings(), "scones-classifier", model_data, "v2")[1]
     assert endpoint["EndpointArn"] == created["EndpointArn"] and endpoint["EndpointStatus"] == "InService"
-    assert sagemaker.describe_endpoint_config(EndpointConfigName="scones-v1-realtime"), "the old config stays"
+    assert sagemaker.describe_endpoint_config(EndpointConfigName=v1_config), "the old config stays"
     with pytest.raises(sagemaker.exceptions.ClientError, match="Could not find endpoint configuration"):
         sagemaker.update_endpoint(EndpointName="scones-classifier", EndpointConfigName="no-such-config")
-    serverless = sagemaker.describe_endpoint_config(EndpointConfigName="scones-v2-serverless")
+
+    # SageMaker cannot update a real-time endpoint to serverless: refused before anything is made
+    models_before = len(sagemaker.list_models()["Models"])
+    with pytest.raises(SettingsError, match="is real-time and SageMaker cannot update it to serverless"):
+        hosting_actions(sagemaker, settings(serverless=True), "scones-classifier", model_data, "v3")
+    assert len(sagemaker.list_models()["Models"]) == models_before
+    run(
+        hosting_actions(sagemaker, settings(serverless=True), "scones-classifier-sl", model_data, "v3"),
+        dry_run=False,
+    )
+    serverless = sagemaker.describe_endpoint_config(
+        EndpointConfigName=served_config(sagemaker, "scones-classifier-sl")
+    )
     assert serverless["ProductionVariants"][0]["ServerlessConfig"] == {
         "MemorySizeInMB": 2048,
         "MaxConcurrency": 5,
     }
     assert not serverless.get("DataCaptureConfig")
+
+
+def test_a_new_image_or_instance_count_makes_new_resources_and_a_promotion_keeps_the_count(
+    aws: LocalMotoServer,
+) -> None:
+    """The same version deployed again with a fixed image is a new model (SageMaker's models cannot
+    change); the endpoint's instance count carries over to the next promotion."""
+    sagemaker = aws.client("sagemaker")
+    model_data = "s3://sm-data/models/scones-t1/output/model.tar.gz"
+    broken = settings(serving_image=IMAGE.replace(":1", ":broken"), instance_count=3)
+    run(hosting_actions(sagemaker, broken, "scones-classifier-img", model_data, "i1"), dry_run=False)
+    fixed = hosting_like(
+        sagemaker, settings(serving_image=IMAGE.replace(":1", ":fixed")), "scones-classifier-img"
+    )
+    assert fixed.instance_count == 3, "the endpoint's instances, kept"
+    run(hosting_actions(sagemaker, fixed, "scones-classifier-img", model_data, "i1"), dry_run=False)
+    config = sagemaker.describe_endpoint_config(
+        EndpointConfigName=served_config(sagemaker, "scones-classifier-img")
+    )
+    variant = config["ProductionVariants"][0]
+    assert variant["InitialInstanceCount"] == 3
+    image = sagemaker.describe_model(ModelName=variant["ModelName"])["PrimaryContainer"]["Image"]
+    assert image.endswith(":fixed")
 
 
 def test_a_promotion_keeps_the_endpoints_hosting_and_a_rollback_reuses_the_old_model(
@@ -139,17 +187,18 @@ def test_a_promotion_keeps_the_endpoints_hosting_and_a_rollback_reuses_the_old_m
     assert promoted.serverless and promoted.serverless_memory_mb == 3072
     run(hosting_actions(sagemaker, promoted, "scones-classifier-kept", model_data, "k2"), dry_run=False)
     assert (
-        sagemaker.describe_endpoint(EndpointName="scones-classifier-kept")["EndpointConfigName"]
-        == "scones-k2-serverless"
+        served_config(sagemaker, "scones-classifier-kept")
+        == names(promoted, "scones-classifier-kept", model_data, "k2")[1]
     )
-
+    models = len(sagemaker.list_models()["Models"])
     run(
         hosting_actions(sagemaker, promoted, "scones-classifier-kept", model_data, "k1"), dry_run=False
     )  # back
     assert (
-        sagemaker.describe_endpoint(EndpointName="scones-classifier-kept")["EndpointConfigName"]
-        == "scones-k1-serverless"
+        served_config(sagemaker, "scones-classifier-kept")
+        == names(serverless, "scones-classifier-kept", model_data, "k1")[1]
     )
+    assert len(sagemaker.list_models()["Models"]) == models, "the rollback made no new model"
     assert hosting_like(sagemaker, settings(), "scones-classifier-none") == settings(), "nothing to copy"
 
     realtime = hosting_like(
@@ -165,8 +214,9 @@ def test_waiting_for_an_endpoint_fails_when_it_serves_another_config(aws: LocalM
     sagemaker = aws.client("sagemaker")
     model_data = "s3://sm-data/models/scones-t1/output/model.tar.gz"
     run(hosting_actions(sagemaker, settings(), "scones-classifier-rb", model_data, "r1"), dry_run=False)
+    config = names(settings(), "scones-classifier-rb", model_data, "r1")[1]
     with pytest.raises(
-        RuntimeError, match="scones-classifier-rb is InService with config scones-r1-realtime, not wanted"
+        RuntimeError, match=f"scones-classifier-rb is InService with config {config}, not wanted"
     ):
         wait_until_serving(sagemaker, "scones-classifier-rb", "wanted", delay_s=1, max_minutes=1)
 
@@ -210,11 +260,19 @@ def test_deploy_keeps_the_endpoints_hosting_unless_told(aws: LocalMotoServer) ->
     kept = _cli(aws, "deploy", *common, "scones-classifier-dk", "--version", "d2")
     assert kept.returncode == 0, kept.stderr
     config = sagemaker.describe_endpoint(EndpointName="scones-classifier-dk")["EndpointConfigName"]
-    assert config == "scones-d2-serverless"
+    assert config == names(settings(serverless=True), "scones-classifier-dk", model_data, "d2")[1]
     changed = _cli(aws, "deploy", *common, "scones-classifier-dk", "--version", "d3", "--real-time")
     assert changed.returncode == 0, changed.stderr
     config = sagemaker.describe_endpoint(EndpointName="scones-classifier-dk")["EndpointConfigName"]
-    assert config == "scones-d3-realtime"
+    assert config.startswith("scones-d3-realtime-")
+    assert sagemaker.describe_endpoint_config(EndpointConfigName=config)["DataCaptureConfig"]["EnableCapture"]
+    uncaptured = _cli(
+        aws, "deploy", *common, "scones-classifier-dk", "--version", "d4", "--capture-percent", "0"
+    )
+    assert uncaptured.returncode == 0, uncaptured.stderr
+    config = sagemaker.describe_endpoint(EndpointName="scones-classifier-dk")["EndpointConfigName"]
+    assert config.startswith("scones-d4-realtime-")
+    assert not sagemaker.describe_endpoint_config(EndpointConfigName=config).get("DataCaptureConfig")
     assert endpoint_model_data_url(sagemaker, "scones-classifier-dk") == model_data, (
         "what retrain compares to"
     )
@@ -244,6 +302,11 @@ def test_region_flag_is_where_the_commands_look(aws: LocalMotoServer) -> None:
     assert "would delete  endpoint" in here.stdout, here.stdout
 
 
+def endpoint_tag(sagemaker: Any, arn: str) -> str | None:
+    tags = {tag["Key"]: tag["Value"] for tag in sagemaker.list_tags(ResourceArn=arn).get("Tags", [])}
+    return tags.get("endpoint")
+
+
 def test_destroy_is_dry_run_first_then_removes_everything_and_is_safe_to_repeat(aws: LocalMotoServer) -> None:
     sagemaker, cloudformation, s3 = aws.client("sagemaker"), aws.client("cloudformation"), aws.client("s3")
     hosted(aws)
@@ -270,6 +333,9 @@ def test_destroy_is_dry_run_first_then_removes_everything_and_is_safe_to_repeat(
     sagemaker.create_endpoint(
         EndpointName="scones-classifier-staging", EndpointConfigName="scones-classifier-staging"
     )
+    # another stage's endpoint, made by us for another endpoint name
+    other = "s3://sm-data/models/scones-t1/output/model.tar.gz"
+    run(hosting_actions(sagemaker, settings(), "scones-classifier-prod", other, "p1"), dry_run=False)
     s3.create_bucket(Bucket="sm-doomed")
     s3.put_object(Bucket="sm-doomed", Key="results/a.json", Body=b"{}")
 
@@ -293,10 +359,19 @@ def test_destroy_is_dry_run_first_then_removes_everything_and_is_safe_to_repeat(
     }
     run(actions, dry_run=False)
     endpoints = {e["EndpointName"] for e in sagemaker.list_endpoints()["Endpoints"]}
-    assert "scones-classifier" not in endpoints and "scones-classifier-staging" in endpoints
-    assert [m["ModelName"] for m in sagemaker.list_models()["Models"]] == ["scones-theirs"]
-    configs = sagemaker.list_endpoint_configs()["EndpointConfigs"]
-    assert [c["EndpointConfigName"] for c in configs] == ["scones-classifier-staging"]
+    assert "scones-classifier" not in endpoints
+    assert {"scones-classifier-staging", "scones-classifier-prod"} <= endpoints
+    # what stays: the untagged ones, and what other endpoints of ours serve
+    for kind, listed in (
+        ("Model", sagemaker.list_models()["Models"]),
+        ("EndpointConfig", sagemaker.list_endpoint_configs()["EndpointConfigs"]),
+    ):
+        left = {item[f"{kind}Name"]: endpoint_tag(sagemaker, item[f"{kind}Arn"]) for item in listed}
+        assert "scones-classifier" not in left.values(), left
+        assert {
+            "scones-theirs",
+            "scones-classifier-staging",
+        } & left.keys() and "scones-classifier-prod" in left.values()
     assert "sm-doomed" not in {bucket["Name"] for bucket in s3.list_buckets()["Buckets"]}
     again = planned()
     assert again == []
