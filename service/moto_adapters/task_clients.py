@@ -94,5 +94,7 @@ def is_installed() -> bool:
     return _patches.active
 
 
-def cached_clients() -> int:
-    return len(_clients)
+def clients() -> list[Any]:
+    """The clients Step Functions' service integrations use now (each call of the workflow's own)."""
+    with _lock:
+        return list(_clients.values())

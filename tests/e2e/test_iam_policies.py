@@ -26,6 +26,7 @@ from handlers.aws import StepFunctionsStarter
 from scones.objects import ObjectRef, execution_arn
 from scones.steps import replay_run
 from service.local_stack import LocalStack
+from service.moto_adapters import task_clients
 from service.outcome_watch import wait_for_outcomes
 from service.replay import wait_for_executions
 from service.sam_template import load_template, translate
@@ -35,6 +36,7 @@ from workflow.names import FUNCTIONS, StackNames
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 MISSING = {"NoSuchKey", "404", "NotFound", "ExecutionDoesNotExist"}
+STATE_MACHINE = "state machine"  # the caller of the workflow's service integrations
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,10 @@ def accesses(call: Call) -> list[Access]:
             needed.append(Access("states:StartExecution", p["stateMachineArn"], {}))
         case "sfn", "DescribeExecution":
             needed.append(Access("states:DescribeExecution", p["executionArn"], {}))
+        case "lambda", "Invoke":
+            name = p["FunctionName"]
+            arn = name if name.startswith("arn:") else f"arn:aws:lambda:{region_account}:function:{name}"
+            needed.append(Access("lambda:InvokeFunction", arn, {}))
         case "sqs", "SendMessage":
             queue = p["QueueUrl"].rstrip("/").rsplit("/", 1)[-1]
             needed.append(Access("sqs:SendMessage", f"arn:aws:sqs:{region_account}:{queue}", {}))
@@ -158,18 +164,20 @@ class Resolver:
 
 
 def role_statements(template: dict[str, Any], resolve: Resolver) -> dict[str, list[dict[str, Any]]]:
-    """Function name → the Allow statements of its role's inline policies, resolved."""
+    """Function name (and STATE_MACHINE) → the Allow statements of its role's inline policies, resolved."""
     names = StackNames()
     statements: dict[str, list[dict[str, Any]]] = {}
     resources = template["Resources"]
-    for spec in FUNCTIONS:
-        role_id = resources[spec.logical_id]["Properties"]["Role"]["Fn::GetAtt"][0]
+    roles = {names.function(spec): resources[spec.logical_id]["Properties"]["Role"] for spec in FUNCTIONS}
+    roles[STATE_MACHINE] = resources["ImageWorkflow"]["Properties"]["RoleArn"]
+    for caller, role in roles.items():
+        role_id = role["Fn::GetAtt"][0]
         found = []
         for policy in resources[role_id]["Properties"].get("Policies", []):
             for statement in resolve(policy["PolicyDocument"]["Statement"]):
                 assert statement["Effect"] == "Allow"
                 found.append(statement)
-        statements[names.function(spec)] = found
+        statements[caller] = found
     return statements
 
 
@@ -197,15 +205,19 @@ def allows(statement: dict[str, Any], access: Access) -> bool:
 
 @pytest.fixture
 def recorded_calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Call]]:
-    """Every AWS call made on a Lambda invocation thread (named `lambda:<function>:<request>`)."""
+    """Every AWS call made on a Lambda invocation thread (named `lambda:<function>:<request>`), and
+    those of the state machine's service integrations (the interpreter's task clients)."""
     calls: list[Call] = []
     original = BaseClient._make_api_call  # type: ignore[attr-defined]
 
     def recording(self: BaseClient, operation: str, params: dict[str, Any]) -> Any:
         thread = threading.current_thread().name
-        if not thread.startswith("lambda:"):
+        if any(self is client for client in task_clients.clients()):
+            function = STATE_MACHINE
+        elif thread.startswith("lambda:"):
+            function = thread.split(":")[1]
+        else:
             return original(self, operation, params)
-        function = thread.split(":")[1]
         service = self.meta.service_model.endpoint_prefix
         service = {"states": "sfn", "runtime.sagemaker": "sagemaker-runtime"}.get(service, service)
         try:
@@ -239,8 +251,21 @@ def test_every_call_a_function_makes_is_allowed_by_its_role(
     bucket = stack.resources.bucket
     batch = f"inbox/iam-{uuid.uuid4().hex[:8]}"
     uploads = {f"{batch}/photo.png": encode(scene(), "PNG"), f"{batch}/garbage.png": b"not an image"}
-    for key, body in uploads.items():
-        s3.put_object(Bucket=bucket, Key=key, Body=body)
+    lam = stack.client("lambda")
+    filter_function = StackNames().function(next(f for f in FUNCTIONS if f.logical_id == "FilterFunction"))
+    variables = lam.get_function_configuration(FunctionName=filter_function)["Environment"]["Variables"]
+    # every photo to review: the workflow's own queue message is among the calls
+    lam.update_function_configuration(
+        FunctionName=filter_function,
+        Environment={"Variables": variables | {"CONFIDENCE_THRESHOLD": "1.0"}},
+    )
+    try:
+        for key, body in uploads.items():
+            s3.put_object(Bucket=bucket, Key=key, Body=body)
+        first = wait_for_outcomes(s3, bucket, uploads, timeout_s=120, poll_s=0.1)
+    finally:
+        lam.update_function_configuration(FunctionName=filter_function, Environment={"Variables": variables})
+    assert [first.records[key]["outcome"] for key in uploads] == ["review", "failed"]
     # an upload deleted before it is read (object_missing), then uploaded again and replayed
     gone = ObjectRef(bucket, f"{batch}/gone.png", "")
     body = encode(scene(size=(40, 40)), "PNG")
@@ -285,6 +310,13 @@ def test_every_call_a_function_makes_is_allowed_by_its_role(
     assert ("scones-record", "GetObject", True) in operations  # a failure looks for the standing record
     assert ("scones-record", "DeleteObject", False) in operations  # the replay removes the failure record
     assert ("scones-reconcile", "DescribeExecution", True) in operations  # no run of that name yet
+    sent = {
+        call.params["QueueUrl"]
+        for call in recorded_calls
+        if call.function == STATE_MACHINE and call.operation == "SendMessage"
+    }
+    assert sent == {stack.resources.review_queue_url, stack.resources.dead_letter_queue_url}
+    assert (STATE_MACHINE, "Invoke", False) in operations
     denied = [
         f"{call.function}: {access.action} on {access.resource} {access.context or ''}".strip()
         for call in recorded_calls
