@@ -1,5 +1,6 @@
 """Fault injection for the local endpoint: a switch that tests and the load benchmark flip so the model
-server fails the way real endpoints do (5xx answers, throttling, slowness). Off unless set.
+server fails the way real endpoints do (5xx answers, throttling, slowness, a request the model
+refuses). Off unless set.
 
 The switch sits in the server itself (a real HTTP answer, not a mocked client), so everything
 between the handler and the endpoint (boto3 retries, timeouts, the workflow's Retry and Catch)
@@ -13,7 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
-FaultMode = Literal["error", "throttle", "slow"]
+FaultMode = Literal["error", "throttle", "slow", "reject"]  # reject: the container answers 400
 
 
 @dataclass(frozen=True)

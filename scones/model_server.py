@@ -262,6 +262,8 @@ async def injected_fault(faults: FaultSwitch | None, request: Request) -> Respon
             status_code=400,
             headers={"x-amzn-ErrorType": "ThrottlingException:"},
         )
+    if fault.mode == "reject":
+        return _error(400, "bad_request", "injected fault: the model refuses this request")
     return _error(500, "internal_error", "injected fault: the model container failed")
 
 
@@ -292,7 +294,7 @@ def create_app(endpoints: dict[str, Endpoint], default: str, faults: FaultSwitch
                 },
             )
         failure = await injected_fault(faults, request)
-        if failure is not None and failure.status_code == 400:
+        if failure is not None and "ThrottlingException" in failure.headers.get("x-amzn-ErrorType", ""):
             return failure  # throttling is the runtime's own answer, not the container's
         response = failure or await invoke(endpoint, request)
         return _sagemaker_model_error(response, name) if response.status_code >= 400 else response

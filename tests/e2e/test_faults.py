@@ -49,12 +49,11 @@ def upload(stack: LocalStack, data: bytes, count: int = 1) -> list[str]:
 
 def outcomes(stack: LocalStack, keys: list[str], timeout_s: float = 90) -> dict[str, dict[str, Any]]:
     """The keys' records, once their runs have ended (a DLQ letter is sent after the record)."""
-    index = wait_for_outcomes(
-        stack.client("s3"), stack.resources.bucket, keys, timeout_s=timeout_s, poll_s=0.1
-    )
+    s3 = stack.client("s3")
+    index = wait_for_outcomes(s3, stack.resources.bucket, keys, timeout_s=timeout_s, poll_s=0.1)
     assert set(index.records) == set(keys), "every upload has an outcome"
-    assert not index.duplicates
-    quiet(stack)
+    quiet(stack)  # then a second record, had a run written one, is there to be seen
+    assert not wait_for_outcomes(s3, stack.resources.bucket, keys, timeout_s=0).duplicates
     return index.records
 
 
@@ -96,6 +95,20 @@ def test_short_endpoint_faults_are_retried_into_a_normal_outcome(
     record = outcomes(stack, [key])[key]
     assert record["outcome"] in {"accepted", "review"}
     assert stack.endpoint.faults.injected - injected == count
+
+
+def test_a_request_the_model_refuses_fails_as_model_rejected_and_is_not_replayed(
+    stack: LocalStack, image: bytes
+) -> None:
+    """A 4xx from the container (SageMaker's ModelError with its original status) is the upload's
+    fault: no retry, `model_rejected`, and `scones replay` leaves it alone by default."""
+    injected = stack.endpoint.faults.injected
+    stack.endpoint.faults.set("reject", count=1)
+    (key,) = upload(stack, image)
+    record = outcomes(stack, [key])[key]
+    assert (record["outcome"], record.get("reason")) == ("failed", "model_rejected"), record
+    assert stack.endpoint.faults.injected - injected == 1, "refused once, never retried"
+    assert key not in replay(stack)
 
 
 def test_a_slow_endpoint_times_out_and_the_retry_succeeds(stack: LocalStack, image: bytes) -> None:
