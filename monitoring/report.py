@@ -224,8 +224,8 @@ def write_report(
     s3: Any, bucket: str, out: Path, *, last: int = 200, thumbnails: bool = True
 ) -> dict[str, Any]:
     """Write the plots and `index.html` to `out`; a summary of what it shows."""
+    inferences = recent_inferences(s3, bucket, last)  # first: a stack that cannot be read leaves no folder
     out.mkdir(parents=True, exist_ok=True)
-    inferences = recent_inferences(s3, bucket, last)
     plots = {
         "recent_inference_confidence.png": plot_confidence(inferences),
         "inference_result.png": plot_bicycle_probability(inferences),

@@ -69,6 +69,16 @@ class PreprocessConfig:
 DEFAULT_CONFIG: Final = PreprocessConfig()
 
 
+def _format_of(data: bytes) -> str | None:
+    """The format of an image Pillow knows but the service does not accept (its header only), if any."""
+    try:
+        with warnings.catch_warnings(), Image.open(io.BytesIO(data)) as image:
+            warnings.simplefilter("ignore")
+            return str(image.format)
+    except Exception:  # anything Pillow cannot even name is no image
+        return None
+
+
 def decode(data: bytes, config: PreprocessConfig = DEFAULT_CONFIG) -> Image.Image:
     """Decode the first frame of an upload, upright (EXIF orientation applied), guarded against bombs."""
     if not data:
@@ -80,7 +90,11 @@ def decode(data: bytes, config: PreprocessConfig = DEFAULT_CONFIG) -> Image.Imag
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
     except UnidentifiedImageError:
-        raise ImageRejected("not_an_image", f"not a supported image ({', '.join(ALLOWED_FORMATS)})") from None
+        accepted = ", ".join(ALLOWED_FORMATS)
+        known = _format_of(data)
+        if known is not None:
+            raise ImageRejected("unsupported_format", f"a {known} image; accepted: {accepted}") from None
+        raise ImageRejected("not_an_image", f"not a supported image ({accepted})") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise ImageRejected("decompression_bomb", str(error)) from None
     except (OSError, SyntaxError, ValueError) as error:

@@ -75,6 +75,7 @@ INVALID: dict[str, tuple[Callable[[], bytes], str]] = {
     "notes.jpg": (lambda: b"just some text, not a picture\n" * 10, "not_an_image"),
     "page.jpg": (lambda: b"<!doctype html><html><body>hi</body></html>", "not_an_image"),
     "document.jpg": (lambda: b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\n%%EOF", "not_an_image"),
+    "portable.ppm": (lambda: encode(scene(), "PPM"), "unsupported_format"),
     "bomb.png": (png_bomb, "decompression_bomb"),
     "dot.png": (lambda: encode(scene(size=(1, 1)), "PNG"), "too_small"),
 }

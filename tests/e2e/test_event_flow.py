@@ -22,6 +22,8 @@ from service.outcome_watch import wait_for_outcomes
 from tests.e2e.settle import quiet, run_ended
 from training.staging import StagedDataset
 
+EVENTS = Path(__file__).resolve().parents[1] / "events"
+
 
 def upload(stack: LocalStack, data: bytes, name: str) -> str:
     key = f"inbox/{uuid.uuid4().hex[:8]}/{name}"
@@ -179,6 +181,28 @@ def test_metrics_land_in_cloudwatch(stack: LocalStack, staged: StagedDataset) ->
         EndTime=end,
     )
     assert sum(result["MetricDataResults"][0]["Values"]) >= 1
+
+
+def test_the_reconciler_takes_the_genuine_scheduled_event_and_leaves_young_uploads_alone(
+    stack: LocalStack, staged: StagedDataset
+) -> None:
+    """On AWS the hourly schedule sends EventBridge's "Scheduled Event": no `min_age_s`, so the
+    function's own 900 s applies, and an upload of a moment ago (its run may be going) is left alone."""
+    events, lam = stack.client("events"), stack.client("lambda")
+    data = next((staged.split_dir("test") / "bicycle").iterdir()).read_bytes()
+    events.disable_rule(Name=stack.resources.rule_name)  # an upload whose event is lost
+    try:
+        key = upload(stack, data, "lost-event.png")
+    finally:
+        events.enable_rule(Name=stack.resources.rule_name)
+    scheduled = (EVENTS / "eventbridge_scheduled_event_aws_docs_sample.json").read_bytes()
+    answer = lam.invoke(FunctionName="scones-reconcile", Payload=scheduled)
+    assert "FunctionError" not in answer, answer["Payload"].read()
+    report = json.loads(answer["Payload"].read())
+    assert report["too_young"] >= 1 and key not in report["started"]
+    now = lam.invoke(FunctionName="scones-reconcile", Payload=json.dumps({"min_age_s": 0}).encode())
+    assert key in json.loads(now["Payload"].read())["started"]  # the local stack's start-up asks for that
+    assert outcome(stack, key)["outcome"] in ("accepted", "review")
 
 
 @pytest.mark.parametrize("handler", ["start", "serialize", "classify", "filter", "record", "reconcile"])

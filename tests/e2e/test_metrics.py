@@ -100,12 +100,29 @@ def test_every_alarm_and_dashboard_line_watches_a_series_the_functions_publish(
     from service.sam_template import load_template
 
     folder = f"inbox/alarms-{uuid.uuid4().hex[:8]}"
-    image = next((staged.split_dir("test") / "bicycle").iterdir())
-    uploads = {f"{folder}/{image.name}": image.read_bytes(), f"{folder}/notes.jpg": INVALID["notes.jpg"][0]()}
-    s3 = stack.client("s3")
-    for key, data in uploads.items():
-        s3.put_object(Bucket=stack.resources.bucket, Key=key, Body=data)
-    wait_for_outcomes(s3, stack.resources.bucket, uploads, timeout_s=60, poll_s=0.1)
+    image = next((staged.split_dir("test") / "bicycle").iterdir()).read_bytes()
+    s3, lam = stack.client("s3"), stack.client("lambda")
+    variables = lam.get_function_configuration(FunctionName="scones-filter")["Environment"]["Variables"]
+    # one upload of each outcome, whatever the model says: every watched count is published
+    phases = {
+        "0.0": ("accepted.png", image),
+        "1.0": ("review.png", image),
+        "0.85": ("notes.jpg", INVALID["notes.jpg"][0]()),
+    }
+    outcomes = []
+    try:
+        for threshold, (name, data) in phases.items():
+            lam.update_function_configuration(
+                FunctionName="scones-filter",
+                Environment={"Variables": variables | {"CONFIDENCE_THRESHOLD": threshold}},
+            )
+            key = f"{folder}/{name}"
+            s3.put_object(Bucket=stack.resources.bucket, Key=key, Body=data)
+            index = wait_for_outcomes(s3, stack.resources.bucket, [key], timeout_s=60, poll_s=0.1)
+            outcomes.append(index.records[key]["outcome"])
+    finally:
+        lam.update_function_configuration(FunctionName="scones-filter", Environment={"Variables": variables})
+    assert outcomes == ["accepted", "review", "failed"]
     quiet(stack)  # the record function publishes its counts as its invocation ends
     published = {
         (metric["MetricName"], frozenset((d["Name"], d["Value"]) for d in metric.get("Dimensions", [])))
@@ -119,8 +136,6 @@ def test_every_alarm_and_dashboard_line_watches_a_series_the_functions_publish(
         m for m, _ in watched
     }
     names = {name for name, _ in published}
-    assert {"InferenceLatency", "ImagesFailed", "ImagesReceived"} <= names
-    # a metric published, but never with the watched dimensions, is the bug; one not published yet
-    # (no image went to review in this session) has nothing to compare
-    missing = {series for series in watched if series[0] in names and series not in published}
+    assert {"InferenceLatency", "ImagesFailed", "ImagesReceived", "ImagesSentToReview"} <= names
+    missing = {series for series in watched if series not in published}
     assert not missing, f"watched but never published with these dimensions: {missing}"

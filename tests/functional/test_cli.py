@@ -118,6 +118,7 @@ def test_mistakes_get_one_clear_line_and_change_nothing(tmp_path: Path, small_mo
         (("deploy",), {}, "nothing to deploy"),
         (("replay",), down, "is the stack running?"),
     ]
+    before = sorted(tmp_path.rglob("*"))
     for arguments, environment, expected in cases:
         completed = subprocess.run(
             [SCONES, *arguments],
@@ -132,6 +133,7 @@ def test_mistakes_get_one_clear_line_and_change_nothing(tmp_path: Path, small_mo
             arguments,
             completed.stderr,
         )
+        assert sorted(tmp_path.rglob("*")) == before, (arguments, "left something behind")
 
 
 def test_retrain_mistakes_get_one_clear_line(tmp_path: Path) -> None:

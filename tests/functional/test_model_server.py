@@ -377,7 +377,9 @@ def test_promotion_and_rollback_swap_the_served_model_without_failing_a_request(
                 time.sleep(0.05)
             return False
 
-        time.sleep(0.5)
+        deadline = time.monotonic() + 60
+        while not all(by_client) and time.monotonic() < deadline:  # every client answered once first
+            time.sleep(0.02)
         store.set_current(second)
         promoted = wait_for(second)
         store.rollback()
@@ -410,7 +412,10 @@ def test_an_outage_ends_with_the_endpoint_serving_again_though_a_request_was_in_
         endpoint.faults.set("slow", count=1, delay_s=12)
         slow = threading.Thread(target=lambda: post(f"{endpoint.url}/invocations", test_pngs[0], "image/png"))
         slow.start()
-        time.sleep(1.0)  # the slow request is in flight
+        deadline = time.monotonic() + 30
+        while endpoint.faults.injected < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert endpoint.faults.injected == 1, "the slow request reached the server: it is in flight"
         endpoint.go_down()
         assert not endpoint.serving
         endpoint.come_back()
