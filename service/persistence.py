@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import logging
 import math
 import shutil
 from dataclasses import asdict, dataclass
@@ -28,11 +29,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
+from botocore.exceptions import ClientError
+
 from monitoring.review import label_key, outcome_record_of
 from scones.objects import OUTCOME_PREFIXES, ObjectRef
 from service.queues import receive_all
 from workflow.names import METRICS_NAMESPACE
 
+_log = logging.getLogger(__name__)
 SNAPSHOT_FORMAT: Final = 1
 METRICS_KEPT: Final = timedelta(days=14)
 # metrics read as percentiles: kept as per-minute deciles (the 5th, 15th, ..., 95th percentiles)
@@ -82,13 +86,7 @@ def save(
             )
     summary.objects = len(objects)
     sqs = client("sqs")
-    queues = {
-        name: [
-            {"body": m["Body"], "attributes": m.get("MessageAttributes", {})}
-            for m in receive_all(sqs, url, visibility_s=300, attributes=True, wait_s=0)
-        ]
-        for name, url in queue_urls.items()
-    }
+    queues = {name: _saved_messages(sqs, name, url) for name, url in queue_urls.items()}
     if review_queue in queues:
         queues[review_queue] += _held_for_review(objects, queues[review_queue], staging / "objects")
     summary.messages = sum(len(messages) for messages in queues.values())
@@ -113,6 +111,22 @@ def save(
     staging.rename(current)
     shutil.rmtree(previous, ignore_errors=True)
     return summary
+
+
+MISSING_QUEUE_CODES: Final = {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"}
+
+
+def _saved_messages(sqs: Any, name: str, url: str) -> list[dict[str, Any]]:
+    """The queue's messages; none for a queue someone deleted (the next start makes it again, and the
+    review items come back from their `review/` records): a missing queue must not cost the data."""
+    try:
+        messages = receive_all(sqs, url, visibility_s=300, attributes=True, wait_s=0)
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") not in MISSING_QUEUE_CODES:
+            raise
+        _log.warning("queue %s is gone: saved as empty (the next start creates it again)", name)
+        return []
+    return [{"body": m["Body"], "attributes": m.get("MessageAttributes", {})} for m in messages]
 
 
 def _held_for_review(
@@ -219,6 +233,12 @@ def _metric_datapoints(cloudwatch: Any) -> list[dict[str, Any]]:
 def restore(client: Any, bucket: str, queue_urls: dict[str, str], data_dir: Path) -> SnapshotSummary | None:
     """Put a snapshot back into a freshly provisioned stack; None when there is none."""
     snapshot = data_dir / "snapshot"
+    if (data_dir / "snapshot.partial").exists():
+        _log.warning(
+            "%s holds an unfinished save (the last stop failed while saving): restoring the last "
+            "complete snapshot, if any; the partial one is left for you to inspect",
+            data_dir / "snapshot.partial",
+        )
     if not (snapshot / "index.json").exists():
         snapshot = data_dir / "snapshot.previous"  # a save stopped between its two renames
     if not (snapshot / "index.json").exists():

@@ -104,6 +104,28 @@ def test_a_malformed_review_message_or_record_does_not_stop_the_save(tmp_path: P
     assert {"review/broken.png/e1.json", obj.outcome_key("review")} <= restored
 
 
+def test_a_deleted_queue_does_not_cost_the_save_and_its_review_items_come_back(tmp_path: Path) -> None:
+    """Someone deleted the review queue (a fault the README lists) and stopped the stack: the save
+    keeps every object, and the review items come back from their records on a fresh queue."""
+    (bucket, queue), (fresh_bucket, fresh_queue) = names(), names()
+    with start_moto_server() as aws:
+        s3, sqs = aws.client("s3"), aws.client("sqs")
+        s3.create_bucket(Bucket=bucket)
+        url = sqs.create_queue(QueueName=queue)["QueueUrl"]
+        obj, record = review_record(s3, bucket, "queued")
+        s3.put_object(Bucket=bucket, Key=obj.outcome_key("review"), Body=json.dumps(record).encode())
+        sqs.delete_queue(QueueUrl=url)
+        summary = save(aws.client, bucket, {queue: url}, tmp_path, review_queue=queue)
+        assert summary.objects == 2 and not (tmp_path / "snapshot.partial").exists()
+        s3.create_bucket(Bucket=fresh_bucket)
+        fresh_url = sqs.create_queue(QueueName=fresh_queue)["QueueUrl"]
+        restore(aws.client, fresh_bucket, {queue: fresh_url}, tmp_path)
+        back = sqs.receive_message(QueueUrl=fresh_url, MaxNumberOfMessages=10)["Messages"]
+        restored = {o["Key"] for o in s3.list_objects_v2(Bucket=fresh_bucket)["Contents"]}
+    assert [json.loads(message["Body"])["key"] for message in back] == [obj.key]
+    assert {obj.key, obj.outcome_key("review")} <= restored
+
+
 def test_percentiles_come_back_close_and_counts_exactly(tmp_path: Path) -> None:
     """CloudWatch computes percentiles only from single values: a minute saved as a statistic set
     would answer every percentile with its mean. The confidence comes back as deciles instead."""
