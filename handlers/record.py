@@ -5,7 +5,7 @@ invocation for the same run and outcome from writing again: it answers with the 
 The outcome counts (ImagesAccepted, ImagesSentToReview, ImagesFailed) are emitted here, once per
 record written, so the metrics equal the records: a retry answered from the idempotency store, or a
 failure that finds the result already recorded, writes nothing and counts nothing; a replay whose
-result replaces a failure record counts FailuresReplaced.
+result (or failure) replaces a failure record counts FailuresReplaced.
 """
 
 from __future__ import annotations

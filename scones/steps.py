@@ -232,13 +232,17 @@ def _record_body(store: ObjectStore, obj: ObjectRef, kind: OutcomeKind) -> bytes
         return None
 
 
-def _failure_reason(store: ObjectStore, obj: ObjectRef) -> str | None:
-    """The reason of the object version's failure record; None when it has none."""
+def _failure_reason(store: ObjectStore, obj: ObjectRef, *, unless_run: str | None = None) -> str | None:
+    """The reason of the object version's failure record; None when it has none, or when the run
+    `unless_run` wrote it (the same run's record step again, after its answer was lost)."""
     body = _record_body(store, obj, "failed")
     if body is None:
         return None
     try:
-        return str(json.loads(body).get("reason") or "unknown")
+        failure = json.loads(body)
+        if unless_run is not None and failure.get("execution_id") == unless_run:
+            return None
+        return str(failure.get("reason") or "unknown")
     except (ValueError, AttributeError):
         return "unknown"
 
@@ -264,14 +268,17 @@ def record_outcome(
     invocation can write its result and still be reported failed (its answer lost, its time up), and
     then the upload has its outcome already. The returned record says which one stands.
     `on_written` is called with the record this call wrote, and only then (the caller counts it);
-    `on_failure_replaced` with the reason of the failure record a replay's result replaced.
+    `on_failure_replaced` with the reason of the failure record a replay's result, or a replay's own
+    failure, replaced (so the failures counted equal the failure records).
     """
     failed = bool(state.get("error"))
     obj = ObjectRef.from_dict(state["object"])
+    replaced: str | None = None  # the reason of an earlier run's failure record this one replaces
     if failed:
         existing = recorded_outcome(store, obj)
         if existing is not None:
             return {"object": state["object"], "record": existing}
+        replaced = _failure_reason(store, obj, unless_run=state.get("execution_id"))  # a replay failed too
     record = failure_record(state) if failed else OutcomeRecord.model_validate(state["record"])
     record.recorded_at = now_iso()
     key = obj.outcome_key(OUTCOME_FOLDER[record.outcome])
@@ -279,8 +286,8 @@ def record_outcome(
     if not failed and is_replay_execution(state.get("execution_id")):
         replaced = _failure_reason(store, obj)
         store.delete(obj.bucket, obj.outcome_key("failed"))  # the replay replaces the failure
-        if replaced is not None and on_failure_replaced is not None:
-            on_failure_replaced(replaced)
+    if replaced is not None and on_failure_replaced is not None:
+        on_failure_replaced(replaced)
     written = {**record.model_dump(mode="json", exclude_none=True), "record_key": key}
     if on_written is not None:
         on_written(written)

@@ -249,6 +249,28 @@ def test_a_successful_replay_replaces_the_failure_record() -> None:
     assert set(store.objects) == {("bucket", "results/ride.jpg/etag1.json")}
 
 
+def test_a_failed_replay_counts_the_failure_it_replaces_but_a_repeat_of_its_own_write_does_not() -> None:
+    """The metrics equal the records: one failure record, however many failed runs wrote it."""
+    obj = ObjectRef("bucket", "inbox/ride.jpg", "etag1")
+    store, replaced = MemoryStore(), list[str]()
+
+    def run(replay: int, error: str) -> None:
+        name = obj.execution_name(replay=replay)
+        state = initial_state() | {
+            "execution_id": f"arn:aws:states:us-east-1:1:execution:machine:{name}",
+            "error": {"Error": error, "Cause": "{}"},
+        }
+        record_outcome(state, store, on_failure_replaced=replaced.append)
+
+    run(0, "EndpointUnavailable")
+    assert replaced == []
+    run(1, "TransientError")  # the replay failed too: its record replaces the first
+    assert replaced == ["endpoint_unavailable"]
+    run(1, "TransientError")  # the same run's record step again (its answer was lost): nothing new
+    assert replaced == ["endpoint_unavailable"]
+    assert set(store.objects) == {("bucket", "failed/ride.jpg/etag1.json")}
+
+
 def test_a_first_run_never_removes_another_record() -> None:
     store = MemoryStore()
     store.write_json("bucket", "failed/ride.jpg/etag1.json", "{}")
