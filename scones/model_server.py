@@ -44,8 +44,10 @@ class ModelSlot:
     """The model an endpoint serves: loaded on first use, swapped atomically while requests are in flight.
 
     With `current_version`, the slot follows a version source (the model store's CURRENT pointer):
-    at most every `check_interval_s` a request looks whether another version is current, loads it
-    and swaps it in. Requests that already hold the old model finish on it; none fails.
+    every `check_interval_s` it looks whether another version is current, loads it and swaps it in.
+    After `follow()` a thread of its own does that, so a promotion serves about a check interval plus
+    a load after it, and no request waits for a load; without it, the first request after each
+    interval does it. Requests that already hold the old model finish on it; none fails.
     """
 
     def __init__(
@@ -61,6 +63,27 @@ class ModelSlot:
         self._checked_at = 0.0
         self._model: OnnxClassifier | None = None
         self._lock = threading.Lock()
+        self._watcher: threading.Thread | None = None
+        self._stopped = threading.Event()
+
+    def follow(self) -> None:
+        """Look for a newly current version on a thread of its own (until `close`)."""
+        if self._current_version is None or self._watcher is not None:
+            return
+        self._stopped.clear()
+        self._watcher = threading.Thread(target=self._watch, name="model-slot-follow", daemon=True)
+        self._watcher.start()
+
+    def close(self) -> None:
+        self._stopped.set()
+        if self._watcher is not None:
+            self._watcher.join(timeout=30)
+            self._watcher = None
+
+    def _watch(self) -> None:
+        while not self._stopped.wait(self._check_interval_s):
+            with self._lock:
+                self._swap_if_stale()
 
     def ready(self) -> OnnxClassifier | None:
         """The loaded model when `get` would neither load nor look for a new version; else None."""
@@ -73,19 +96,24 @@ class ModelSlot:
             with self._lock:
                 if self._model is None:
                     self._model = self._loader()
-                elif self._stale():
-                    try:
-                        self._model = self._loader()
-                    except Exception:  # a broken new version: keep serving the one that works
-                        _log.exception(
-                            "could not load the newly current model; still serving %s", self._model.version
-                        )
+                else:
+                    self._swap_if_stale()
                 model = self._model
         return model
+
+    def _swap_if_stale(self) -> None:
+        """Load and swap in the current version if it is another one (the caller holds the lock)."""
+        if self._model is None or not self._stale():
+            return
+        try:
+            self._model = self._loader()
+        except Exception:  # a broken new version: keep serving the one that works
+            _log.exception("could not load the newly current model; still serving %s", self._model.version)
 
     def _due(self) -> bool:
         return (
             self._current_version is not None
+            and self._watcher is None  # a follower thread does the looking
             and time.monotonic() - self._checked_at >= self._check_interval_s
         )
 

@@ -124,6 +124,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     follow = ModelStore.default().current_version if model_dir is None else None
     slot = ModelSlot(lambda: model_loader(model_dir, None, args.threads), current_version=follow)
     slot.get()
+    slot.follow()
     app = create_app({args.name: Endpoint(args.name, slot)}, default=args.name)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=False)
     return 0
@@ -542,7 +543,9 @@ def cmd_models(args: argparse.Namespace) -> int:
     if args.models_command == "promote":
         store.set_current(args.version)
         served(args.version, "scones models promote")
-        print(f"serving {args.version} (a running endpoint switches within a second)")
+        print(
+            f"serving {args.version} (a running endpoint switches within a second or two: it loads it first)"
+        )
     elif args.models_command == "rollback":
         version = store.rollback()
         served(version, "scones models rollback")

@@ -76,6 +76,7 @@ class LocalEndpoint:
 
     def start(self, timeout_s: float = 30.0) -> Self:
         self.slot.get()  # load the model before accepting traffic
+        self.slot.follow()
         self._listen(timeout_s)
         return self
 
@@ -120,6 +121,7 @@ class LocalEndpoint:
         except RuntimeError:
             _log.exception("stopping the model endpoint")
         finally:
+            self.slot.close()
             if self.capture is not None:
                 self.capture.close()
 

@@ -14,7 +14,7 @@ from scones.objects import execution_arn
 from service.local_stack import LocalStack
 
 ROOT = Path(__file__).parents[2]
-EVENTS = sorted((ROOT / "tests" / "events").glob("*.json"))
+EVENTS = sorted((ROOT / "tests" / "events").glob("s3_*.json"))  # the start function's events
 
 
 def run_example(*arguments: str, environment: dict[str, str] | None = None) -> str:

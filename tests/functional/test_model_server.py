@@ -336,6 +336,20 @@ def test_scones_serve_of_the_store_follows_a_promotion(
         assert version == second
 
 
+def test_a_promotion_is_loaded_before_any_request_asks_for_it(small_model: Any, tmp_path: Path) -> None:
+    """The endpoint follows the store on a thread of its own: requests that come later, even a while
+    later, all meet the promoted model (a request-time check served the old one while it loaded)."""
+    store, first, second = two_version_store(small_model, tmp_path / "models")
+    with LocalEndpoint(store=store) as endpoint:
+        assert (model := endpoint.slot.ready()) is not None and model.version == first
+        store.set_current(second)
+        deadline = time.monotonic() + 30
+        while (model := endpoint.slot.ready()) is not None and model.version != second:
+            assert time.monotonic() < deadline, "the promoted model was not loaded without a request"
+            time.sleep(0.05)
+    assert model is not None and model.version == second
+
+
 def test_promotion_and_rollback_swap_the_served_model_without_failing_a_request(
     small_model: Any, test_pngs: list[bytes], tmp_path: Any
 ) -> None:
