@@ -354,6 +354,19 @@ def test_stage_uses_the_dataset_environment_variable(
     assert sum(staged.counts["train"].values()) == 4
 
 
+def test_stage_with_no_source_reuses_what_was_staged_before_offline(
+    archive: FakeArchive, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`retrain.py` after `make demo`, in a shell without SCONES_DATASET: the staged copy serves."""
+    monkeypatch.setenv("SCONES_DATASET_MD5", archive.md5)
+    first = stage(archive.path, tmp_path / "staged")
+    monkeypatch.delenv("SCONES_DATASET", raising=False)
+    monkeypatch.setattr("training.staging.CIFAR100_URL", "http://127.0.0.1:9/never-fetched.tar.gz")
+    again = stage(None, tmp_path / "staged", cache_dir=tmp_path / "cache")
+    assert (again.counts, again.sha256) == (first.counts, first.sha256)
+    assert not (tmp_path / "cache").exists(), "nothing downloaded"
+
+
 def test_stage_of_an_unknown_source_is_rejected(tmp_path: Path) -> None:
     missing = tmp_path / "no-such-thing"
     with pytest.raises(StagingError, match="neither a folder, an archive file nor a URL"):
