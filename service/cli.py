@@ -282,12 +282,18 @@ def cmd_replay(args: argparse.Namespace) -> int:
     )
     if args.wait:
         from scones.objects import execution_arn
+        from service.outcome_watch import wait_for_outcomes
 
-        started = [*report.replayed.values(), *report.undelivered_started.values()]
-        executions = [execution_arn(arn, name) for name in started]
-        status = wait_for_executions(sfn, executions, timeout_s=args.timeout)
-        for execution, result in status.items():
-            print(f"{execution.rsplit(':', 1)[-1]}: {result}")
+        runs = {**report.replayed, **report.undelivered_started}  # object key → run name
+        status = wait_for_executions(
+            sfn, [execution_arn(arn, name) for name in runs.values()], timeout_s=args.timeout
+        )
+        records = wait_for_outcomes(s3, _bucket(args), runs, timeout_s=0).records  # as they stand now
+        for key, name in runs.items():
+            record = records.get(key, {})
+            detail = record.get("reason") or record.get("label") or ""
+            outcome = f"{record.get('outcome', 'no outcome')} {detail}".strip()
+            print(f"{key}: {outcome} (run {name}: {status.get(execution_arn(arn, name), 'unknown')})")
         return 0 if all(result == "SUCCEEDED" for result in status.values()) else 1
     return 0
 

@@ -174,6 +174,8 @@ def test_a_handler_raising_fails_the_upload_and_the_replay_command_recovers_it(
     assert len(settled[key]) == 1 and settled[key][0].startswith(("results/", "review/"))
     obj = ObjectRef(stack.resources.bucket, key, record["etag"])
     assert obj.execution_name(replay=1) in finished.stdout
+    outcome = "accepted" if settled[key][0].startswith("results/") else "review"
+    assert f"{key}: {outcome} " in finished.stdout, finished.stdout  # the outcome, as submit --wait says
 
 
 def test_the_review_queue_refusing_a_send_fails_the_upload_until_replayed(
