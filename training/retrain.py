@@ -149,8 +149,21 @@ def gate(candidate: dict[str, Any], serving: dict[str, Any], tolerance: float) -
             reasons.append(f"{GATE} {metric}: candidate has none vs serving {old:.4f} (WORSE)")
             continue
         verdict = "ok" if new >= old - tolerance else "WORSE"
-        reasons.append(f"{GATE} {metric}: candidate {new:.4f} vs serving {old:.4f} ({verdict})")
+        reasons.append(
+            f"{GATE} {metric}: candidate {new:.4f}{_counted(candidate[GATE], metric)} vs serving "
+            f"{old:.4f}{_counted(serving[GATE], metric)} ({verdict})"
+        )
     return all(not reason.endswith("(WORSE)") for reason in reasons), reasons
+
+
+def _counted(report: dict[str, Any], metric: str) -> str:
+    """` (k/m)`: the images behind a rate (a gate of a hundred images moves in steps of 0.01)."""
+    n, coverage = report.get("n"), report.get("coverage")
+    if not isinstance(n, int) or not isinstance(coverage, float):
+        return ""
+    accepted = round(coverage * n)
+    denominator = {"accuracy": n, "coverage": n, "accepted_accuracy": accepted}[metric]
+    return f" ({round(report[metric] * denominator)}/{denominator})" if denominator else ""
 
 
 def held_out_by(serving: ModelMetadata, recipe: Any) -> dict[str, Any]:

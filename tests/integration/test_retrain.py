@@ -198,6 +198,13 @@ def test_the_gate_refuses_a_candidate_that_accepts_far_less_or_nothing() -> None
     passed, reasons = gate(silent, serving, 0.0)
     assert passed is False and any("candidate has none" in reason for reason in reasons)
     assert gate(better, serving, 0.0)[0] is True
+    counted = {"gate": {"n": 104, "accuracy": 101 / 104, "coverage": 90 / 104, "accepted_accuracy": 89 / 90}}
+    held = {"gate": {"n": 104, "accuracy": 101 / 104, "coverage": 92 / 104, "accepted_accuracy": 91 / 92}}
+    passed, reasons = gate(counted, held, 0.0)
+    assert (
+        not passed and "coverage: candidate 0.8654 (90/104) vs serving 0.8846 (92/104) (WORSE)" in reasons[1]
+    )
+    assert "(89/90) vs serving 0.9891 (91/92)" in reasons[2], "the images behind each rate"
 
 
 def test_a_carve_that_is_not_the_serving_models_validation_set_is_refused(
