@@ -140,7 +140,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     store = ModelStore.default()
     store.current_version()  # fail early, with the hint to train, when no model is published
     stopping = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):  # SIGINT too where a shell started it ignored (`&`)
+        signal.signal(stop_signal, lambda *_: stopping.set())
     data_dir = None if args.ephemeral else (args.data_dir or default_home() / "stack")
     with LocalStack(
         store=store, threshold=args.threshold, port=args.port, log_level=args.log_level, data_dir=data_dir

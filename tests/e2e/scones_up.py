@@ -20,14 +20,14 @@ class SconesUp:
     """The child's output is read all along by a thread: a child whose pipe is full blocks on its next
     print (with the logging lock held, every function would stop)."""
 
-    def __init__(self, scones_home: Path, *arguments: str) -> None:
+    def __init__(self, scones_home: Path, *arguments: str, sigint_ignored: bool = False) -> None:
+        """`sigint_ignored`: started as a script's `scones up &` starts it, with SIGINT ignored."""
         environment = {**os.environ, "SCONES_HOME": str(scones_home), "PYTHONUNBUFFERED": "1"}
+        command = [str(BIN / "scones"), "up", "--port", "0", *arguments]
+        if sigint_ignored:  # an ignored signal stays ignored across exec: the process is still ours
+            command = ["bash", "-c", 'trap "" INT; exec "$0" "$@"', *command]
         self.process = subprocess.Popen(
-            [str(BIN / "scones"), "up", "--port", "0", *arguments],
-            env=environment,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
+            command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
         self.lines: list[str] = []
         self._url_found = threading.Event()
@@ -66,9 +66,9 @@ class SconesUp:
             config=Config(**config),
         )
 
-    def stop(self, timeout_s: float = 120) -> str:
-        """SIGTERM (our own child, by PID) and wait; everything it printed."""
-        self.process.send_signal(signal.SIGTERM)
+    def stop(self, timeout_s: float = 120, stop_signal: int = signal.SIGTERM) -> str:
+        """SIGTERM, or `stop_signal` (our own child, by PID), and wait; everything it printed."""
+        self.process.send_signal(stop_signal)
         try:
             self.process.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,12 +20,14 @@ from training.staging import StagedDataset
 
 @pytest.fixture(scope="module")
 def scones_up(model_store: ModelStore) -> Iterator[str]:
-    """`scones up --port 0` in its own process (keeping nothing); yields the AWS endpoint URL it prints."""
-    running = SconesUp(model_store.root.parent, "--ephemeral")
+    """`scones up --port 0` in its own process (keeping nothing); yields the AWS endpoint URL it prints.
+
+    Started as a script's `scones up &` starts it (SIGINT ignored), and stopped by SIGINT: it stops."""
+    running = SconesUp(model_store.root.parent, "--ephemeral", sigint_ignored=True)
     try:
         yield running.url
     finally:
-        running.stop()
+        running.stop(stop_signal=signal.SIGINT)
 
 
 def test_aws_cli_upload_produces_an_outcome(scones_up: str, staged: StagedDataset, tmp_path: Path) -> None:
