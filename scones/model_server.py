@@ -77,8 +77,9 @@ class ModelSlot:
     def close(self) -> None:
         self._stopped.set()
         if self._watcher is not None:
-            self._watcher.join(timeout=30)
-            self._watcher = None
+            self._watcher.join(timeout=30)  # a load in progress finishes first
+            if not self._watcher.is_alive():
+                self._watcher = None  # else `follow` must not start a second one beside it
 
     def _watch(self) -> None:
         while not self._stopped.wait(self._check_interval_s):

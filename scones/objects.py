@@ -112,8 +112,8 @@ def record_path(key: str) -> str:
 
     An upload key near S3's limit would make a record key past it, and the upload could never get
     an outcome. Such a path keeps its first bytes and ends in `~` and 16 hex digits of the SHA-256
-    of the whole path, so it stays unique and still sorts and lists beside its folder; the record
-    itself carries the full key.
+    of the whole path, so it stays unique (a cut inside a folder name leaves it in a shorter folder;
+    look records up by `outcome_key`, never by listing a folder); the record carries the full key.
     """
     relative = key.removeprefix(INBOX_PREFIX)
     encoded = relative.encode()

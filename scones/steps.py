@@ -232,19 +232,22 @@ def _record_body(store: ObjectStore, obj: ObjectRef, kind: OutcomeKind) -> bytes
         return None
 
 
-def _failure_reason(store: ObjectStore, obj: ObjectRef, *, unless_run: str | None = None) -> str | None:
-    """The reason of the object version's failure record; None when it has none, or when the run
-    `unless_run` wrote it (the same run's record step again, after its answer was lost)."""
+def _failure_record(store: ObjectStore, obj: ObjectRef) -> dict[str, Any] | None:
+    """The object version's failure record; None when it has none, {} when it cannot be read."""
     body = _record_body(store, obj, "failed")
     if body is None:
         return None
     try:
         failure = json.loads(body)
-        if unless_run is not None and failure.get("execution_id") == unless_run:
-            return None
-        return str(failure.get("reason") or "unknown")
-    except (ValueError, AttributeError):
-        return "unknown"
+    except ValueError:
+        return {}
+    return failure if isinstance(failure, dict) else {}
+
+
+def _failure_reason(store: ObjectStore, obj: ObjectRef) -> str | None:
+    """The reason of the object version's failure record; None when it has none."""
+    failure = _failure_record(store, obj)
+    return None if failure is None else str(failure.get("reason") or "unknown")
 
 
 def recorded_outcome(store: ObjectStore, obj: ObjectRef) -> State | None:
@@ -278,7 +281,11 @@ def record_outcome(
         existing = recorded_outcome(store, obj)
         if existing is not None:
             return {"object": state["object"], "record": existing}
-        replaced = _failure_reason(store, obj, unless_run=state.get("execution_id"))  # a replay failed too
+        earlier = _failure_record(store, obj)
+        if earlier and earlier.get("execution_id") == state.get("execution_id"):  # this run's, again
+            return {"object": state["object"], "record": {**earlier, "record_key": obj.outcome_key("failed")}}
+        if earlier is not None:  # an earlier run's failure (this is a replay that failed too)
+            replaced = str(earlier.get("reason") or "unknown")
     record = failure_record(state) if failed else OutcomeRecord.model_validate(state["record"])
     record.recorded_at = now_iso()
     key = obj.outcome_key(OUTCOME_FOLDER[record.outcome])

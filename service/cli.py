@@ -140,8 +140,13 @@ def cmd_up(args: argparse.Namespace) -> int:
     store = ModelStore.default()
     store.current_version()  # fail early, with the hint to train, when no model is published
     stopping = threading.Event()
+
+    def stop_requested(*_: Any) -> None:
+        stopping.set()  # stops once started (a start in progress finishes first) and saves
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C interrupts at once
+
     for stop_signal in (signal.SIGINT, signal.SIGTERM):  # SIGINT too where a shell started it ignored (`&`)
-        signal.signal(stop_signal, lambda *_: stopping.set())
+        signal.signal(stop_signal, stop_requested)
     data_dir = None if args.ephemeral else (args.data_dir or default_home() / "stack")
     with LocalStack(
         store=store, threshold=args.threshold, port=args.port, log_level=args.log_level, data_dir=data_dir
@@ -283,20 +288,34 @@ def cmd_replay(args: argparse.Namespace) -> int:
     )
     if args.wait:
         from scones.objects import execution_arn
-        from service.outcome_watch import wait_for_outcomes
 
         runs = {**report.replayed, **report.undelivered_started}  # object key → run name
         status = wait_for_executions(
             sfn, [execution_arn(arn, name) for name in runs.values()], timeout_s=args.timeout
         )
-        records = wait_for_outcomes(s3, _bucket(args), runs, timeout_s=0).records  # as they stand now
         for key, name in runs.items():
-            record = records.get(key, {})
+            record = _run_outcome(s3, sfn, execution_arn(arn, name))
             detail = record.get("reason") or record.get("label") or ""
             outcome = f"{record.get('outcome', 'no outcome')} {detail}".strip()
             print(f"{key}: {outcome} (run {name}: {status.get(execution_arn(arn, name), 'unknown')})")
         return 0 if all(result == "SUCCEEDED" for result in status.values()) else 1
     return 0
+
+
+def _run_outcome(s3: Any, sfn: Any, run_arn: str) -> dict[str, Any]:
+    """The outcome record of the object version a run was for (its input names it), if it has one."""
+    from scones.objects import OUTCOME_PREFIXES, ObjectRef
+
+    obj = ObjectRef.from_dict(json.loads(sfn.describe_execution(executionArn=run_arn)["input"])["object"])
+    for kind in OUTCOME_PREFIXES:
+        try:
+            record: dict[str, Any] = json.loads(
+                s3.get_object(Bucket=obj.bucket, Key=obj.outcome_key(kind))["Body"].read()
+            )
+        except s3.exceptions.NoSuchKey:
+            continue
+        return record
+    return {}
 
 
 def cmd_metrics(args: argparse.Namespace) -> int:

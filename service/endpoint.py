@@ -77,7 +77,11 @@ class LocalEndpoint:
     def start(self, timeout_s: float = 30.0) -> Self:
         self.slot.get()  # load the model before accepting traffic
         self.slot.follow()
-        self._listen(timeout_s)
+        try:
+            self._listen(timeout_s)
+        except BaseException:
+            self.slot.close()
+            raise
         return self
 
     def _listen(self, timeout_s: float) -> None:

@@ -236,7 +236,7 @@ def restore(client: Any, bucket: str, queue_urls: dict[str, str], data_dir: Path
     if (data_dir / "snapshot.partial").exists():
         _log.warning(
             "%s holds an unfinished save (the last stop failed while saving): restoring the last "
-            "complete snapshot, if any; the partial one is left for you to inspect",
+            "complete snapshot, if any; the next save replaces the partial one (copy it now to keep it)",
             data_dir / "snapshot.partial",
         )
     if not (snapshot / "index.json").exists():

@@ -20,6 +20,7 @@ import contextlib
 import hashlib
 import io
 import json
+import re
 import sys
 import tarfile
 from collections.abc import Callable, Iterable
@@ -263,11 +264,14 @@ SAGEMAKER_NAME_LIMIT: Final = 63
 
 
 def _named(stem: str, request: dict[str, Any], *, drop: tuple[str, ...]) -> str:
-    """`<stem>-<8 hex of the request>`, at most 63 characters: one name per distinct request, so a
-    changed image, model file or hosting makes new resources and an identical one reuses them."""
+    """`<stem>-<8 hex of the request>`, at most 63 characters of [A-Za-z0-9-]: one name per distinct
+    request (its tags name the endpoint, so two endpoints never share one and `destroy` of one
+    leaves the other's), so a changed image, model file or hosting makes new resources and an
+    identical one reuses them."""
     content = {key: value for key, value in request.items() if key not in drop}
     digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:8]
-    return f"{stem[: SAGEMAKER_NAME_LIMIT - len(digest) - 1].rstrip('-')}-{digest}"
+    safe = re.sub(r"[^A-Za-z0-9]+", "-", stem).strip("-")  # SageMaker: ^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}
+    return f"{safe[: SAGEMAKER_NAME_LIMIT - len(digest) - 1].rstrip('-')}-{digest}"
 
 
 def hosting_requests(
@@ -275,11 +279,11 @@ def hosting_requests(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The CreateModel and CreateEndpointConfig requests for serving `version` on the endpoint."""
     model = model_request(settings, "", model_data_url, endpoint_name)
-    model["ModelName"] = _named(f"{settings.prefix}-{version}", model, drop=("ModelName", "Tags"))
+    model["ModelName"] = _named(f"{settings.prefix}-{version}", model, drop=("ModelName",))
     kind = "serverless" if settings.serverless else "realtime"
     config = endpoint_config_request(settings, "", model["ModelName"], endpoint_name)
     config["EndpointConfigName"] = _named(
-        f"{settings.prefix}-{version}-{kind}", config, drop=("EndpointConfigName", "Tags")
+        f"{settings.prefix}-{version}-{kind}", config, drop=("EndpointConfigName",)
     )
     return model, config
 
@@ -325,7 +329,8 @@ def hosting_actions(
     model, config = hosting_requests(settings, endpoint_name, model_data_url, version)
     model_name, config_name = model["ModelName"], config["EndpointConfigName"]
     current = describe_endpoint(sagemaker, endpoint_name)
-    if current is not None and settings.serverless and not is_serverless(sagemaker, current):
+    failed = current is not None and current["EndpointStatus"] == "Failed"  # deleted and made again below
+    if current is not None and not failed and settings.serverless and not is_serverless(sagemaker, current):
         raise SettingsError(
             f"endpoint {endpoint_name} is real-time and SageMaker cannot update it to serverless: "
             "keep it real-time (leave out --serverless), or delete it first (scones destroy), "

@@ -420,14 +420,19 @@ def sagemaker_engine(args: argparse.Namespace, sagemaker: Any, s3: Any, scratch:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from monitoring.review import export_labels
-    from training.staging import stage
+    from training.staging import stage, staged_before
     from training.train import add_hyperparameter_flags, hyperparameters_from
     from workflow.names import StackNames
 
     parser = argparse.ArgumentParser(
         description=(__doc__ or "").split("\n\n")[0].removeprefix("training/retrain.py: ").replace("\n", " ")
     )
-    parser.add_argument("--dataset", default=os.environ.get("SCONES_DATASET"))
+    parser.add_argument(
+        "--dataset",
+        default=os.environ.get("SCONES_DATASET"),
+        help="train/ and test/ from (default: $SCONES_DATASET, else what $SCONES_HOME staged before, "
+        "else the official archive)",
+    )
     parser.add_argument(
         "--bucket",
         help="the data bucket (default: the local stack's with --endpoint-url, else --stack-name's)",
@@ -468,7 +473,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from scones.registry import BucketRegistry
     from workflow.names import StackNames
 
-    staged = stage(args.dataset, default_home() / "data", cache_dir=default_home() / "cache")
+    data_dir = default_home() / "data"
+    # with no source named, the data `scones train`/`make demo` staged: retraining needs no download
+    reuse = None if args.dataset or os.environ.get("SCONES_DATASET") else staged_before(data_dir)
+    staged = reuse or stage(args.dataset, data_dir, cache_dir=default_home() / "cache")
     endpoint = {"endpoint_url": args.endpoint_url} if args.endpoint_url else {}
     s3 = boto3.client("s3", region_name=args.region, **endpoint)
     args.bucket = data_bucket(

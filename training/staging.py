@@ -196,7 +196,8 @@ def write_dataset(images: Iterator[StagedImage], out_dir: Path) -> StagedDataset
 def staged_before(out_dir: Path) -> StagedDataset | None:
     """The dataset a completed staging left in `out_dir`, if any (its summary is written last)."""
     summary = out_dir / "staged.json"
-    if not summary.is_file() or not all((out_dir / f"{split}.lst").is_file() for split in SPLITS):
+    complete = all((out_dir / f"{split}.lst").is_file() and (out_dir / split).is_dir() for split in SPLITS)
+    if not summary.is_file() or not complete:
         return None
     recorded = json.loads(summary.read_text())
     return StagedDataset(root=out_dir, counts=recorded["counts"], sha256=recorded["sha256"])
@@ -205,11 +206,8 @@ def staged_before(out_dir: Path) -> StagedDataset | None:
 def stage(source: str | Path | None, out_dir: Path, *, cache_dir: Path | None = None) -> StagedDataset:
     """Stage from a local folder, a local archive file, or an archive URL (default: the official one).
 
-    `source=None` uses $SCONES_DATASET when set, else the data staged in `out_dir` before (offline,
-    whatever its source was), else downloads the official archive into `cache_dir`.
+    `source=None` uses $SCONES_DATASET when set, else downloads the official archive into `cache_dir`.
     """
-    if source is None and not os.environ.get(DATASET_ENV) and (previous := staged_before(out_dir)):
-        return previous
     if source is None:
         source = os.environ.get(DATASET_ENV) or CIFAR100_URL
     text = str(source)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -149,6 +150,13 @@ def test_hosting_creates_a_captured_real_time_endpoint_or_a_serverless_one(aws: 
         "MaxConcurrency": 5,
     }
     assert not serverless.get("DataCaptureConfig")
+
+
+def test_hosting_names_keep_to_sagemakers_pattern_whatever_the_version() -> None:
+    pattern = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+    for version in ("v1.2", "my_model", "--x--", "é" * 3 + "1", "9" * 120):
+        for name in names(settings(prefix="scones_dev"), "scones-classifier", "s3://b/m.tar.gz", version):
+            assert pattern.match(name), (version, name)
 
 
 def test_a_new_image_or_instance_count_makes_new_resources_and_a_promotion_keeps_the_count(
@@ -333,9 +341,12 @@ def test_destroy_is_dry_run_first_then_removes_everything_and_is_safe_to_repeat(
     sagemaker.create_endpoint(
         EndpointName="scones-classifier-staging", EndpointConfigName="scones-classifier-staging"
     )
-    # another stage's endpoint, made by us for another endpoint name
+    # another stage's endpoint serving the very same version: resources of its own, kept
     other = "s3://sm-data/models/scones-t1/output/model.tar.gz"
-    run(hosting_actions(sagemaker, settings(), "scones-classifier-prod", other, "p1"), dry_run=False)
+    run(hosting_actions(sagemaker, settings(), "scones-classifier-prod", other, "v1"), dry_run=False)
+    assert names(settings(), "scones-classifier-prod", other, "v1") != names(
+        settings(), "scones-classifier", other, "v1"
+    )
     s3.create_bucket(Bucket="sm-doomed")
     s3.put_object(Bucket="sm-doomed", Key="results/a.json", Body=b"{}")
 

@@ -7,6 +7,7 @@ import http.server
 import io
 import json
 import pickle
+import shutil
 import tarfile
 import threading
 from collections.abc import Iterator
@@ -29,6 +30,7 @@ from training.staging import (
     images_from_archive,
     md5_of,
     stage,
+    staged_before,
     upload,
 )
 
@@ -354,17 +356,17 @@ def test_stage_uses_the_dataset_environment_variable(
     assert sum(staged.counts["train"].values()) == 4
 
 
-def test_stage_with_no_source_reuses_what_was_staged_before_offline(
+def test_what_was_staged_before_is_found_whole_or_not_at_all(
     archive: FakeArchive, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`retrain.py` after `make demo`, in a shell without SCONES_DATASET: the staged copy serves."""
+    """`retrain.py` after `make demo`, in a shell without SCONES_DATASET, trains on the staged copy."""
     monkeypatch.setenv("SCONES_DATASET_MD5", archive.md5)
+    assert staged_before(tmp_path / "staged") is None
     first = stage(archive.path, tmp_path / "staged")
-    monkeypatch.delenv("SCONES_DATASET", raising=False)
-    monkeypatch.setattr("training.staging.CIFAR100_URL", "http://127.0.0.1:9/never-fetched.tar.gz")
-    again = stage(None, tmp_path / "staged", cache_dir=tmp_path / "cache")
-    assert (again.counts, again.sha256) == (first.counts, first.sha256)
-    assert not (tmp_path / "cache").exists(), "nothing downloaded"
+    again = staged_before(tmp_path / "staged")
+    assert again is not None and (again.counts, again.sha256) == (first.counts, first.sha256)
+    shutil.rmtree(tmp_path / "staged" / "test")
+    assert staged_before(tmp_path / "staged") is None, "a damaged stage is not taken for one"
 
 
 def test_stage_of_an_unknown_source_is_rejected(tmp_path: Path) -> None:

@@ -252,23 +252,25 @@ def test_a_successful_replay_replaces_the_failure_record() -> None:
 def test_a_failed_replay_counts_the_failure_it_replaces_but_a_repeat_of_its_own_write_does_not() -> None:
     """The metrics equal the records: one failure record, however many failed runs wrote it."""
     obj = ObjectRef("bucket", "inbox/ride.jpg", "etag1")
-    store, replaced = MemoryStore(), list[str]()
+    store, replaced, written = MemoryStore(), list[str](), list[State]()
 
-    def run(replay: int, error: str) -> None:
+    def run(replay: int, error: str) -> State:
         name = obj.execution_name(replay=replay)
         state = initial_state() | {
             "execution_id": f"arn:aws:states:us-east-1:1:execution:machine:{name}",
             "error": {"Error": error, "Cause": "{}"},
         }
-        record_outcome(state, store, on_failure_replaced=replaced.append)
+        return record_outcome(state, store, on_written=written.append, on_failure_replaced=replaced.append)
 
     run(0, "EndpointUnavailable")
-    assert replaced == []
+    assert (replaced, len(written)) == ([], 1)
     run(1, "TransientError")  # the replay failed too: its record replaces the first
-    assert replaced == ["endpoint_unavailable"]
-    run(1, "TransientError")  # the same run's record step again (its answer was lost): nothing new
-    assert replaced == ["endpoint_unavailable"]
+    assert (replaced, len(written)) == (["endpoint_unavailable"], 2)
+    again = run(1, "TransientError")  # the same run's record step again (its answer was lost)
+    assert (replaced, len(written)) == (["endpoint_unavailable"], 2), "nothing written, nothing counted"
+    assert again["record"]["reason"] == "transient_error"
     assert set(store.objects) == {("bucket", "failed/ride.jpg/etag1.json")}
+    # counted: 2 failures, 1 replaced; standing: 1 failure record
 
 
 def test_a_first_run_never_removes_another_record() -> None:
