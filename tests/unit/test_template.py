@@ -193,6 +193,16 @@ def test_alarms_watch_low_confidence_failures_dead_letters_and_latency(template:
         "ApproximateNumberOfMessagesVisible",
         "InferenceLatency",
     } <= watched
+    # the reconciler is the last net under lost runs: its failing must not go unnoticed
+    reconciler = [
+        alarm["Properties"]
+        for alarm in alarms.values()
+        if alarm["Properties"].get("Dimensions")
+        == [{"Name": "FunctionName", "Value": {"Ref": "ReconcileFunction"}}]
+    ]
+    assert [(p["Namespace"], p["MetricName"], p["Threshold"]) for p in reconciler] == [
+        ("AWS/Lambda", "Errors", 0)
+    ]
 
 
 def test_the_dashboard_body_is_json_with_the_four_views(template: dict[str, Any]) -> None:
