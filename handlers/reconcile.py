@@ -41,6 +41,8 @@ def build(environment: Mapping[str, str]) -> LambdaHandler:
         )
         with obs.metrics() as metrics:
             metrics.add_metric(name="UploadsReconciled", unit=MetricUnit.Count, value=len(report.started))
+            # every replay name used and still no outcome: left to people, so an alarm says so
+            metrics.add_metric(name="UploadsExhausted", unit=MetricUnit.Count, value=len(report.exhausted))
         return {
             "started": report.started,
             "already_running": report.already_running,

@@ -7,6 +7,7 @@ import re
 import time
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from monitoring.metrics import format_table, read_metrics
@@ -123,6 +124,13 @@ def test_every_alarm_and_dashboard_line_watches_a_series_the_functions_publish(
     finally:
         lam.update_function_configuration(FunctionName="scones-filter", Environment={"Variables": variables})
     assert outcomes == ["accepted", "review", "failed"]
+    scheduled = (
+        Path(__file__).parents[1] / "events" / "eventbridge_scheduled_event_aws_docs_sample.json"
+    ).read_bytes()
+    answer = lam.invoke(
+        FunctionName="scones-reconcile", Payload=scheduled
+    )  # its hourly run, publishing its counts
+    assert "FunctionError" not in answer
     quiet(stack)  # the record function publishes its counts as its invocation ends
     published = {
         (metric["MetricName"], frozenset((d["Name"], d["Value"]) for d in metric.get("Dimensions", [])))

@@ -192,6 +192,7 @@ def test_alarms_watch_low_confidence_failures_dead_letters_and_latency(template:
         "ImagesFailed",
         "ApproximateNumberOfMessagesVisible",
         "InferenceLatency",
+        "UploadsExhausted",
     } <= watched
     # the reconciler is the last net under lost runs: its failing must not go unnoticed
     reconciler = [
