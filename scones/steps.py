@@ -250,9 +250,11 @@ def _failure_reason(store: ObjectStore, obj: ObjectRef) -> str | None:
     return None if failure is None else str(failure.get("reason") or "unknown")
 
 
-def recorded_outcome(store: ObjectStore, obj: ObjectRef) -> State | None:
-    """The result or review record this object version already has, if any."""
-    for kind in ("results", "review"):
+def recorded_outcome(
+    store: ObjectStore, obj: ObjectRef, kinds: tuple[OutcomeKind, ...] = ("results", "review")
+) -> State | None:
+    """The result or review record (or the first of `kinds`) this object version already has, if any."""
+    for kind in kinds:
         body = _record_body(store, obj, kind)
         if body is not None:
             return {**json.loads(body), "record_key": obj.outcome_key(kind)}

@@ -294,28 +294,23 @@ def cmd_replay(args: argparse.Namespace) -> int:
             sfn, [execution_arn(arn, name) for name in runs.values()], timeout_s=args.timeout
         )
         for key, name in runs.items():
-            record = _run_outcome(s3, sfn, execution_arn(arn, name))
+            run = execution_arn(arn, name)
+            record = _run_outcome(s3, sfn, run)
             detail = record.get("reason") or record.get("label") or ""
             outcome = f"{record.get('outcome', 'no outcome')} {detail}".strip()
-            print(f"{key}: {outcome} (run {name}: {status.get(execution_arn(arn, name), 'unknown')})")
+            print(f"{key}: {outcome} (run {name}: {status.get(run, 'unknown')})")
         return 0 if all(result == "SUCCEEDED" for result in status.values()) else 1
     return 0
 
 
 def _run_outcome(s3: Any, sfn: Any, run_arn: str) -> dict[str, Any]:
     """The outcome record of the object version a run was for (its input names it), if it has one."""
+    from handlers.aws import S3ObjectStore
     from scones.objects import OUTCOME_PREFIXES, ObjectRef
+    from scones.steps import recorded_outcome
 
     obj = ObjectRef.from_dict(json.loads(sfn.describe_execution(executionArn=run_arn)["input"])["object"])
-    for kind in OUTCOME_PREFIXES:
-        try:
-            record: dict[str, Any] = json.loads(
-                s3.get_object(Bucket=obj.bucket, Key=obj.outcome_key(kind))["Body"].read()
-            )
-        except s3.exceptions.NoSuchKey:
-            continue
-        return record
-    return {}
+    return recorded_outcome(S3ObjectStore(s3), obj, kinds=OUTCOME_PREFIXES) or {}
 
 
 def cmd_metrics(args: argparse.Namespace) -> int:

@@ -542,33 +542,21 @@ def destroy_actions(
                 partial(sagemaker.delete_endpoint, EndpointName=endpoint_name),
             )
         )
-    configs = _ours(
-        sagemaker,
-        sagemaker.get_paginator("list_endpoint_configs").paginate(),
-        "EndpointConfigs",
-        "EndpointConfig",
-        prefix=settings.prefix,
-        endpoint_name=endpoint_name,
+    # configs before the models they name: (kind, as shown, its listing, the listing's key, delete call)
+    made_for_the_endpoint = (
+        (
+            "EndpointConfig",
+            "endpoint config",
+            "list_endpoint_configs",
+            "EndpointConfigs",
+            sagemaker.delete_endpoint_config,
+        ),
+        ("Model", "model", "list_models", "Models", sagemaker.delete_model),
     )
-    for name in configs:
-        actions.append(
-            Action(
-                "delete",
-                "endpoint config",
-                name,
-                partial(sagemaker.delete_endpoint_config, EndpointConfigName=name),
-            )
-        )
-    models = _ours(
-        sagemaker,
-        sagemaker.get_paginator("list_models").paginate(),
-        "Models",
-        "Model",
-        prefix=settings.prefix,
-        endpoint_name=endpoint_name,
-    )
-    for name in models:
-        actions.append(Action("delete", "model", name, partial(sagemaker.delete_model, ModelName=name)))
+    for kind, shown, listing, key, delete in made_for_the_endpoint:
+        pages = sagemaker.get_paginator(listing).paginate()
+        for name in _ours(sagemaker, pages, key, kind, prefix=settings.prefix, endpoint_name=endpoint_name):
+            actions.append(Action("delete", shown, name, partial(delete, **{f"{kind}Name": name})))
     stacks = [
         summary["StackName"]
         for page in cloudformation.get_paginator("list_stacks").paginate()
