@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from scones.objects import ObjectRef
-from service.moto_adapters.server import start_moto_server
+from service.moto_adapters.server import LocalMotoServer, start_moto_server
 from service.persistence import restore, save
 
 
@@ -29,12 +29,34 @@ def review_record(s3: Any, bucket: str, name: str) -> tuple[ObjectRef, dict[str,
     return obj, {"outcome": "review", "bucket": bucket, "key": obj.key, "etag": obj.etag, "label": "bicycle"}
 
 
+def new_stack(aws: LocalMotoServer) -> tuple[str, str, str]:
+    """A bucket and a review queue of this test's own: (bucket, queue name, queue URL)."""
+    bucket, queue = names()
+    aws.client("s3").create_bucket(Bucket=bucket)
+    return bucket, queue, aws.client("sqs").create_queue(QueueName=queue)["QueueUrl"]
+
+
+def restored_into_a_fresh_stack(
+    aws: LocalMotoServer, queue: str, data_dir: Path
+) -> tuple[list[dict[str, Any]], set[str]]:
+    """Restore the snapshot into a new bucket and queue, as a restarted stack would: the queue's
+    messages and the bucket's keys."""
+    fresh_bucket, fresh_queue = names()
+    s3, sqs = aws.client("s3"), aws.client("sqs")
+    s3.create_bucket(Bucket=fresh_bucket)
+    fresh_url = sqs.create_queue(QueueName=fresh_queue)["QueueUrl"]
+    restore(aws.client, fresh_bucket, {queue: fresh_url}, data_dir)
+    messages: list[dict[str, Any]] = sqs.receive_message(QueueUrl=fresh_url, MaxNumberOfMessages=10)[
+        "Messages"
+    ]
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket=fresh_bucket)["Contents"]}
+    return messages, keys
+
+
 def test_review_items_held_by_a_reviewer_at_the_stop_come_back_and_no_item_twice(tmp_path: Path) -> None:
-    (bucket, queue), (fresh_bucket, fresh_queue) = names(), names()
     with start_moto_server() as aws:
         s3, sqs = aws.client("s3"), aws.client("sqs")
-        s3.create_bucket(Bucket=bucket)
-        url = sqs.create_queue(QueueName=queue)["QueueUrl"]
+        bucket, queue, url = new_stack(aws)
         records = dict(
             review_record(s3, bucket, name) for name in ("held", "waiting", "labeled", "overwritten")
         )
@@ -54,11 +76,7 @@ def test_review_items_held_by_a_reviewer_at_the_stop_come_back_and_no_item_twice
             elif key.endswith("waiting.png"):
                 sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=handle, VisibilityTimeout=0)
         save(aws.client, bucket, {queue: url}, tmp_path, review_queue=queue)
-
-        aws.client("s3").create_bucket(Bucket=fresh_bucket)
-        fresh_url = sqs.create_queue(QueueName=fresh_queue)["QueueUrl"]
-        restore(aws.client, fresh_bucket, {queue: fresh_url}, tmp_path)
-        back = sqs.receive_message(QueueUrl=fresh_url, MaxNumberOfMessages=10)["Messages"]
+        back, _ = restored_into_a_fresh_stack(aws, queue, tmp_path)
     assert sorted(json.loads(message["Body"])["key"] for message in back) == [
         "inbox/held.png",
         "inbox/waiting.png",
@@ -84,22 +102,16 @@ def test_a_save_cut_off_between_its_two_renames_is_still_restored(tmp_path: Path
 def test_a_malformed_review_message_or_record_does_not_stop_the_save(tmp_path: Path) -> None:
     """The review queue may hold a message that is no outcome record (the reviewer leaves it there):
     the save keeps it as it is, and every other item too, instead of failing and saving nothing."""
-    (bucket, queue), (fresh_bucket, fresh_queue) = names(), names()
     with start_moto_server() as aws:
         s3, sqs = aws.client("s3"), aws.client("sqs")
-        s3.create_bucket(Bucket=bucket)
-        url = sqs.create_queue(QueueName=queue)["QueueUrl"]
+        bucket, queue, url = new_stack(aws)
         obj, record = review_record(s3, bucket, "fine")
         s3.put_object(Bucket=bucket, Key=obj.outcome_key("review"), Body=json.dumps(record).encode())
         s3.put_object(Bucket=bucket, Key="review/broken.png/e1.json", Body=b"{not a record")
         for body in ("not json", json.dumps(record)):
             sqs.send_message(QueueUrl=url, MessageBody=body)
         save(aws.client, bucket, {queue: url}, tmp_path, review_queue=queue)
-        s3.create_bucket(Bucket=fresh_bucket)
-        fresh_url = sqs.create_queue(QueueName=fresh_queue)["QueueUrl"]
-        restore(aws.client, fresh_bucket, {queue: fresh_url}, tmp_path)
-        back = sqs.receive_message(QueueUrl=fresh_url, MaxNumberOfMessages=10)["Messages"]
-        restored = {o["Key"] for o in s3.list_objects_v2(Bucket=fresh_bucket)["Contents"]}
+        back, restored = restored_into_a_fresh_stack(aws, queue, tmp_path)
     assert sorted(message["Body"] for message in back) == sorted(["not json", json.dumps(record)])
     assert {"review/broken.png/e1.json", obj.outcome_key("review")} <= restored
 
@@ -107,21 +119,15 @@ def test_a_malformed_review_message_or_record_does_not_stop_the_save(tmp_path: P
 def test_a_deleted_queue_does_not_cost_the_save_and_its_review_items_come_back(tmp_path: Path) -> None:
     """Someone deleted the review queue (a fault the README lists) and stopped the stack: the save
     keeps every object, and the review items come back from their records on a fresh queue."""
-    (bucket, queue), (fresh_bucket, fresh_queue) = names(), names()
     with start_moto_server() as aws:
         s3, sqs = aws.client("s3"), aws.client("sqs")
-        s3.create_bucket(Bucket=bucket)
-        url = sqs.create_queue(QueueName=queue)["QueueUrl"]
+        bucket, queue, url = new_stack(aws)
         obj, record = review_record(s3, bucket, "queued")
         s3.put_object(Bucket=bucket, Key=obj.outcome_key("review"), Body=json.dumps(record).encode())
         sqs.delete_queue(QueueUrl=url)
         summary = save(aws.client, bucket, {queue: url}, tmp_path, review_queue=queue)
         assert summary.objects == 2 and not (tmp_path / "snapshot.partial").exists()
-        s3.create_bucket(Bucket=fresh_bucket)
-        fresh_url = sqs.create_queue(QueueName=fresh_queue)["QueueUrl"]
-        restore(aws.client, fresh_bucket, {queue: fresh_url}, tmp_path)
-        back = sqs.receive_message(QueueUrl=fresh_url, MaxNumberOfMessages=10)["Messages"]
-        restored = {o["Key"] for o in s3.list_objects_v2(Bucket=fresh_bucket)["Contents"]}
+        back, restored = restored_into_a_fresh_stack(aws, queue, tmp_path)
     assert [json.loads(message["Body"])["key"] for message in back] == [obj.key]
     assert {obj.key, obj.outcome_key("review")} <= restored
 
