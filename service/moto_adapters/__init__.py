@@ -5,6 +5,7 @@
 | `lambda_runtime`    | Lambda Invoke running our Python handlers in-process (timeouts, errors, logs)  |
 | `event_delivery`    | EventBridge rules delivering to Lambda / Step Functions targets (retries, DLQ) |
 | `s3_events`         | S3's EventBridge "Object Created" / "Object Deleted" events, shaped as AWS's    |
+| `s3_conditional_writes` | S3 conditional PutObject (If-Match / If-None-Match) checking and writing at once |
 | `emf_metrics`       | CloudWatch Logs extracting Embedded Metric Format lines into metrics           |
 | `metric_percentiles` | CloudWatch GetMetricData answering percentiles (p50, p99, ...)                |
 | `cfn_state_machine` | CloudFormation state machines from `DefinitionS3Location` + substitutions     |
@@ -67,6 +68,7 @@ from service.moto_adapters import (  # noqa: E402 - only after the version check
     jsonpath_cache,
     lambda_runtime,
     metric_percentiles,
+    s3_conditional_writes,
     s3_events,
     sagemaker_runtime,
     sagemaker_training,
@@ -90,6 +92,7 @@ ADAPTERS = (
     lambda_runtime,
     event_delivery,
     s3_events,
+    s3_conditional_writes,
     sagemaker_runtime,
     emf_metrics,
     metric_percentiles,
@@ -162,6 +165,7 @@ def install_all(
         lambda_runtime.install(runtime)
         event_delivery.install(delivery)
         s3_events.install()
+        s3_conditional_writes.install()
         metric_percentiles.install()
         cfn_state_machine.install()
         sagemaker_update_endpoint.install()
@@ -192,6 +196,7 @@ def _uninstall_modules() -> None:
         cfn_state_machine,
         metric_percentiles,
         sagemaker_runtime,
+        s3_conditional_writes,
         s3_events,
         event_delivery,
         lambda_runtime,

@@ -1038,3 +1038,46 @@ def test_a_training_job_past_its_runtime_or_at_stack_stop_ends_stopped(aws: Aws)
         assert interrupted["TrainingJobStatus"] == "Stopped"
     finally:
         sagemaker_training.install()
+
+
+def test_conditional_puts_of_one_version_let_exactly_one_write_win(
+    aws: Aws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """s3_conditional_writes: eight writers that all read the same ETag race If-Match puts; as on S3,
+    one write lands and the rest get 412 (moto alone let several pass its check, then overwrite).
+    The injected fault: a slow write, which widens the gap between moto's check and its write."""
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from botocore.exceptions import ClientError
+    from moto.s3.models import S3Backend
+
+    write_object = S3Backend.put_object
+
+    def slow_write(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(0.05)
+        return write_object(*args, **kwargs)
+
+    monkeypatch.setattr(S3Backend, "put_object", slow_write)
+    server = aws.server
+    s3 = server.client("s3")
+    s3.create_bucket(Bucket="conditional-writes")
+    etag = s3.put_object(Bucket="conditional-writes", Key="record.json", Body=b"0")["ETag"]
+    start = threading.Barrier(8)
+
+    def write(round_number: int, n: int) -> bool:
+        start.wait()
+        body = f"round {round_number} writer {n}".encode()  # each write a new ETag
+        try:
+            s3.put_object(Bucket="conditional-writes", Key="record.json", Body=body, IfMatch=etag)
+        except ClientError as error:
+            assert error.response["Error"]["Code"] == "PreconditionFailed"
+            return False
+        return True
+
+    for round_number in range(5):
+        with ThreadPoolExecutor(8) as pool:
+            won = sum(pool.map(write, [round_number] * 8, range(8)))
+        assert won == 1
+        etag = s3.head_object(Bucket="conditional-writes", Key="record.json")["ETag"]
