@@ -1081,3 +1081,37 @@ def test_conditional_puts_of_one_version_let_exactly_one_write_win(
             won = sum(pool.map(write, [round_number] * 8, range(8)))
         assert won == 1
         etag = s3.head_object(Bucket="conditional-writes", Key="record.json")["ETag"]
+
+
+@pytest.mark.parametrize("replacement", ["overwrite", "delete"])
+def test_a_read_racing_a_replacement_returns_the_whole_version_it_found(
+    aws: Aws, monkeypatch: pytest.MonkeyPatch, replacement: str
+) -> None:
+    """s3_replaced_reads: a GetObject that found a version before another request overwrote or
+    deleted it returns that version, as S3 does (moto alone closed its buffer: a 500).
+    The injected fault: a read held between finding the object and reading its bytes."""
+    from moto.s3.responses import S3Response
+
+    find_object = S3Response._get_key
+    found, replaced = threading.Event(), threading.Event()
+
+    def held_read(*args: Any, **kwargs: Any) -> Any:
+        found_version = find_object(*args, **kwargs)
+        if not found.is_set():
+            found.set()
+            assert replaced.wait(30), "the replacement never came"
+        return found_version
+
+    s3 = aws.server.client("s3")
+    s3.create_bucket(Bucket="replaced-reads")
+    s3.put_object(Bucket="replaced-reads", Key="record.json", Body=b"the version read")
+    monkeypatch.setattr(S3Response, "_get_key", held_read)
+    with ThreadPoolExecutor(1) as pool:
+        read = pool.submit(s3.get_object, Bucket="replaced-reads", Key="record.json")
+        assert found.wait(30)
+        if replacement == "overwrite":
+            s3.put_object(Bucket="replaced-reads", Key="record.json", Body=b"the next version")
+        else:
+            s3.delete_object(Bucket="replaced-reads", Key="record.json")
+        replaced.set()
+        assert read.result(timeout=30)["Body"].read() == b"the version read"
