@@ -107,6 +107,10 @@ def elapsed_ms(started: float) -> float:
 MAX_REPLAYS: Final = 50
 
 
+class ReplaysExhausted(RuntimeError):
+    """Every replay name of an upload is used: it is left to people."""
+
+
 def run_payload(obj: ObjectRef) -> str:
     """A workflow run's input: the object version and when it was received."""
     return json.dumps({"object": obj.as_dict(), "received_at": now_iso()})
@@ -129,7 +133,7 @@ def replay_run(obj: ObjectRef, starter: ExecutionStarter, *, max_replays: int = 
         name = obj.execution_name(replay=attempt)
         if starter.start(name, payload):
             return name
-    raise RuntimeError(f"{obj.identity} has been replayed {max_replays} times already")
+    raise ReplaysExhausted(f"{obj.identity} has been replayed {max_replays} times already")
 
 
 def serialize(state: State, store: ObjectStore, config: PreprocessConfig) -> State:

@@ -464,9 +464,16 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         print("scones deploy: --model-data needs --role and --serving-image", file=sys.stderr)
         return 2
     if args.artifacts_bucket:
-        parameters = {"EndpointName": args.endpoint_name, "ConfidenceThreshold": str(args.threshold)}
-        if args.alarm_email:
-            parameters["AlarmEmail"] = args.alarm_email
+        # only what is given: an update keeps the stack's other values (CloudFormation deploy does)
+        parameters = {
+            key: str(value)
+            for key, value in (
+                ("EndpointName", args.endpoint_name),
+                ("ConfidenceThreshold", args.threshold),
+                ("AlarmEmail", args.alarm_email),
+            )
+            if value is not None
+        }
         stack = stack_actions(
             artifacts_bucket=args.artifacts_bucket,
             stack_name=args.stack_name,
@@ -479,20 +486,32 @@ def cmd_deploy(args: argparse.Namespace) -> int:
             outputs = stack_outputs(cloudformation, args.stack_name) or {}
             print(f"drop images into {outputs.get('InboxUri', '(the stack has no InboxUri output)')}")
     if args.model_data:
+        endpoint_name = _endpoint_name(args)
         if args.dry_run and not args.bucket and args.artifacts_bucket:
             args.bucket = f"<{args.stack_name}'s DataBucketName>"  # the stack is not deployed by a dry run
         settings = _sagemaker_settings(args)
         (sagemaker,) = _aws_clients(args, "sagemaker")
         if args.serverless is None:  # no hosting asked for: a new model, the endpoint's hosting kept
-            settings = hosting_like(sagemaker, settings, args.endpoint_name)
+            settings = hosting_like(sagemaker, settings, endpoint_name)
         if args.capture_percent is not None:
             settings = dataclasses.replace(settings, capture_percent=args.capture_percent)
         version = args.version or args.model_data.rstrip("/").split("/")[-3]
         run(
-            hosting_actions(sagemaker, settings, args.endpoint_name, args.model_data, version),
+            hosting_actions(sagemaker, settings, endpoint_name, args.model_data, version),
             dry_run=args.dry_run,
         )
     return 0
+
+
+def _endpoint_name(args: argparse.Namespace) -> str:
+    """--endpoint-name, else the endpoint the stack's classify function calls, else the default name."""
+    from service.sagemaker_jobs import stack_parameters
+    from workflow.names import StackNames
+
+    if args.endpoint_name:
+        return str(args.endpoint_name)
+    (cloudformation,) = _aws_clients(args, "cloudformation")
+    return stack_parameters(cloudformation, args.stack_name).get("EndpointName") or StackNames().endpoint
 
 
 def cmd_destroy(args: argparse.Namespace) -> int:
@@ -512,7 +531,7 @@ def cmd_destroy(args: argparse.Namespace) -> int:
         cloudformation,
         s3,
         settings,
-        endpoint_name=args.endpoint_name,
+        endpoint_name=_endpoint_name(args),
         stack_name=args.stack_name,
         delete_data=bool(bucket),
     )
@@ -774,15 +793,23 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--endpoint-url", help="default: $AWS_ENDPOINT_URL, else AWS itself")
     report.set_defaults(handler=cmd_report)
 
+    endpoint_name_help = (
+        "the SageMaker endpoint (default: the one the stack calls, kept on an update; "
+        f"{StackNames().endpoint} without a stack)"
+    )
     deploy = commands.add_parser("deploy", help="deploy the stack and/or a model's SageMaker endpoint")
     deploy.add_argument("--artifacts-bucket", help="deploy the stack: the S3 bucket for packaged code")
-    deploy.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD)
+    deploy.add_argument(
+        "--threshold",
+        type=float,
+        help=f"the stack's confidence threshold (default: kept on an update, {DEFAULT_THRESHOLD} when new)",
+    )
     deploy.add_argument("--alarm-email", help="subscribe this address to the stack's alarms")
     deploy.add_argument("--model-data", help="deploy the endpoint: s3://.../model.tar.gz of a training job")
     deploy.add_argument("--serving-image", help="the model server's image URI (Dockerfile)")
     deploy.add_argument("--role", help="the IAM role SageMaker assumes")
     deploy.add_argument("--version", help="the model version (default: the training job's name)")
-    deploy.add_argument("--endpoint-name", default=StackNames().endpoint)
+    deploy.add_argument("--endpoint-name", help=endpoint_name_help)
     hosting = deploy.add_mutually_exclusive_group()
     hosting.add_argument(
         "--serverless",
@@ -800,7 +827,7 @@ def build_parser() -> argparse.ArgumentParser:
     deploy.set_defaults(handler=cmd_deploy)
 
     destroy = commands.add_parser("destroy", help="delete the endpoint, models, stack (and data if asked)")
-    destroy.add_argument("--endpoint-name", default=StackNames().endpoint)
+    destroy.add_argument("--endpoint-name", help=endpoint_name_help)
     destroy.add_argument("--delete-data", action="store_true", help="also empty the data bucket")
     _add_aws_flags(destroy)
     destroy.set_defaults(handler=cmd_destroy)

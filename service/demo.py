@@ -23,7 +23,7 @@ from scones.evaluation import DEFAULT_THRESHOLD
 from scones.labels import LABELS
 from scones.model_store import ModelStore, NoModelError, default_home
 from scones.steps import parse_iso
-from service.local_stack import LocalStack
+from service.local_stack import DataDirInUse, DataDirLock, LocalStack
 from service.outcome_watch import wait_for_outcomes
 
 
@@ -63,6 +63,18 @@ def ensure_model(store: ModelStore, dataset: str | None) -> str:
     return version
 
 
+def kept_stack_folder() -> Path | None:
+    """The stack folder `scones up` keeps (so it shows the demo's data later), or None (a temporary
+    stack) while a running `scones up` holds it: checked first, before any staging or training."""
+    data_dir = default_home() / "stack"
+    try:
+        DataDirLock(data_dir).release()
+    except DataDirInUse as in_use:
+        print(f"{in_use}\nso this demo runs on a temporary stack beside it (its uploads are not kept)")
+        return None
+    return data_dir
+
+
 def run_demo(
     *,
     dataset: str | None = None,
@@ -73,6 +85,7 @@ def run_demo(
 ) -> dict[str, Any]:
     from training.staging import stage
 
+    data_dir = kept_stack_folder()
     store = ModelStore.default()
     version = ensure_model(store, dataset)
     staged = stage(dataset, default_home() / "data", cache_dir=default_home() / "cache")
@@ -83,7 +96,6 @@ def run_demo(
         for i, image in enumerate(images)
     }
 
-    data_dir = default_home() / "stack"  # kept: `scones up` later shows the demo's data again
     with LocalStack(store=store, threshold=threshold, data_dir=data_dir) as stack:
         s3 = stack.client("s3", max_pool_connections=concurrency)
         bucket = stack.resources.bucket

@@ -22,7 +22,7 @@ from typing import Any
 from handlers.aws import MISSING_CODES, SUPERSEDED_CODES
 from scones.objects import OUTCOME_PREFIXES, NotAnUpload, ObjectRef, object_from_event, s3_version_selector
 from scones.outcomes import REPLAYABLE_REASONS, UNRECORDED
-from scones.steps import ExecutionStarter, replay_run, start_run
+from scones.steps import ExecutionStarter, ReplaysExhausted, replay_run, start_run
 from service.outcome_watch import list_record_keys
 from service.queues import receive_all
 
@@ -63,6 +63,16 @@ def _why_not_replayable(s3: Any, obj: ObjectRef) -> str | None:
     return None
 
 
+def _replay(obj: ObjectRef, starter: ExecutionStarter, report: ReplayReport) -> bool:
+    """Start a replay of the upload, noted in the report; False when its replays are used up."""
+    try:
+        report.replayed[obj.key] = replay_run(obj, starter)
+    except ReplaysExhausted as exhausted:
+        report.skipped[obj.key] = f"{exhausted}: left as it is"
+        return False
+    return True
+
+
 def _dead_letter_done(
     s3: Any,
     starter: ExecutionStarter,
@@ -84,9 +94,7 @@ def _dead_letter_done(
     if body.get("reason") == UNRECORDED and not recorded and obj.key not in report.replayed:
         if UNRECORDED not in reasons:
             return False
-        if _why_not_replayable(s3, obj) is None:
-            report.replayed[obj.key] = replay_run(obj, starter)
-        return True
+        return _why_not_replayable(s3, obj) is not None or _replay(obj, starter, report)
     failed_key = obj.outcome_key("failed")
     return obj.key in report.replayed or failed_key in final or failed_key not in records
 
@@ -124,7 +132,7 @@ def replay_failed(
             report.skipped[obj.key] = reason
             final.add(record_key)
         else:
-            report.replayed[obj.key] = replay_run(obj, starter)
+            _replay(obj, starter, report)
     if sqs is not None and dead_letter_queue_url:
         for message in receive_all(sqs, dead_letter_queue_url, visibility_s=60):
             try:

@@ -608,17 +608,32 @@ def _empty(s3: Any, bucket: str) -> None:
             s3.delete_objects(Bucket=bucket, Delete={"Objects": doomed, "Quiet": True})
 
 
-def stack_outputs(cloudformation: Any, stack_name: str) -> dict[str, str] | None:
-    """The deployed stack's outputs by key, or None when there is no such stack."""
+def _deployed_stack(cloudformation: Any, stack_name: str) -> dict[str, Any] | None:
     from botocore.exceptions import ClientError
 
     try:
-        stack = cloudformation.describe_stacks(StackName=stack_name)["Stacks"][0]
+        return cloudformation.describe_stacks(StackName=stack_name)["Stacks"][0]  # type: ignore[no-any-return]
     except ClientError as error:
         if "does not exist" in str(error):
             return None
         raise
-    return {output["OutputKey"]: output["OutputValue"] for output in stack.get("Outputs", [])}
+
+
+def stack_outputs(cloudformation: Any, stack_name: str) -> dict[str, str] | None:
+    """The deployed stack's outputs by key, or None when there is no such stack."""
+    stack = _deployed_stack(cloudformation, stack_name)
+    return (
+        None if stack is None else {out["OutputKey"]: out["OutputValue"] for out in stack.get("Outputs", [])}
+    )
+
+
+def stack_parameters(cloudformation: Any, stack_name: str) -> dict[str, str]:
+    """The deployed stack's parameter values by key; empty when there is no such stack."""
+    stack = _deployed_stack(cloudformation, stack_name) or {}
+    return {
+        parameter["ParameterKey"]: parameter.get("ParameterValue", "")
+        for parameter in stack.get("Parameters", [])
+    }
 
 
 def data_bucket(

@@ -309,3 +309,31 @@ def test_a_failure_record_beside_a_replays_result_is_deleted_not_replayed(stack:
     )
     assert obj.key not in report.replayed and "recorded since" in report.skipped[obj.key]
     assert settled_outcomes(stack, [obj.key])[obj.key] == [obj.outcome_key("results")]
+
+
+def test_an_upload_replayed_to_the_limit_is_reported_and_the_others_still_replay(stack: LocalStack) -> None:
+    """An upload whose every replay name is used is left as it is and said so (not a traceback that
+    stops the other replays); the next failure is replayed. The fake starter has those names used."""
+    from scones.steps import MAX_REPLAYS
+    from tests.unit.fakes import MemoryStarter
+
+    s3 = stack.client("s3")
+    objects = []
+    for name in ("worn-out", "fresh"):
+        key = f"parked/{name}-{uuid.uuid4().hex[:8]}.png"  # outside inbox/: no run of its own
+        etag = s3.put_object(Bucket=stack.resources.bucket, Key=key, Body=b"image bytes")["ETag"]
+        obj = ObjectRef(stack.resources.bucket, key, etag.strip('"'))
+        failure = {"outcome": "failed", "reason": "endpoint_unavailable", "replay": obj.as_dict()}
+        s3.put_object(Bucket=obj.bucket, Key=obj.outcome_key("failed"), Body=json.dumps(failure).encode())
+        objects.append(obj)
+    worn_out, fresh = objects
+    starter = MemoryStarter()
+    for attempt in range(1, MAX_REPLAYS + 1):
+        starter.start(worn_out.execution_name(replay=attempt), "{}")
+    try:
+        report = replay_failed(s3, starter, stack.resources.bucket)
+        assert f"replayed {MAX_REPLAYS} times already" in report.skipped[worn_out.key], report
+        assert report.replayed[fresh.key] == fresh.execution_name(replay=1)
+    finally:
+        for obj in objects:
+            s3.delete_object(Bucket=obj.bucket, Key=obj.outcome_key("failed"))

@@ -4,6 +4,7 @@ the requests our code sends are the ones AWS needs, re-running is safe, and `--d
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import subprocess
@@ -424,3 +425,41 @@ def test_a_model_archive_over_the_size_limit_is_refused() -> None:
         assert [m.name for m in model_archive_members(opened)] == ["model.onnx"]
         with pytest.raises(ValueError, match="over 9 bytes"):
             model_archive_members(opened, limit=9)
+
+
+def test_without_endpoint_name_deploy_and_destroy_use_the_stacks_and_keep_its_settings(
+    aws: LocalMotoServer,
+) -> None:
+    """A stack deployed with `--endpoint-name scones-classifier-prod` calls that endpoint: a later
+    deploy or destroy without the flag acts on it (not on the default name), and a stack update
+    passes only the parameters given, so CloudFormation keeps the endpoint name and threshold."""
+    aws.client("cloudformation").create_stack(
+        StackName="scones-prod",
+        TemplateBody=json.dumps(
+            {
+                "Parameters": {"EndpointName": {"Type": "String"}, "ConfidenceThreshold": {"Type": "String"}},
+                "Resources": {"Queue": {"Type": "AWS::SQS::Queue"}},
+            }
+        ),
+        Parameters=[
+            {"ParameterKey": "EndpointName", "ParameterValue": "scones-classifier-prod"},
+            {"ParameterKey": "ConfidenceThreshold", "ParameterValue": "0.9"},
+        ],
+    )
+    model_data = "s3://sm-data/models/scones-t1/output/model.tar.gz"
+    run(
+        hosting_actions(aws.client("sagemaker"), settings(), "scones-classifier-prod", model_data, "v1"),
+        dry_run=False,
+    )
+    stack = ["--stack-name", "scones-prod", "--dry-run"]
+    destroy = _cli(aws, "destroy", *stack)
+    assert destroy.returncode == 0, destroy.stderr
+    assert re.search(r"would delete\s+endpoint\s+scones-classifier-prod\n", destroy.stdout), destroy.stdout
+    deploy = _cli(aws, "deploy", "--model-data", model_data, "--role", ROLE, "--serving-image", IMAGE, *stack)
+    assert deploy.returncode == 0 and "scones-classifier-prod" in deploy.stdout, deploy.stderr
+    update = _cli(
+        aws, "deploy", "--artifacts-bucket", "artifacts", "--alarm-email", "ops@example.com", *stack
+    )
+    deploy_command = next(line for line in update.stdout.splitlines() if "cloudformation deploy" in line)
+    assert "--parameter-overrides AlarmEmail=ops@example.com" in deploy_command
+    assert "EndpointName" not in deploy_command and "ConfidenceThreshold" not in deploy_command

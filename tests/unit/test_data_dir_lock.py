@@ -47,3 +47,21 @@ def test_a_snapshot_that_fails_to_restore_is_kept_not_saved_over(
     ):
         pass
     assert (data_dir / "snapshot" / "index.json").read_text() == index
+
+
+def test_the_demo_runs_on_a_temporary_stack_while_scones_up_holds_the_kept_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`make demo` beside a running `scones up` (same home) is not refused after staging and
+    training: it is told at once, and runs on a stack of its own."""
+    from service.demo import kept_stack_folder
+
+    monkeypatch.setenv("SCONES_HOME", str(tmp_path))
+    assert kept_stack_folder() == tmp_path / "stack"
+    running = DataDirLock(tmp_path / "stack")
+    try:
+        assert kept_stack_folder() is None
+        assert "runs on a temporary stack" in capsys.readouterr().out
+    finally:
+        running.release()
+    assert kept_stack_folder() == tmp_path / "stack"
