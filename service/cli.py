@@ -833,9 +833,18 @@ def build_parser() -> argparse.ArgumentParser:
     destroy.set_defaults(handler=cmd_destroy)
 
     models = commands.add_parser("models", help="list, promote or roll back the locally served model")
-    registry = argparse.ArgumentParser(add_help=False)  # the options, before or after the subcommand
-    _add_bucket_flags(registry)
-    registry.add_argument("--endpoint-url", help="AWS endpoint for the registry (default $AWS_ENDPOINT_URL)")
+
+    def add_registry_flags(command: argparse.ArgumentParser) -> None:
+        _add_bucket_flags(command)
+        command.add_argument(
+            "--endpoint-url", help="AWS endpoint for the registry (default $AWS_ENDPOINT_URL)"
+        )
+
+    add_registry_flags(models)  # the options go before or after the subcommand:
+    registry = argparse.ArgumentParser(add_help=False)
+    add_registry_flags(registry)
+    for action in registry._actions:  # after it, without defaults that would undo the ones before it
+        action.default = argparse.SUPPRESS
     model_commands = models.add_subparsers(dest="models_command", required=True, metavar="COMMAND")
     model_commands.add_parser(
         "list", parents=[registry], help="every published version; * marks the served one"

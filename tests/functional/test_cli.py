@@ -147,3 +147,27 @@ def test_retrain_mistakes_get_one_clear_line(tmp_path: Path) -> None:
     )
     assert completed.returncode == 1
     assert "retrain: dataset source" in completed.stderr and "Traceback" not in completed.stderr
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        ["models", "--endpoint-url", "http://127.0.0.1:9", "--stack-name", "prod", "list"],
+        ["models", "list", "--endpoint-url", "http://127.0.0.1:9", "--stack-name", "prod"],
+        [
+            "models",
+            "--stack-name",
+            "other",
+            "list",
+            "--endpoint-url",
+            "http://127.0.0.1:9",
+            "--stack-name",
+            "prod",
+        ],
+    ],
+)
+def test_models_options_go_before_or_after_the_subcommand(arguments: list[str]) -> None:
+    from service.cli import build_parser
+
+    parsed = build_parser().parse_args(arguments)
+    assert (parsed.endpoint_url, parsed.stack_name, parsed.bucket) == ("http://127.0.0.1:9", "prod", None)
