@@ -52,15 +52,17 @@ bench: $(INSTALLED)
 	$(BIN)/python bench/flow.py
 
 # The Lambda functions' code for `aws cloudformation package` (the template's CodeUri): our torch-free
-# packages plus what the handlers import, as Linux x86_64 wheels for Python 3.11 (not constrained:
-# Lambda's Amazon Linux 2 takes only manylinux2014 wheels, older than some pins). boto3 is packaged
-# although Lambda has one: aws-xray-sdk brings its own botocore, and boto3 must match its botocore.
+# packages plus what the handlers import, as Linux x86_64 wheels for the functions' Python
+# (workflow.names.LAMBDA_RUNTIME, Amazon Linux 2023), at the versions the tests ran with
+# (constraints.txt). boto3 is packaged although Lambda has one: aws-xray-sdk brings its own
+# botocore, and boto3 must match its botocore.
+LAMBDA_PYTHON := 3.12
 LAMBDA_DEPENDENCIES := aws-lambda-powertools aws-xray-sdk boto3 pydantic numpy pillow jmespath
 package: $(INSTALLED)
 	rm -rf build/lambda && mkdir -p build/lambda
-	$(BIN)/pip install --quiet --disable-pip-version-check --target build/lambda \
-		--platform manylinux2014_x86_64 --implementation cp --python-version 3.11 --only-binary=:all: \
-		$(LAMBDA_DEPENDENCIES)
+	$(BIN)/pip install --quiet --disable-pip-version-check --target build/lambda -c constraints.txt \
+		--platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 --implementation cp \
+		--python-version $(LAMBDA_PYTHON) --only-binary=:all: $(LAMBDA_DEPENDENCIES)
 	cp -r scones handlers workflow build/lambda/
 	find build/lambda -name __pycache__ -prune -exec rm -rf {} +
 

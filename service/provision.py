@@ -16,7 +16,7 @@ from typing import Any, Final
 
 from scones.defaults import CONFIDENCE_THRESHOLD
 from workflow.definitions import event_pattern, state_machine_definition
-from workflow.names import FUNCTIONS, METRICS_NAMESPACE, FunctionSpec, StackNames
+from workflow.names import FUNCTIONS, LAMBDA_RUNTIME, METRICS_NAMESPACE, FunctionSpec, StackNames
 
 ACCOUNT_ID = "123456789012"
 REGION = "us-east-1"
@@ -146,7 +146,7 @@ def provision(
     def create_function(spec: FunctionSpec, environment: Mapping[str, str]) -> str:
         created = lambda_.create_function(
             FunctionName=names.function(spec),
-            Runtime="python3.11",
+            Runtime=LAMBDA_RUNTIME,
             Role=lambda_role["Role"]["Arn"],
             Handler=spec.handler,
             Code={"ZipFile": _code_zip()},

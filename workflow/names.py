@@ -21,6 +21,10 @@ class FunctionSpec:
     memory_mb: int
 
 
+# Lambda's Python: Amazon Linux 2023 (glibc 2.34), which takes the manylinux_2_28 wheels that
+# constraints.txt pins (python3.11 runs on Amazon Linux 2: manylinux2014 only, older releases).
+LAMBDA_RUNTIME: Final = "python3.12"
+
 FUNCTIONS: Final = (
     FunctionSpec("StartFunction", "handlers.start.handler", 10, 256),
     FunctionSpec("SerializeFunction", "handlers.serialize.handler", 30, 1024),

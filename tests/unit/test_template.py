@@ -11,9 +11,10 @@ import pytest
 import yaml
 
 from workflow.definitions import placeholders
-from workflow.names import FUNCTIONS
+from workflow.names import FUNCTIONS, LAMBDA_RUNTIME
 
-WORKFLOW = Path(__file__).parents[2] / "workflow"
+ROOT = Path(__file__).parents[2]
+WORKFLOW = ROOT / "workflow"
 TEMPLATE = WORKFLOW / "template.yaml"
 
 
@@ -129,6 +130,17 @@ def test_functions_match_the_local_stack_definitions(template: dict[str, Any]) -
         )
     assert "IDEMPOTENCY_TABLE" in functions["RecordFunction"]["Properties"]["Environment"]["Variables"]
     assert "CONFIDENCE_THRESHOLD" in functions["FilterFunction"]["Properties"]["Environment"]["Variables"]
+    assert template["Globals"]["Function"]["Runtime"] == LAMBDA_RUNTIME
+
+
+def test_the_lambda_package_is_built_for_the_functions_python_at_the_tested_versions() -> None:
+    """`make package` installs wheels for the runtime's Python (Amazon Linux 2023 takes manylinux_2_28),
+    constrained to the versions the tests ran with: no other Pillow makes the thumbnails on AWS."""
+    makefile = (ROOT / "Makefile").read_text()
+    assert f"LAMBDA_PYTHON := {LAMBDA_RUNTIME.removeprefix('python')}" in makefile
+    package = makefile.split("\npackage:", 1)[1].split("\n\n", 1)[0]
+    assert "--python-version $(LAMBDA_PYTHON)" in package and "-c constraints.txt" in package
+    assert "--platform manylinux_2_28_x86_64" in package
 
 
 def test_the_state_machine_is_the_asl_file_with_every_placeholder_substituted(
