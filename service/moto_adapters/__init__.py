@@ -6,7 +6,7 @@
 | `event_delivery`    | EventBridge rules delivering to Lambda / Step Functions targets (retries, DLQ) |
 | `s3_events`         | S3's EventBridge "Object Created" / "Object Deleted" events, shaped as AWS's    |
 | `s3_conditional_writes` | S3 conditional PutObject (If-Match / If-None-Match) checking and writing at once |
-| `s3_replaced_reads` | S3 GetObject racing an overwrite or delete still returning a whole version       |
+| `s3_read_consistency` | S3 GetObject returning a whole version (racing an overwrite, a delete, its first ETag) |
 | `emf_metrics`       | CloudWatch Logs extracting Embedded Metric Format lines into metrics           |
 | `metric_percentiles` | CloudWatch GetMetricData answering percentiles (p50, p99, ...)                |
 | `cfn_state_machine` | CloudFormation state machines from `DefinitionS3Location` + substitutions     |
@@ -71,7 +71,7 @@ from service.moto_adapters import (  # noqa: E402 - only after the version check
     metric_percentiles,
     s3_conditional_writes,
     s3_events,
-    s3_replaced_reads,
+    s3_read_consistency,
     sagemaker_runtime,
     sagemaker_training,
     sagemaker_update_endpoint,
@@ -95,7 +95,7 @@ ADAPTERS = (
     event_delivery,
     s3_events,
     s3_conditional_writes,
-    s3_replaced_reads,
+    s3_read_consistency,
     sagemaker_runtime,
     emf_metrics,
     metric_percentiles,
@@ -169,7 +169,7 @@ def install_all(
         event_delivery.install(delivery)
         s3_events.install()
         s3_conditional_writes.install()
-        s3_replaced_reads.install()
+        s3_read_consistency.install()
         metric_percentiles.install()
         cfn_state_machine.install()
         sagemaker_update_endpoint.install()
@@ -200,7 +200,7 @@ def _uninstall_modules() -> None:
         cfn_state_machine,
         metric_percentiles,
         sagemaker_runtime,
-        s3_replaced_reads,
+        s3_read_consistency,
         s3_conditional_writes,
         s3_events,
         event_delivery,

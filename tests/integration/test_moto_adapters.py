@@ -1087,7 +1087,7 @@ def test_conditional_puts_of_one_version_let_exactly_one_write_win(
 def test_a_read_racing_a_replacement_returns_the_whole_version_it_found(
     aws: Aws, monkeypatch: pytest.MonkeyPatch, replacement: str
 ) -> None:
-    """s3_replaced_reads: a GetObject that found a version before another request overwrote or
+    """s3_read_consistency: a GetObject that found a version before another request overwrote or
     deleted it returns that version, as S3 does (moto alone closed its buffer: a 500).
     The injected fault: a read held between finding the object and reading its bytes."""
     from moto.s3.responses import S3Response
@@ -1115,3 +1115,62 @@ def test_a_read_racing_a_replacement_returns_the_whole_version_it_found(
             s3.delete_object(Bucket="replaced-reads", Key="record.json")
         replaced.set()
         assert read.result(timeout=30)["Body"].read() == b"the version read"
+
+
+def test_replaced_versions_stay_readable_for_the_grace_period_then_are_closed(
+    aws: Aws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """s3_read_consistency: a replaced version's buffer is not closed at once (a read may hold it),
+    nor kept open for ever (moto keeps every key object, so garbage collection never closes it)."""
+    from moto.core.models import DEFAULT_ACCOUNT_ID
+    from moto.s3.models import s3_backends
+
+    from service.moto_adapters import s3_read_consistency
+
+    monkeypatch.setattr(s3_read_consistency.retired, "grace_s", 0.3)
+    s3 = aws.server.client("s3")
+    s3.create_bucket(Bucket="grace-period")
+    backend = s3_backends[DEFAULT_ACCOUNT_ID]["aws"]
+    replaced = []
+    for n in range(5):
+        s3.put_object(Bucket="grace-period", Key="record.json", Body=f"version {n}".encode())
+        replaced.append(cast(Any, backend.get_object("grace-period", "record.json")))
+    assert [version.value for version in replaced[:-1]] == [f"version {n}".encode() for n in range(4)]
+    time.sleep(0.4)
+    s3.put_object(Bucket="grace-period", Key="record.json", Body=b"version 5")
+    assert all(version.disposed and version._value_buffer.closed for version in replaced[:-1])
+    assert replaced[-1].value == b"version 4", "replaced just now: still readable"
+    assert cast(Any, backend.get_object("grace-period", "record.json")).value == b"version 5"
+
+
+def test_a_read_racing_the_first_etag_of_its_version_gets_every_byte(aws: Aws) -> None:
+    """s3_read_consistency: moto computes a version's ETag on first use from the buffer its reads
+    share, without their lock. The injected fault: a buffer slow between a seek and a read, so the
+    ETag's pass and a read interleave."""
+    from moto.core.models import DEFAULT_ACCOUNT_ID
+    from moto.s3.models import s3_backends
+
+    class SlowSeekBuffer:
+        def __init__(self, buffer: Any) -> None:
+            self._buffer = buffer
+
+        def seek(self, *args: Any) -> Any:
+            position = self._buffer.seek(*args)
+            time.sleep(0.05)
+            return position
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._buffer, name)
+
+    s3 = aws.server.client("s3")
+    s3.create_bucket(Bucket="first-etag")
+    body = b"x" * 4096
+    backend = s3_backends[DEFAULT_ACCOUNT_ID]["aws"]
+    version: Any = backend.put_object("first-etag", "fresh.bin", body)  # the backend's put: no ETag yet
+    version._value_buffer = SlowSeekBuffer(version._value_buffer)
+    with ThreadPoolExecutor(2) as pool:
+        etag = pool.submit(lambda: version.etag)
+        time.sleep(0.01)
+        value = pool.submit(lambda: version.value)
+        assert value.result(timeout=10) == body
+        assert etag.result(timeout=10) == '"' + hashlib.md5(body).hexdigest() + '"'
