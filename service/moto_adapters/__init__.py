@@ -5,9 +5,10 @@
 | `lambda_runtime`    | Lambda Invoke running our Python handlers in-process (timeouts, errors, logs)  |
 | `event_delivery`    | EventBridge rules delivering to Lambda / Step Functions targets (retries, DLQ) |
 | `s3_events`         | S3's EventBridge "Object Created" / "Object Deleted" events, shaped as AWS's    |
-| `s3_conditional_writes` | S3 conditional PutObject (If-Match / If-None-Match) checking and writing at once |
-| `s3_read_consistency` | S3 GetObject returning a whole version (racing an overwrite, a delete, its first ETag) |
+| `s3_atomic_writes`  | S3 object writes one at a time: a conditional write checks and writes at once  |
+| `s3_read_consistency` | S3 GetObject returning a whole version (racing an overwrite, a delete, an ETag) |
 | `emf_metrics`       | CloudWatch Logs extracting Embedded Metric Format lines into metrics           |
+| `sfn_execution_names` | Step Functions StartExecution: one name starts one execution, even when raced  |
 | `metric_percentiles` | CloudWatch GetMetricData answering percentiles (p50, p99, ...)                |
 | `cfn_state_machine` | CloudFormation state machines from `DefinitionS3Location` + substitutions     |
 | `sagemaker_update_endpoint` | SageMaker UpdateEndpoint (a promotion swapping the endpoint's config)  |
@@ -69,12 +70,13 @@ from service.moto_adapters import (  # noqa: E402 - only after the version check
     jsonpath_cache,
     lambda_runtime,
     metric_percentiles,
-    s3_conditional_writes,
+    s3_atomic_writes,
     s3_events,
     s3_read_consistency,
     sagemaker_runtime,
     sagemaker_training,
     sagemaker_update_endpoint,
+    sfn_execution_names,
     task_clients,
 )
 from service.moto_adapters.event_delivery import (  # noqa: E402
@@ -94,8 +96,9 @@ ADAPTERS = (
     lambda_runtime,
     event_delivery,
     s3_events,
-    s3_conditional_writes,
+    s3_atomic_writes,
     s3_read_consistency,
+    sfn_execution_names,
     sagemaker_runtime,
     emf_metrics,
     metric_percentiles,
@@ -168,8 +171,9 @@ def install_all(
         lambda_runtime.install(runtime)
         event_delivery.install(delivery)
         s3_events.install()
-        s3_conditional_writes.install()
+        s3_atomic_writes.install()
         s3_read_consistency.install()
+        sfn_execution_names.install()
         metric_percentiles.install()
         cfn_state_machine.install()
         sagemaker_update_endpoint.install()
@@ -200,8 +204,9 @@ def _uninstall_modules() -> None:
         cfn_state_machine,
         metric_percentiles,
         sagemaker_runtime,
+        sfn_execution_names,
         s3_read_consistency,
-        s3_conditional_writes,
+        s3_atomic_writes,
         s3_events,
         event_delivery,
         lambda_runtime,

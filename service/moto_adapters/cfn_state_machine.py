@@ -54,6 +54,8 @@ def install() -> None:
     from moto.stepfunctions.responses import get_backend
     from moto.stepfunctions.utils import cfn_to_api_tags
 
+    uninstall()
+
     def create_from_cloudformation_json(
         resource_name: str, cloudformation_json: Any, account_id: str, region_name: str, **_: Any
     ) -> Any:

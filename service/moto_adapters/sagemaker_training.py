@@ -149,6 +149,7 @@ def run_training_job(account_id: str, job: Any, running: _Running | None = None)
 def install() -> None:
     from moto.sagemaker.models import SageMakerModelBackend
 
+    uninstall()  # a second install must not wrap twice (two runners per job)
     original = SageMakerModelBackend.create_training_job
 
     def create_training_job(self: Any, *args: Any, **kwargs: Any) -> Any:

@@ -45,6 +45,8 @@ def update_endpoint(backend: Any, endpoint_name: str, endpoint_config_name: str)
 def install() -> None:
     from moto.sagemaker.responses import SageMakerResponse
 
+    uninstall()
+
     def update_endpoint_action(self: Any) -> str:
         import json
 

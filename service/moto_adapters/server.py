@@ -53,19 +53,11 @@ STACK_CONFIG: Final[dict[str, Any]] = {
 _BIND_ATTEMPTS: Final = 3
 
 
-class _KeepAliveRequestHandler(MotoRequestHandler):
-    """(speed) HTTP/1.1: boto3 reuses its connections instead of opening one, and a thread, per request.
-
-    werkzeug's handler speaks HTTP/1.0 unless told otherwise, so moto 5.2.5's server closes every
-    connection after one response; the Step Functions interpreter, the handlers and the clients of
-    the stack then pay a TCP connect and a new server thread for each call.
-    """
-
-    protocol_version = "HTTP/1.1"
-
-
 class _CheckedMotoServer(ThreadedMotoServer):
-    """ThreadedMotoServer that keeps connections alive and whose `start()` reports a failure to bind."""
+    """ThreadedMotoServer whose `start()` reports a failure to bind.
+
+    (werkzeug closes every connection after its response, so clients in other processes connect per
+    request; those in the stack's process skip the socket: `in_process_transport`.)"""
 
     startup_error: BaseException | None = None
 
@@ -80,7 +72,7 @@ class _CheckedMotoServer(ThreadedMotoServer):
                 self._port,
                 DomainDispatcherApplication(create_backend_app),
                 threaded=True,
-                request_handler=_KeepAliveRequestHandler,
+                request_handler=MotoRequestHandler,
             )
             self._server_ready_event.set()
             self._server.serve_forever()

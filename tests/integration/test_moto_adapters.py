@@ -1043,7 +1043,7 @@ def test_a_training_job_past_its_runtime_or_at_stack_stop_ends_stopped(aws: Aws)
 def test_conditional_puts_of_one_version_let_exactly_one_write_win(
     aws: Aws, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """s3_conditional_writes: eight writers that all read the same ETag race If-Match puts; as on S3,
+    """s3_atomic_writes: eight writers that all read the same ETag race If-Match puts; as on S3,
     one write lands and the rest get 412 (moto alone let several pass its check, then overwrite).
     The injected fault: a slow write, which widens the gap between moto's check and its write."""
     import threading
@@ -1174,3 +1174,73 @@ def test_a_read_racing_the_first_etag_of_its_version_gets_every_byte(aws: Aws) -
         value = pool.submit(lambda: version.value)
         assert value.result(timeout=10) == body
         assert etag.result(timeout=10) == '"' + hashlib.md5(body).hexdigest() + '"'
+
+
+def test_concurrent_puts_to_a_versioned_key_each_keep_their_version(
+    aws: Aws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """s3_atomic_writes: every put that returned a version id has its version listed, as on S3
+    (moto alone read the key's version list, then wrote it back: one put could drop another's).
+    The injected fault: a slow read of the version list, which widens that gap."""
+    from moto.s3.utils import _VersionedKeyStore
+
+    read_versions = _VersionedKeyStore.getlist
+
+    def slow_read(self: Any, *args: Any, **kwargs: Any) -> Any:
+        versions = read_versions(self, *args, **kwargs)
+        time.sleep(0.01)
+        return versions
+
+    monkeypatch.setattr(_VersionedKeyStore, "getlist", slow_read)
+    s3 = aws.server.client("s3")
+    s3.create_bucket(Bucket="versioned-writes")
+    s3.put_bucket_versioning(Bucket="versioned-writes", VersioningConfiguration={"Status": "Enabled"})
+    start = threading.Barrier(6)
+
+    def put(n: int) -> str:
+        start.wait()
+        written = s3.put_object(Bucket="versioned-writes", Key="k", Body=f"writer {n}".encode())
+        return str(written["VersionId"])
+
+    with ThreadPoolExecutor(6) as pool:
+        returned = set(pool.map(put, range(6)))
+    listed = {v["VersionId"] for v in s3.list_object_versions(Bucket="versioned-writes")["Versions"]}
+    assert returned <= listed and len(listed) == 6
+
+
+def test_racing_starts_of_one_execution_name_start_one_execution(
+    aws: Aws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """sfn_execution_names: four StartExecution calls with one name (other inputs) race; as on AWS,
+    one starts and three get ExecutionAlreadyExists (moto alone checked, then added: several started).
+    The injected fault: a slow name check, which widens the gap between the check and the add."""
+    from botocore.exceptions import ClientError
+    from moto.stepfunctions.models import StateMachine
+
+    check_name = StateMachine._handle_name_input_idempotency
+
+    def slow_check(self: Any, *args: Any, **kwargs: Any) -> Any:
+        found = check_name(self, *args, **kwargs)
+        time.sleep(0.05)
+        return found
+
+    monkeypatch.setattr(StateMachine, "_handle_name_input_idempotency", slow_check)
+    machine = aws.sfn.create_state_machine(
+        name=aws.name("named-once"),
+        roleArn=ROLE_ARN,
+        definition=json.dumps({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}),
+    )["stateMachineArn"]
+    start = threading.Barrier(4)
+
+    def start_run(n: int) -> bool:
+        start.wait()
+        try:
+            aws.sfn.start_execution(stateMachineArn=machine, name="upload-v1", input=json.dumps({"n": n}))
+        except ClientError as error:
+            assert error.response["Error"]["Code"] == "ExecutionAlreadyExists"
+            return False
+        return True
+
+    with ThreadPoolExecutor(4) as pool:
+        assert sum(pool.map(start_run, range(4))) == 1
+    assert len(aws.sfn.list_executions(stateMachineArn=machine)["executions"]) == 1

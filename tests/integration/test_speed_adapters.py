@@ -154,20 +154,6 @@ def test_the_dispatch_cache_answers_what_moto_finds_on_disk(aws: LocalMotoServer
     assert "s3" in on_disk and "stepfunctions" in on_disk
 
 
-def test_the_server_keeps_a_connection_open_for_the_next_request(aws: LocalMotoServer) -> None:
-    import http.client
-
-    connection = http.client.HTTPConnection(aws.host, aws.port, timeout=10)
-    try:
-        for _ in range(3):  # an HTTP/1.0 server would close the socket after the first answer
-            connection.request("GET", "/")  # S3 ListBuckets, whatever state other tests left
-            response = connection.getresponse()
-            assert response.status == 200 and response.version == 11
-            response.read()
-    finally:
-        connection.close()
-
-
 def test_in_process_clients_skip_the_socket_and_get_the_same_answers(aws: LocalMotoServer) -> None:
     """Requests for the running server go straight to its WSGI app: bodies, errors and headers intact;
     requests for any other address are left to the network."""
