@@ -15,6 +15,7 @@ from handlers.settings import FunctionSettings
 from scones.objects import execution_arn, s3_version_selector, version_id_or_none
 from scones.reconcile import StoredObject
 from scones.steps import (
+    EndpointThrottled,
     EndpointUnavailable,
     ModelRejected,
     ObjectMissing,
@@ -167,7 +168,9 @@ class EndpointClassifier:
         except ClientError as error:
             code = error.response.get("Error", {}).get("Code", "")
             original = int(str(error.response.get("OriginalStatusCode") or 0))
-            if code == "ModelError" and 400 <= original < 500 and original != 429:
+            if code == "ThrottlingException" or original == 429:
+                raise EndpointThrottled(f"endpoint {self._endpoint_name}: {code or error}") from None
+            if code == "ModelError" and 400 <= original < 500:
                 raise ModelRejected(error.response.get("OriginalMessage") or str(error)) from None
             raise EndpointUnavailable(f"endpoint {self._endpoint_name}: {code or error}") from None
         except (BotoCoreError, ConnectionError, ReadTimeoutError) as error:

@@ -19,6 +19,7 @@ REASON_BY_ERROR: Final[dict[str, str]] = {
     "ObjectMissing": "object_missing",
     "ObjectSuperseded": "superseded",
     "EndpointUnavailable": "endpoint_unavailable",
+    "EndpointThrottled": "throttled",  # still throttled after minutes of retries
     "ModelRejected": "model_rejected",
     "TransientError": "transient_error",
     "States.Timeout": "timeout",

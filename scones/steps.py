@@ -39,6 +39,11 @@ class EndpointUnavailable(Exception):
     """The model endpoint is down, overloaded, timing out or answering 5xx: retried with backoff."""
 
 
+class EndpointThrottled(EndpointUnavailable):
+    """The endpoint refused for load (SageMaker's ThrottlingException, a 429): retried for minutes,
+    as a burst past its capacity (a serverless endpoint's MaxConcurrency) needs."""
+
+
 MAX_RECORD_BYTES = 1 << 20  # an outcome record is a few hundred bytes
 
 

@@ -215,6 +215,7 @@ def test_failures_are_recorded_with_a_reason_code_and_a_replay_reference() -> No
         ({"Error": "TransientError", "Cause": '{"errorType": "TransientError"}'}, "transient_error"),
         ({"Error": "States.TaskFailed", "Cause": "the task failed"}, "task_failed"),
         ({"Error": "Lambda.TooManyRequestsException", "Cause": "Rate Exceeded."}, "throttled"),
+        ({"Error": "EndpointThrottled", "Cause": "ThrottlingException"}, "throttled"),
         ({"Error": "SQS.SqsException", "Cause": "queue refused"}, "review_queue_unavailable"),
         ({"Error": "KeyError", "Cause": "boom"}, "internal_error"),
     ],
