@@ -111,6 +111,7 @@ def test_every_alarm_and_dashboard_line_watches_a_series_the_functions_publish(
         "0.85": ("notes.jpg", INVALID["notes.jpg"][0]()),
     }
     outcomes = []
+    stack.endpoint.faults.set("error", count=1)  # the first call fails (retried): EndpointErrors
     try:
         for threshold, (name, data) in phases.items():
             lam.update_function_configuration(

@@ -205,6 +205,8 @@ def test_alarms_watch_low_confidence_failures_dead_letters_and_latency(template:
         "ApproximateNumberOfMessagesVisible",
         "InferenceLatency",
         "UploadsExhausted",
+        "EndpointErrors",
+        "ApproximateAgeOfOldestMessage",
     } <= watched
     # the reconciler is the last net under lost runs: its failing must not go unnoticed
     reconciler = [
@@ -310,3 +312,32 @@ def test_every_metric_namespace_in_the_template_is_the_one_the_functions_publish
     in_dashboard = set(re.findall(r'\["([A-Za-z]+)", "[A-Za-z]+", "service"', text))
     published = set(re.findall(r"POWERTOOLS_METRICS_NAMESPACE: (\S+)", text))
     assert named == in_dashboard == published == {METRICS_NAMESPACE}, (named, in_dashboard, published)
+
+
+def test_every_function_has_its_log_group_with_a_retention(template: dict[str, Any]) -> None:
+    """Lambda makes `/aws/lambda/<function>` keeping every line for ever unless the stack makes it."""
+    groups = resources_of(template, "AWS::Logs::LogGroup")
+    named = {group["Properties"]["LogGroupName"]["Fn::Sub"]: group["Properties"] for group in groups.values()}
+    assert set(named) == {f"/aws/lambda/${{{spec.logical_id}}}" for spec in FUNCTIONS}
+    assert all(group["RetentionInDays"] == {"Ref": "LogRetentionInDays"} for group in named.values())
+
+
+def test_the_bucket_expires_what_only_grows_and_keeps_its_policy(template: dict[str, Any]) -> None:
+    rules = {
+        rule["Id"]: rule
+        for rule in template["Resources"]["DataBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    }
+    assert rules["AbortIncompleteUploads"]["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"] == 7
+    capture = rules["ExpireDataCapture"]
+    assert (capture["Prefix"], capture["ExpirationInDays"]) == (
+        "datacapture/",
+        {"Ref": "DataCaptureRetentionInDays"},
+    )
+    assert not any(
+        rule.get("Prefix", "").startswith(("inbox/", "results/", "review/", "failed/", "label"))
+        for rule in rules.values()
+    )
+    policy = template["Resources"]["DataBucketPolicy"]
+    assert policy["DeletionPolicy"] == policy["UpdateReplacePolicy"] == "Retain", (
+        "kept with the retained bucket"
+    )
