@@ -24,7 +24,7 @@ from scones.objects import OUTCOME_PREFIXES, NotAnUpload, ObjectRef, object_from
 from scones.outcomes import REPLAYABLE_REASONS, UNRECORDED
 from scones.steps import ExecutionStarter, ReplaysExhausted, replay_run, start_run
 from service.outcome_watch import list_record_keys
-from service.queues import receive_all
+from service.queues import receive_each
 
 
 @dataclass
@@ -134,7 +134,8 @@ def replay_failed(
         else:
             _replay(obj, starter, report)
     if sqs is not None and dead_letter_queue_url:
-        for message in receive_all(sqs, dead_letter_queue_url, visibility_s=60):
+        kept: list[str] = []  # released at the end: released now, they would be read again
+        for message in receive_each(sqs, dead_letter_queue_url, visibility_s=300):
             try:
                 body, obj = _upload_named_by(message["Body"])
             except ValueError as error:
@@ -148,13 +149,13 @@ def replay_failed(
                 sqs.delete_message(QueueUrl=dead_letter_queue_url, ReceiptHandle=message["ReceiptHandle"])
                 report.dead_letters_deleted += 1
             else:
-                sqs.change_message_visibility(
-                    QueueUrl=dead_letter_queue_url,
-                    ReceiptHandle=message["ReceiptHandle"],
-                    VisibilityTimeout=0,
-                )
+                kept.append(message["ReceiptHandle"])
+        for receipt in kept:
+            sqs.change_message_visibility(
+                QueueUrl=dead_letter_queue_url, ReceiptHandle=receipt, VisibilityTimeout=0
+            )
     if sqs is not None and event_dead_letter_queue_url:
-        for message in receive_all(sqs, event_dead_letter_queue_url, visibility_s=60):
+        for message in receive_each(sqs, event_dead_letter_queue_url, visibility_s=300):
             try:
                 undelivered = object_from_event(json.loads(message["Body"]))
             except (NotAnUpload, ValueError, KeyError, TypeError, AttributeError) as ignored:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from service.queues import receive_all
+from service.queues import receive_all, receive_each
 
 
 @dataclass
@@ -25,7 +25,11 @@ class SampledQueue:
         for server in servers:
             while server and len(batch) < request["MaxNumberOfMessages"]:
                 batch.append(server.pop(0))  # received: hidden for the visibility timeout
-        return {"Messages": [{"Body": body, "ReceiptHandle": body} for body in batch]} if batch else {}
+        return {"Messages": [_message(body) for body in batch]} if batch else {}
+
+
+def _message(body: str) -> dict[str, str]:
+    return {"Body": body, "ReceiptHandle": f"receipt-{body}", "MessageId": f"id-{body}"}
 
 
 def test_draining_a_queue_long_polls_so_no_waiting_message_is_missed() -> None:
@@ -37,3 +41,25 @@ def test_draining_a_queue_long_polls_so_no_waiting_message_is_missed() -> None:
 def test_a_short_poll_would_have_missed_them() -> None:
     queue = SampledQueue(on_other_servers=["m0"])
     assert receive_all(queue, "url", visibility_s=60, wait_s=0) == []
+
+
+@dataclass
+class LongQueue:
+    """A queue too long to read within the visibility timeout: once every message has been received,
+    the first ones are visible again and come back (here: round and round)."""
+
+    bodies: list[str]
+    received: int = 0
+
+    def receive_message(self, **request: Any) -> dict[str, Any]:
+        batch = [
+            self.bodies[(self.received + n) % len(self.bodies)] for n in range(request["MaxNumberOfMessages"])
+        ]
+        self.received += len(batch)
+        return {"Messages": [_message(body) for body in batch]}
+
+
+def test_reading_a_queue_stops_when_its_messages_come_round_again() -> None:
+    queue = LongQueue([f"m{i}" for i in range(25)])
+    read = [message["Body"] for message in receive_each(queue, "url", visibility_s=60)]
+    assert sorted(read) == sorted(queue.bodies), "each message once, and the reading ends"
