@@ -531,7 +531,9 @@ def destroy_actions(
     delete_data: bool = False,
 ) -> list[Action]:
     """Everything this service created, found by exact name or by its name and `service` tag; safe to
-    re-run (what is gone is skipped). The data bucket outlives the stack unless `delete_data`."""
+    re-run (what is gone is skipped). The data bucket outlives the stack unless `delete_data`: then
+    the endpoint (whose data capture writes to it) and the stack (whose functions do) are gone, waited
+    for, before the bucket is emptied."""
     actions: list[Action] = []
     if describe_endpoint(sagemaker, endpoint_name) is not None:
         actions.append(
@@ -539,7 +541,12 @@ def destroy_actions(
                 "delete",
                 "endpoint",
                 endpoint_name,
-                partial(sagemaker.delete_endpoint, EndpointName=endpoint_name),
+                partial(
+                    _delete_and_wait,
+                    sagemaker.delete_endpoint,
+                    sagemaker.get_waiter("endpoint_deleted") if delete_data else None,
+                    EndpointName=endpoint_name,
+                ),
             )
         )
     # configs before the models they name: (kind, as shown, its listing, the listing's key, delete call)
@@ -563,6 +570,20 @@ def destroy_actions(
         for summary in page["StackSummaries"]
         if summary["StackName"] == stack_name and summary["StackStatus"] != "DELETE_COMPLETE"
     ]
+    for name in stacks:
+        actions.append(
+            Action(
+                "delete",
+                "CloudFormation stack",
+                name,
+                partial(
+                    _delete_and_wait,
+                    cloudformation.delete_stack,
+                    cloudformation.get_waiter("stack_delete_complete") if delete_data else None,
+                    StackName=name,
+                ),
+            )
+        )
     if delete_data and _bucket_exists(s3, settings.bucket):
         actions.append(
             Action(
@@ -572,16 +593,14 @@ def destroy_actions(
         actions.append(
             Action("delete", "bucket", settings.bucket, partial(s3.delete_bucket, Bucket=settings.bucket))
         )
-    for name in stacks:
-        actions.append(
-            Action(
-                "delete",
-                "CloudFormation stack",
-                name,
-                partial(cloudformation.delete_stack, StackName=name),
-            )
-        )
     return actions
+
+
+def _delete_and_wait(delete: Callable[..., Any], waiter: Any | None, **name: str) -> None:
+    """Delete (an endpoint, a stack) and, given the waiter for its being gone, return once it is."""
+    delete(**name)
+    if waiter is not None:
+        waiter.wait(**name)
 
 
 def _bucket_exists(s3: Any, bucket: str) -> bool:
@@ -605,7 +624,15 @@ def _empty(s3: Any, bucket: str) -> None:
             for item in page.get(kind, [])
         ]
         if doomed:
-            s3.delete_objects(Bucket=bucket, Delete={"Objects": doomed, "Quiet": True})
+            refused = s3.delete_objects(Bucket=bucket, Delete={"Objects": doomed, "Quiet": True}).get(
+                "Errors", []
+            )
+            if refused:
+                first = refused[0]
+                raise RuntimeError(
+                    f"s3://{bucket}: {len(refused)} objects were not deleted "
+                    f"(first: {first.get('Key')}: {first.get('Code')} {first.get('Message')})"
+                )
 
 
 def _deployed_stack(cloudformation: Any, stack_name: str) -> dict[str, Any] | None:

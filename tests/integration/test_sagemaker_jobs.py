@@ -22,6 +22,7 @@ from service.sagemaker_jobs import (
     SageMakerSettings,
     SageMakerTrainer,
     SettingsError,
+    describe_endpoint,
     destroy_actions,
     endpoint_model_data_url,
     hosting_actions,
@@ -463,3 +464,34 @@ def test_without_endpoint_name_deploy_and_destroy_use_the_stacks_and_keep_its_se
     deploy_command = next(line for line in update.stdout.splitlines() if "cloudformation deploy" in line)
     assert "--parameter-overrides AlarmEmail=ops@example.com" in deploy_command
     assert "EndpointName" not in deploy_command and "ConfidenceThreshold" not in deploy_command
+
+
+def test_destroy_with_the_data_empties_the_bucket_last_once_the_writers_are_gone(
+    aws: LocalMotoServer,
+) -> None:
+    """The endpoint's data capture and the stack's functions write to the bucket: emptied while they
+    live, it could take new objects and refuse its deletion. Both are deleted and waited for first."""
+    sagemaker, cloudformation, s3 = aws.client("sagemaker"), aws.client("cloudformation"), aws.client("s3")
+    hosted(aws)
+    cloudformation.create_stack(
+        StackName="scones-writers",
+        TemplateBody=json.dumps({"Resources": {"Queue": {"Type": "AWS::SQS::Queue"}}}),
+    )
+    s3.create_bucket(Bucket="sm-written")
+    s3.put_object(Bucket="sm-written", Key="datacapture/a.jsonl", Body=b"{}")
+    actions = destroy_actions(
+        sagemaker,
+        cloudformation,
+        s3,
+        settings(bucket="sm-written"),
+        endpoint_name="scones-classifier",
+        stack_name="scones-writers",
+        delete_data=True,
+    )
+    kinds = [action.kind for action in actions]
+    assert kinds[0] == "endpoint" and kinds[-3:] == ["CloudFormation stack", "every object in", "bucket"], (
+        kinds
+    )
+    run(actions, dry_run=False)
+    assert "sm-written" not in {bucket["Name"] for bucket in s3.list_buckets()["Buckets"]}
+    assert describe_endpoint(sagemaker, "scones-classifier") is None
