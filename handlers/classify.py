@@ -11,7 +11,7 @@ from handlers.settings import ClassifySettings
 
 def build(environment: Mapping[str, str]) -> LambdaHandler:
     from handlers.aws import EndpointClassifier, client
-    from scones.steps import EndpointUnavailable, classify
+    from scones.steps import EndpointThrottled, EndpointUnavailable, classify
 
     settings = ClassifySettings.from_environment(environment)
     obs = observability(settings)
@@ -33,9 +33,11 @@ def build(environment: Mapping[str, str]) -> LambdaHandler:
         with obs.correlated(event):
             try:
                 state = classify(event, classifier)
-            except EndpointUnavailable:
-                with obs.metrics() as metrics:  # each failed attempt; the workflow retries it
-                    metrics.add_metric(name="EndpointErrors", unit=MetricUnit.Count, value=1)
+            except EndpointUnavailable as failed:
+                # each failed attempt (the workflow retries it); a throttled one apart: a burst is no fault
+                name = "EndpointThrottles" if isinstance(failed, EndpointThrottled) else "EndpointErrors"
+                with obs.metrics() as metrics:
+                    metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
                 raise
         latency_ms = state["timings_ms"]["classify"]
         with obs.metrics() as metrics:  # what the alarm and dashboard watch, whichever model serves

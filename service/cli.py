@@ -14,6 +14,7 @@ from typing import Any
 from scones.defaults import DEFAULT_ENDPOINT_NAME
 from scones.evaluation import DEFAULT_THRESHOLD
 from scones.model_store import ModelStore, NoModelError, default_home
+from workflow.names import DEFAULT_STACK_NAME
 
 
 def _print_json(document: object) -> None:
@@ -504,14 +505,22 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
 
 def _endpoint_name(args: argparse.Namespace) -> str:
-    """--endpoint-name, else the endpoint the stack's classify function calls, else the default name."""
-    from service.sagemaker_jobs import stack_parameters
+    """--endpoint-name, else the endpoint the stack's classify function calls, else (no stack named
+    `scones`) the default name. A named stack that is not there is an error: its endpoint is unknown,
+    and the default one may be another stack's."""
+    from service.sagemaker_jobs import SettingsError, stack_parameters
     from workflow.names import StackNames
 
     if args.endpoint_name:
         return str(args.endpoint_name)
     (cloudformation,) = _aws_clients(args, "cloudformation")
-    return stack_parameters(cloudformation, args.stack_name).get("EndpointName") or StackNames().endpoint
+    parameters = stack_parameters(cloudformation, args.stack_name)
+    deploying_the_stack = bool(getattr(args, "artifacts_bucket", None))  # a new one calls the default
+    if parameters is None and args.stack_name != DEFAULT_STACK_NAME and not deploying_the_stack:
+        raise SettingsError(
+            f"there is no stack {args.stack_name} to take the endpoint's name from: give --endpoint-name"
+        )
+    return (parameters or {}).get("EndpointName") or StackNames().endpoint
 
 
 def cmd_destroy(args: argparse.Namespace) -> int:
@@ -627,7 +636,9 @@ def _add_bucket_flags(command: argparse.ArgumentParser) -> None:
         "--bucket",
         help="the data bucket (default: the local stack's with an endpoint URL, else --stack-name's)",
     )
-    command.add_argument("--stack-name", default="scones", help="the deployed stack (default: scones)")
+    command.add_argument(
+        "--stack-name", default=DEFAULT_STACK_NAME, help=f"the deployed stack (default: {DEFAULT_STACK_NAME})"
+    )
 
 
 def _add_aws_flags(command: argparse.ArgumentParser) -> None:
@@ -767,7 +778,9 @@ def build_parser() -> argparse.ArgumentParser:
     review.add_argument(
         "--queue-url", help="default: the local stack's review queue, else --stack-name's (AWS)"
     )
-    review.add_argument("--stack-name", default="scones", help="the deployed stack (default: scones)")
+    review.add_argument(
+        "--stack-name", default=DEFAULT_STACK_NAME, help=f"the deployed stack (default: {DEFAULT_STACK_NAME})"
+    )
     review.add_argument("--limit", type=int, help="stop after this many items")
     review.add_argument("--web", action="store_true", help="serve a review page on 127.0.0.1 instead")
     review.add_argument("--port", type=int, default=8765, help="the review page's port (with --web)")

@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -63,6 +65,9 @@ def ensure_model(store: ModelStore, dataset: str | None) -> str:
     return version
 
 
+TEMPORARY_STACK = "so this demo runs on a temporary stack beside it (its uploads are not kept)"
+
+
 def kept_stack_folder() -> Path | None:
     """The stack folder `scones up` keeps (so it shows the demo's data later), or None (a temporary
     stack) while a running `scones up` holds it: checked first, before any staging or training."""
@@ -70,9 +75,22 @@ def kept_stack_folder() -> Path | None:
     try:
         DataDirLock(data_dir).release()
     except DataDirInUse as in_use:
-        print(f"{in_use}\nso this demo runs on a temporary stack beside it (its uploads are not kept)")
+        print(f"{in_use}\n{TEMPORARY_STACK}")
         return None
     return data_dir
+
+
+@contextmanager
+def demo_stack(store: ModelStore, threshold: float, data_dir: Path | None) -> Iterator[LocalStack]:
+    """The local stack on `data_dir`, or a temporary one if a `scones up` took the folder since the
+    check (staging and training take minutes)."""
+    with ExitStack() as running:
+        try:
+            stack = running.enter_context(LocalStack(store=store, threshold=threshold, data_dir=data_dir))
+        except DataDirInUse as in_use:
+            print(f"{in_use}\n{TEMPORARY_STACK}")
+            stack = running.enter_context(LocalStack(store=store, threshold=threshold))
+        yield stack
 
 
 def run_demo(
@@ -96,7 +114,7 @@ def run_demo(
         for i, image in enumerate(images)
     }
 
-    with LocalStack(store=store, threshold=threshold, data_dir=data_dir) as stack:
+    with demo_stack(store, threshold, data_dir) as stack:
         s3 = stack.client("s3", max_pool_connections=concurrency)
         bucket = stack.resources.bucket
         print(f"local stack up: S3 at {stack.aws_endpoint_url}, bucket {bucket}")

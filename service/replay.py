@@ -13,6 +13,7 @@ could not deliver (the rule's DLQ) start their upload's first run.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Collection
@@ -151,9 +152,11 @@ def replay_failed(
             else:
                 kept.append(message["ReceiptHandle"])
         for receipt in kept:
-            sqs.change_message_visibility(
-                QueueUrl=dead_letter_queue_url, ReceiptHandle=receipt, VisibilityTimeout=0
-            )
+            # a receipt older than its visibility timeout is refused: the letter is visible already
+            with contextlib.suppress(sqs.exceptions.ClientError):
+                sqs.change_message_visibility(
+                    QueueUrl=dead_letter_queue_url, ReceiptHandle=receipt, VisibilityTimeout=0
+                )
     if sqs is not None and event_dead_letter_queue_url:
         for message in receive_each(sqs, event_dead_letter_queue_url, visibility_s=300):
             try:

@@ -654,9 +654,11 @@ def stack_outputs(cloudformation: Any, stack_name: str) -> dict[str, str] | None
     )
 
 
-def stack_parameters(cloudformation: Any, stack_name: str) -> dict[str, str]:
-    """The deployed stack's parameter values by key; empty when there is no such stack."""
-    stack = _deployed_stack(cloudformation, stack_name) or {}
+def stack_parameters(cloudformation: Any, stack_name: str) -> dict[str, str] | None:
+    """The deployed stack's parameter values by key, or None when there is no such stack."""
+    stack = _deployed_stack(cloudformation, stack_name)
+    if stack is None:
+        return None
     return {
         parameter["ParameterKey"]: parameter.get("ParameterValue", "")
         for parameter in stack.get("Parameters", [])

@@ -422,7 +422,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from monitoring.review import export_labels
     from training.staging import stage, staged_before
     from training.train import add_hyperparameter_flags, hyperparameters_from
-    from workflow.names import StackNames
+    from workflow.names import DEFAULT_STACK_NAME, StackNames
 
     parser = argparse.ArgumentParser(
         description=(__doc__ or "").split("\n\n")[0].removeprefix("training/retrain.py: ").replace("\n", " ")
@@ -437,7 +437,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--bucket",
         help="the data bucket (default: the local stack's with --endpoint-url, else --stack-name's)",
     )
-    parser.add_argument("--stack-name", default="scones", help="the deployed stack (default: scones)")
+    parser.add_argument(
+        "--stack-name", default=DEFAULT_STACK_NAME, help=f"the deployed stack (default: {DEFAULT_STACK_NAME})"
+    )
     parser.add_argument("--endpoint-url", default=os.environ.get("AWS_ENDPOINT_URL"))
     parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD)
     parser.add_argument("--tolerance", type=float, default=0.0, help="how much worse a gated metric may be")

@@ -21,6 +21,8 @@ class FunctionSpec:
     memory_mb: int
 
 
+DEFAULT_STACK_NAME: Final = "scones"  # the CloudFormation stack the AWS commands look for
+
 # Lambda's Python: Amazon Linux 2023 (glibc 2.34), which takes the manylinux_2_28 wheels that
 # constraints.txt pins (python3.11 runs on Amazon Linux 2: manylinux2014 only, older releases).
 LAMBDA_RUNTIME: Final = "python3.12"

@@ -32,7 +32,7 @@ WRITE_DISPATCHERS = (
 )
 
 _patches = PatchSet("s3_atomic_writes")
-_writes = threading.RLock()  # reentrant: a write's event delivery may write again on its thread
+_writes = threading.RLock()  # reentrant: safe should a write path ever write again on its thread
 
 
 def install() -> None:

@@ -337,3 +337,41 @@ def test_an_upload_replayed_to_the_limit_is_reported_and_the_others_still_replay
     finally:
         for obj in objects:
             s3.delete_object(Bucket=obj.bucket, Key=obj.outcome_key("failed"))
+
+
+def test_a_letter_whose_receipt_went_stale_does_not_stop_the_replay(stack: LocalStack) -> None:
+    """A DLQ read for longer than its visibility timeout: SQS refuses the release of a letter kept
+    from the start (its receipt is stale). The replay goes on to the undelivered events, and reports.
+    The injected fault: every release refused."""
+    from botocore.exceptions import ClientError
+
+    sqs = stack.client("sqs")
+    sqs.send_message(QueueUrl=stack.resources.dead_letter_queue_url, MessageBody="kept: no letter of ours")
+    refused: list[str] = []
+
+    def stale_receipt(**request: Any) -> None:
+        refused.append(request["ReceiptHandle"])
+        raise ClientError(
+            {"Error": {"Code": "ReceiptHandleIsInvalid", "Message": "stale"}}, "ChangeMessageVisibility"
+        )
+
+    sqs.change_message_visibility = stale_receipt
+    report = replay_failed(
+        stack.client("s3"),
+        StepFunctionsStarter(stack.client("stepfunctions"), stack.resources.state_machine_arn),
+        stack.resources.bucket,
+        sqs=sqs,
+        dead_letter_queue_url=stack.resources.dead_letter_queue_url,
+        event_dead_letter_queue_url=stack.resources.event_dead_letter_queue_url,
+    )
+    assert refused and any("not a dead letter" in why for why in report.unreadable.values()), report
+    queue, fresh = stack.resources.dead_letter_queue_url, stack.client("sqs")
+    for receipt in refused:  # leave the queue as the other tests expect it
+        fresh.change_message_visibility(QueueUrl=queue, ReceiptHandle=receipt, VisibilityTimeout=0)
+    for message in fresh.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", []):
+        if message["Body"] == "kept: no letter of ours":
+            fresh.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
+        else:
+            fresh.change_message_visibility(
+                QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+            )

@@ -298,8 +298,11 @@ def test_deploy_checks_its_endpoint_settings_before_the_stack_and_destroy_needs_
     deploy = _cli(aws, "deploy", "--artifacts-bucket", "artifacts", "--model-data", model_data, "--dry-run")
     assert deploy.returncode == 2 and "needs --role and --serving-image" in deploy.stderr
     assert "upload" not in deploy.stdout, "nothing was planned, let alone run"
-    destroy = _cli(aws, "destroy", "--dry-run", "--stack-name", "never-deployed")
+    destroy = _cli(aws, "destroy", "--dry-run", "--stack-name", "never-deployed", "--endpoint-name", "e")
     assert destroy.returncode == 0, destroy.stderr
+    # without the name: the default endpoint may be another stack's, so it is asked for, not guessed
+    guessed = _cli(aws, "destroy", "--dry-run", "--stack-name", "never-deployed")
+    assert guessed.returncode != 0 and "give --endpoint-name" in guessed.stderr, guessed.stderr
 
 
 def test_region_flag_is_where_the_commands_look(aws: LocalMotoServer) -> None:

@@ -65,3 +65,18 @@ def test_the_demo_runs_on_a_temporary_stack_while_scones_up_holds_the_kept_one(
     finally:
         running.release()
     assert kept_stack_folder() == tmp_path / "stack"
+
+
+def test_a_demo_whose_folder_was_taken_after_the_check_runs_on_a_temporary_stack(
+    tmp_path: Path, model_store: ModelStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A `scones up` started while the demo staged and trained: the demo still runs, beside it."""
+    from service.demo import demo_stack
+
+    running = DataDirLock(tmp_path / "stack")
+    try:
+        with demo_stack(model_store, 0.85, tmp_path / "stack") as stack:
+            assert stack.data_dir is None and stack.info is not None
+        assert "runs on a temporary stack" in capsys.readouterr().out
+    finally:
+        running.release()
