@@ -23,6 +23,7 @@ from service.replay import replay_failed
 from tests.e2e.settle import dead_letters, quiet
 from training.staging import StagedDataset
 from workflow.definitions import STATE_MACHINE_FILE
+from workflow.names import METRICS_NAMESPACE
 
 ROOT = Path(__file__).parents[2]
 
@@ -95,6 +96,10 @@ def test_short_endpoint_faults_are_retried_into_a_normal_outcome(
     record = outcomes(stack, [key])[key]
     assert record["outcome"] in {"accepted", "review"}
     assert stack.endpoint.faults.injected - injected == count
+    quiet(stack)  # each failed attempt is counted, a throttled one apart (a burst is no fault)
+    counted = {"error": "EndpointErrors", "throttle": "EndpointThrottles"}[mode]
+    listed = stack.client("cloudwatch").list_metrics(Namespace=METRICS_NAMESPACE, MetricName=counted)
+    assert listed["Metrics"], f"{counted} was not published"
 
 
 def test_a_request_the_model_refuses_fails_as_model_rejected_and_is_not_replayed(
