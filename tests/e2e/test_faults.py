@@ -19,7 +19,7 @@ from handlers.aws import StepFunctionsStarter
 from scones.objects import ObjectRef
 from service.local_stack import LocalStack
 from service.outcome_watch import list_record_keys, object_key_of, wait_for_outcomes
-from service.replay import replay_failed
+from service.replay import ReplayReport, replay_failed
 from tests.e2e.settle import dead_letters, quiet
 from training.staging import StagedDataset
 from workflow.definitions import STATE_MACHINE_FILE
@@ -68,15 +68,20 @@ def settled_outcomes(stack: LocalStack, keys: list[str]) -> dict[str, list[str]]
     return {key: found.get(key, []) for key in keys}
 
 
-def replay(stack: LocalStack) -> dict[str, str]:
-    report = replay_failed(
+def replay_report(stack: LocalStack, sqs: Any = None, *, undelivered: bool = True) -> ReplayReport:
+    """`scones replay` on the stack: its failure records, its DLQ and (unless told) undelivered events."""
+    return replay_failed(
         stack.client("s3"),
         StepFunctionsStarter(stack.client("stepfunctions"), stack.resources.state_machine_arn),
         stack.resources.bucket,
-        sqs=stack.client("sqs"),
+        sqs=sqs or stack.client("sqs"),
         dead_letter_queue_url=stack.resources.dead_letter_queue_url,
+        event_dead_letter_queue_url=stack.resources.event_dead_letter_queue_url if undelivered else None,
     )
-    return report.replayed
+
+
+def replay(stack: LocalStack) -> dict[str, str]:
+    return replay_report(stack, undelivered=False).replayed
 
 
 def set_environment(stack: LocalStack, function: str, **variables: str) -> dict[str, str]:
@@ -271,14 +276,7 @@ def test_replay_says_what_it_cannot_read_or_start_and_deletes_no_letter_unread(s
     sqs.send_message(
         QueueUrl=stack.resources.event_dead_letter_queue_url, MessageBody=json.dumps(not_an_upload)
     )
-    report = replay_failed(
-        stack.client("s3"),
-        StepFunctionsStarter(stack.client("stepfunctions"), stack.resources.state_machine_arn),
-        stack.resources.bucket,
-        sqs=sqs,
-        dead_letter_queue_url=stack.resources.dead_letter_queue_url,
-        event_dead_letter_queue_url=stack.resources.event_dead_letter_queue_url,
-    )
+    report = replay_report(stack, sqs)
     assert any("not a dead letter" in why for why in report.unreadable.values()), report
     assert any("names no bucket or key" in why for why in report.events_ignored.values()), report
     left = sqs.receive_message(QueueUrl=stack.resources.dead_letter_queue_url, MaxNumberOfMessages=10)
@@ -361,14 +359,7 @@ def test_a_letter_whose_receipt_went_stale_does_not_stop_the_replay(stack: Local
         )
 
     sqs.change_message_visibility = stale_receipt
-    report = replay_failed(
-        stack.client("s3"),
-        StepFunctionsStarter(stack.client("stepfunctions"), stack.resources.state_machine_arn),
-        stack.resources.bucket,
-        sqs=sqs,
-        dead_letter_queue_url=stack.resources.dead_letter_queue_url,
-        event_dead_letter_queue_url=stack.resources.event_dead_letter_queue_url,
-    )
+    report = replay_report(stack, sqs)
     assert refused and any("not a dead letter" in why for why in report.unreadable.values()), report
     queue, fresh = stack.resources.dead_letter_queue_url, stack.client("sqs")
     for receipt in refused:  # leave the queue as the other tests expect it
