@@ -101,12 +101,12 @@ def run_demo(
     timeout_s: float = 600.0,
     concurrency: int = 8,
 ) -> dict[str, Any]:
-    from training.staging import stage
+    from training.staging import stage_or_reuse
 
     data_dir = kept_stack_folder()
     store = ModelStore.default()
     version = ensure_model(store, dataset)
-    staged = stage(dataset, default_home() / "data", cache_dir=default_home() / "cache")
+    staged = stage_or_reuse(dataset, default_home() / "data", cache_dir=default_home() / "cache")
     images = read_labeled_folder(staged.split_dir("test"))
     run = uuid.uuid4().hex[:8]
     labels = {

@@ -26,11 +26,11 @@ def train_and_publish(
     hyperparameters: Hyperparameters | None = None,
 ) -> ModelMetadata:
     """Stage, train (with the recipe's defaults unless overridden), export, publish and make it current."""
-    from training.staging import stage
+    from training.staging import stage_or_reuse
     from training.train import Hyperparameters, train
 
     started = time.perf_counter()
-    staged = stage(dataset, data_dir or default_home() / "data", cache_dir=default_home() / "cache")
+    staged = stage_or_reuse(dataset, data_dir or default_home() / "data", cache_dir=default_home() / "cache")
     hp = hyperparameters or Hyperparameters()
     with tempfile.TemporaryDirectory(prefix="scones-model-") as output:
         model_dir = Path(output)

@@ -420,7 +420,7 @@ def sagemaker_engine(args: argparse.Namespace, sagemaker: Any, s3: Any, scratch:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from monitoring.review import export_labels
-    from training.staging import stage, staged_before
+    from training.staging import stage_or_reuse
     from training.train import add_hyperparameter_flags, hyperparameters_from
     from workflow.names import DEFAULT_STACK_NAME, StackNames
 
@@ -477,8 +477,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     data_dir = default_home() / "data"
     # with no source named, the data `scones train`/`make demo` staged: retraining needs no download
-    reuse = None if args.dataset or os.environ.get("SCONES_DATASET") else staged_before(data_dir)
-    staged = reuse or stage(args.dataset, data_dir, cache_dir=default_home() / "cache")
+    staged = stage_or_reuse(args.dataset, data_dir, cache_dir=default_home() / "cache")
     endpoint = {"endpoint_url": args.endpoint_url} if args.endpoint_url else {}
     s3 = boto3.client("s3", region_name=args.region, **endpoint)
     args.bucket = data_bucket(

@@ -203,6 +203,18 @@ def staged_before(out_dir: Path) -> StagedDataset | None:
     return StagedDataset(root=out_dir, counts=recorded["counts"], sha256=recorded["sha256"])
 
 
+def stage_or_reuse(
+    source: str | Path | None, out_dir: Path, *, cache_dir: Path | None = None
+) -> StagedDataset:
+    """`stage`, except that with no source named (no `source`, no $SCONES_DATASET) the data a complete
+    staging left in `out_dir` is used as it is: offline, no download."""
+    if source is None and not os.environ.get("SCONES_DATASET"):
+        reuse = staged_before(out_dir)
+        if reuse is not None:
+            return reuse
+    return stage(source, out_dir, cache_dir=cache_dir)
+
+
 def stage(source: str | Path | None, out_dir: Path, *, cache_dir: Path | None = None) -> StagedDataset:
     """Stage from a local folder, a local archive file, or an archive URL (default: the official one).
 

@@ -30,6 +30,7 @@ from training.staging import (
     images_from_archive,
     md5_of,
     stage,
+    stage_or_reuse,
     staged_before,
     upload,
 )
@@ -367,6 +368,21 @@ def test_what_was_staged_before_is_found_whole_or_not_at_all(
     assert again is not None and (again.counts, again.sha256) == (first.counts, first.sha256)
     shutil.rmtree(tmp_path / "staged" / "test")
     assert staged_before(tmp_path / "staged") is None, "a damaged stage is not taken for one"
+
+
+def test_with_no_source_named_the_staged_copy_is_used_offline(
+    archive: FakeArchive, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`scones demo` or `scones train` in a shell without SCONES_DATASET, after `make demo` staged:
+    no download (the official archive is out of reach offline); a source named is staged again."""
+    monkeypatch.setenv("SCONES_DATASET_MD5", archive.md5)
+    monkeypatch.delenv("SCONES_DATASET", raising=False)
+    first = stage(archive.path, tmp_path / "staged")
+    reused = stage_or_reuse(None, tmp_path / "staged", cache_dir=tmp_path / "no-cache")
+    assert (reused.counts, reused.sha256) == (first.counts, first.sha256)
+    assert not (tmp_path / "no-cache").exists(), "nothing was downloaded"
+    (tmp_path / "staged" / "staged.json").unlink()  # an incomplete stage: staged anew from the source
+    assert stage_or_reuse(archive.path, tmp_path / "staged").sha256 == first.sha256
 
 
 def test_stage_of_an_unknown_source_is_rejected(tmp_path: Path) -> None:
