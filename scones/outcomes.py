@@ -47,6 +47,10 @@ REPLAYABLE_REASONS: Final = frozenset(
 )
 
 
+# Every reason a failure record can carry besides the upload's own faults (`ImageRejected` reasons).
+FAILURE_REASONS: Final = frozenset({*REASON_BY_ERROR.values(), *REPLAYABLE_REASONS})
+
+
 class OutcomeRecord(BaseModel):
     """What happened to one object version. Written under `results/`, `review/` or `failed/`."""
 

@@ -16,6 +16,8 @@ from scones.evaluation import DEFAULT_THRESHOLD
 from scones.model_store import ModelStore, NoModelError, default_home
 from workflow.names import DEFAULT_STACK_NAME
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")  # the template's LogLevel values
+
 
 def _print_json(document: object) -> None:
     print(json.dumps(document, indent=2))
@@ -668,6 +670,18 @@ def _probability(text: str) -> float:
     return value
 
 
+def _reason_code(text: str) -> str:
+    from typing import get_args
+
+    from scones.outcomes import FAILURE_REASONS
+    from scones.preprocessing import RejectReason
+
+    known = FAILURE_REASONS | set(get_args(RejectReason))
+    if text not in known:
+        raise argparse.ArgumentTypeError(f"{text} is no reason code (one of: {', '.join(sorted(known))})")
+    return text
+
+
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -746,8 +760,10 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--port", type=int, default=4566, help="the AWS endpoint's port on 127.0.0.1 (0: any free)"
     )
-    up.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD)
-    up.add_argument("--log-level", default="INFO", help="the functions' log level")
+    up.add_argument("--threshold", type=_probability, default=DEFAULT_THRESHOLD)
+    up.add_argument(
+        "--log-level", type=str.upper, choices=LOG_LEVELS, default="INFO", help="the functions' log level"
+    )
     up.add_argument(
         "--data-dir",
         type=Path,
@@ -814,7 +830,7 @@ def build_parser() -> argparse.ArgumentParser:
     deploy.add_argument("--artifacts-bucket", help="deploy the stack: the S3 bucket for packaged code")
     deploy.add_argument(
         "--threshold",
-        type=float,
+        type=_probability,
         help=f"the stack's confidence threshold (default: kept on an update, {DEFAULT_THRESHOLD} when new)",
     )
     deploy.add_argument("--alarm-email", help="subscribe this address to the stack's alarms")
@@ -879,6 +895,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument(
         "--reason",
         action="append",
+        type=_reason_code,
         help="replay failures with this reason code (repeatable; default: the infrastructure's failures)",
     )
     replay.add_argument("--wait", action="store_true", help="wait for the replayed runs to finish")
@@ -887,7 +904,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="the one-shot main job on the embedded local default")
     demo.add_argument("--dataset", help=dataset_help)
-    demo.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD)
+    demo.add_argument("--threshold", type=_probability, default=DEFAULT_THRESHOLD)
     demo.add_argument("--summary", type=Path, help="also write the summary as JSON here")
     demo.set_defaults(handler=cmd_demo)
     return parser

@@ -171,3 +171,22 @@ def test_models_options_go_before_or_after_the_subcommand(arguments: list[str]) 
 
     parsed = build_parser().parse_args(arguments)
     assert (parsed.endpoint_url, parsed.stack_name, parsed.bucket) == ("http://127.0.0.1:9", "prod", None)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "refusal"),
+    [
+        (["up", "--log-level", "bogus"], "invalid choice"),  # the functions would not start at all
+        (["up", "--threshold", "1.5"], "not a probability"),
+        (["demo", "--threshold", "-0.1"], "not a probability"),
+        (["replay", "--reason", "bogus"], "no reason code"),
+    ],
+)
+def test_a_bad_flag_value_is_refused_before_anything_starts(
+    arguments: list[str], refusal: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from service.cli import build_parser
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(arguments)
+    assert refusal in capsys.readouterr().err

@@ -347,3 +347,9 @@ def test_the_bucket_expires_what_only_grows_and_keeps_its_policy(template: dict[
     assert policy["DeletionPolicy"] == policy["UpdateReplacePolicy"] == "Retain", (
         "kept with the retained bucket"
     )
+
+
+def test_the_local_stacks_log_levels_are_the_templates(template: dict[str, Any]) -> None:
+    from service.cli import LOG_LEVELS
+
+    assert tuple(template["Parameters"]["LogLevel"]["AllowedValues"]) == LOG_LEVELS
