@@ -65,7 +65,11 @@ def ensure_model(store: ModelStore, dataset: str | None) -> str:
     return version
 
 
-TEMPORARY_STACK = "so this demo runs on a temporary stack beside it (its uploads are not kept)"
+def say_temporary(in_use: DataDirInUse) -> None:
+    print(
+        f"{in_use.folder} is held by a running local stack ({in_use.holder}): the demo runs on a temporary"
+        " stack beside it (its uploads are not kept)"
+    )
 
 
 def kept_stack_folder() -> Path | None:
@@ -75,7 +79,7 @@ def kept_stack_folder() -> Path | None:
     try:
         DataDirLock(data_dir).release()
     except DataDirInUse as in_use:
-        print(f"{in_use}\n{TEMPORARY_STACK}")
+        say_temporary(in_use)
         return None
     return data_dir
 
@@ -88,7 +92,7 @@ def demo_stack(store: ModelStore, threshold: float, data_dir: Path | None) -> It
         try:
             stack = running.enter_context(LocalStack(store=store, threshold=threshold, data_dir=data_dir))
         except DataDirInUse as in_use:
-            print(f"{in_use}\n{TEMPORARY_STACK}")
+            say_temporary(in_use)
             stack = running.enter_context(LocalStack(store=store, threshold=threshold))
         yield stack
 
@@ -115,6 +119,7 @@ def run_demo(
     }
 
     with demo_stack(store, threshold, data_dir) as stack:
+        data_dir = stack.data_dir  # None: a temporary stack
         s3 = stack.client("s3", max_pool_connections=concurrency)
         bucket = stack.resources.bucket
         print(f"local stack up: S3 at {stack.aws_endpoint_url}, bucket {bucket}")
@@ -141,7 +146,8 @@ def run_demo(
         }
         stack.wait_quiet(60)  # each function publishes its counts as its invocation ends
         metrics = metrics_matching(stack, outcomes | {"received": len(labels)}, window_start)
-        report_dir = default_home() / "report"
+        # a temporary stack's report apart: the kept demo's report stays what `scones up` shows
+        report_dir = default_home() / ("report" if data_dir is not None else f"report-{run}")
         write_report(s3, bucket, report_dir, last=len(labels))
 
     latencies, correct, classified = [], 0, 0
@@ -174,7 +180,7 @@ def run_demo(
         "metrics_match_outcomes": all(metrics[o] == outcomes[o] for o in outcomes)
         and metrics["received"] == len(labels),
         "report": str(report_dir / "index.html"),
-        "data_dir": str(data_dir),
+        "data_dir": None if data_dir is None else str(data_dir),
     }
     print(
         f"\n{summary['uploaded']} uploaded: {outcomes['accepted']} accepted, "
@@ -195,7 +201,12 @@ def run_demo(
         f"{metrics['review']} review, {metrics['failed']} failed "
         f"({'equal to' if summary['metrics_match_outcomes'] else 'DIFFERENT FROM'} the outcome records)"
     )
-    print(f"report: {summary['report']}; the demo's data stays in {data_dir} (see it again with `scones up`)")
+    kept = (
+        f"the demo's data stays in {data_dir} (see it again with `scones up`)"
+        if data_dir is not None
+        else "the demo's data was not kept (a temporary stack)"
+    )
+    print(f"report: {summary['report']}; {kept}")
     if summary_path is not None:
         summary_path.write_text(json.dumps(summary, indent=2) + "\n")
         print(f"summary written to {summary_path}")

@@ -56,6 +56,12 @@ class StackInfo:
 class DataDirInUse(RuntimeError):
     """Another local stack holds the data folder."""
 
+    def __init__(self, folder: Path, holder: str) -> None:
+        super().__init__(
+            f"{folder} is in use by another local stack ({holder}): stop it, or give another --data-dir"
+        )
+        self.folder, self.holder = folder, holder
+
 
 class DataDirLock:
     """An exclusive lock on a stack's data folder for the life of the stack: two stacks saving to one
@@ -72,9 +78,7 @@ class DataDirLock:
             self._file.seek(0)
             holder = self._file.read().strip() or "another process"
             self._file.close()
-            raise DataDirInUse(
-                f"{data_dir} is in use by another local stack ({holder}): stop it, or give another --data-dir"
-            ) from None
+            raise DataDirInUse(data_dir, holder) from None
         self._file.truncate(0)
         self._file.write(f"pid {os.getpid()}")
         self._file.flush()
