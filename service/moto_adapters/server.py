@@ -53,6 +53,10 @@ STACK_CONFIG: Final[dict[str, Any]] = {
 _BIND_ATTEMPTS: Final = 3
 
 
+class PortUnavailable(OSError):
+    """The server's port is taken (or not ours to bind)."""
+
+
 class _CheckedMotoServer(ThreadedMotoServer):
     """ThreadedMotoServer whose `start()` reports a failure to bind.
 
@@ -186,8 +190,10 @@ def start_moto_server(
                 in_process_transport.install(HOST, int(chosen), server.wsgi_app())
                 return LocalMotoServer(server, adapters, restore, previous_port, previous_log_level)
             if port is not None or attempt == _BIND_ATTEMPTS:
-                raise RuntimeError(
-                    f"moto server could not listen on {HOST}:{chosen}"
+                why = "" if isinstance(server.startup_error, SystemExit) else f" ({server.startup_error})"
+                raise PortUnavailable(  # (werkzeug says why on stderr, then exits: SystemExit)
+                    f"the local AWS stack could not listen on {HOST}:{chosen}{why}: is another `scones up`"
+                    " running? (--port picks another port, 0 any free one)"
                 ) from server.startup_error
         raise AssertionError("unreachable")
     except BaseException:

@@ -190,3 +190,24 @@ def test_a_bad_flag_value_is_refused_before_anything_starts(
     with pytest.raises(SystemExit):
         build_parser().parse_args(arguments)
     assert refusal in capsys.readouterr().err
+
+
+def test_scones_up_on_a_taken_port_says_so_in_one_line(model_store: Any) -> None:
+    """A second `scones up` (or anything on the port): one line naming the port and the way out."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        completed = subprocess.run(
+            [SCONES, "up", "--ephemeral", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            env=os.environ | {"SCONES_HOME": str(model_store.root.parent)},
+        )
+    assert completed.returncode == 1
+    assert f"could not listen on 127.0.0.1:{port}" in completed.stderr and "--port" in completed.stderr
+    assert "Traceback" not in completed.stderr, completed.stderr
