@@ -183,6 +183,11 @@ class Reviewer:
         body: bytes = response["Body"].read()
         return body
 
+    def discard(self, item: ReviewItem) -> None:
+        """Take off the queue an item whose version is gone: it can never be labeled (a label goes with
+        the very bytes reviewed); its `review/` record stays the upload's outcome."""
+        self._delete(item)
+
     def skip(self, item: ReviewItem) -> None:
         """Leave the item for later: it stays hidden from this session and returns when `release()` runs."""
         self._held[item.receipt_handle] = item.received_at  # hidden since it was received
@@ -237,7 +242,7 @@ class Reviewer:
         # read by version (If-Match) and written below: a copy could race an overwrite
         data = self.image(item)
         if data is None:
-            self._delete(item)
+            self.discard(item)
             return False
         # the image first: a label document never names a copy that is not there (a failed write
         # leaves the message queued, and the next session writes both)
@@ -316,7 +321,7 @@ def _review(
         data = reviewer.image(item)
         if data is None:
             tally.gone.append(item.obj.key)
-            reviewer.skip(item)
+            reviewer.discard(item)  # skipped, it would come back every session for ever
             continue
         path = (thumbnails / safe_file_name(item.obj.key, item.obj.etag)).with_suffix(".png")
         thumbnail: Path | None = path

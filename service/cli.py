@@ -414,6 +414,8 @@ def cmd_review(args: argparse.Namespace) -> int:
         f"labeled {len(tally.labeled)}, skipped {len(tally.skipped)}, "
         f"already labeled by someone else {len(tally.already_labeled)}, image gone {len(tally.gone)}"
     )
+    if tally.gone:
+        print(f"taken off the queue, their reviewed version deleted or overwritten: {', '.join(tally.gone)}")
     if reviewer.malformed:
         print(f"left on the queue, not outcome records: messages {', '.join(reviewer.malformed)}")
     return 0

@@ -158,3 +158,30 @@ def test_a_failed_image_copy_leaves_no_label_and_the_item_queued(review: Review,
         "motorcycle": 0,
         "missing": 1,
     }
+
+
+def test_a_review_session_takes_an_item_whose_version_is_gone_off_the_queue(
+    review: Review, tmp_path: Path
+) -> None:
+    """Skipped, an item that can never be labeled came back every session (and aged into the
+    week-old review alarm); it is named in the tally and taken off, its review/ record kept."""
+    from monitoring.review import review_queue
+
+    s3, sqs, queue = review.s3, review.sqs, review.queue
+    put = s3.put_object(Bucket="data", Key="inbox/overwritten.jpg", Body=b"the reviewed bytes")
+    record = {
+        "bucket": "data",
+        "key": "inbox/overwritten.jpg",
+        "etag": put["ETag"].strip('"'),
+        "label": "bicycle",
+    }
+    sqs.send_message(QueueUrl=queue, MessageBody=json.dumps(record))
+    s3.put_object(Bucket="data", Key="inbox/overwritten.jpg", Body=b"new bytes, a run of their own")
+
+    def never_asked(*_: Any) -> Any:
+        raise AssertionError("a gone version is not shown")
+
+    tally = review_queue(Reviewer(s3, sqs, queue, visibility_s=30), never_asked, tmp_path)
+    assert tally.gone == ["inbox/overwritten.jpg"]
+    again = review_queue(Reviewer(s3, sqs, queue, visibility_s=30), never_asked, tmp_path)
+    assert again.gone == [], "not back on the queue"
