@@ -616,7 +616,8 @@ def cmd_models(args: argparse.Namespace) -> int:
             metrics = ModelMetadata.read(store.path(version)).metrics.get("test", {})
             accuracy = metrics.get("accuracy")
             shown = f"test accuracy {accuracy:.4f}" if isinstance(accuracy, float) else ""
-            status = f"{statuses.get(version, 'unregistered'):<12}  " if registry else ""
+            known = registry is not None and entries is not None  # None: the registry was out of reach
+            status = f"{statuses.get(version, 'unregistered'):<12}  " if known else ""
             print(f"{'*' if version == current else ' '} {version}  {status}{shown}")
     return 0
 
@@ -938,12 +939,17 @@ def user_error(error: Exception) -> str | None:
     """One line for the errors a user meets (a wrong path, a stack that is not running, a missing
     bucket or queue, bad data); None for anything else, which is a bug and keeps its traceback."""
     from boto3.exceptions import Boto3Error
-    from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+    from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError
 
     from service.local_stack import DataDirInUse
     from service.sagemaker_jobs import SettingsError
     from training.staging import StagingError
 
+    if isinstance(error, NoCredentialsError) and not os.environ.get("AWS_ENDPOINT_URL"):
+        return (
+            f"{error}: with no AWS_ENDPOINT_URL this talks to AWS itself (for the local stack, export"
+            " what `scones up` prints: AWS_ENDPOINT_URL and any key pair)"
+        )
     if isinstance(error, EndpointConnectionError):
         return f"{error} (is the stack running? `scones up` prints the AWS_ENDPOINT_URL to use)"
     if isinstance(error, ClientError):

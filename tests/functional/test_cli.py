@@ -211,3 +211,15 @@ def test_scones_up_on_a_taken_port_says_so_in_one_line(model_store: Any) -> None
     assert completed.returncode == 1
     assert f"could not listen on 127.0.0.1:{port}" in completed.stderr and "--port" in completed.stderr
     assert "Traceback" not in completed.stderr, completed.stderr
+
+
+def test_missing_credentials_without_an_endpoint_say_the_command_went_to_aws(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from botocore.exceptions import NoCredentialsError
+
+    from service.cli import user_error
+
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    message = user_error(NoCredentialsError())
+    assert message is not None and "AWS_ENDPOINT_URL" in message and "scones up" in message
