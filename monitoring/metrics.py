@@ -108,7 +108,9 @@ def _single(values: dict[str, list[float]], query_id: str) -> float | None:
 
 
 def read_metrics(cloudwatch: Any, *, since: timedelta, now: datetime | None = None) -> dict[str, Any]:
-    end = (now or datetime.now(UTC)) + timedelta(minutes=1)
+    now = now or datetime.now(UTC)
+    # the query reaches a minute past now: CloudWatch files a value under its minute's start
+    end = now + timedelta(minutes=1)
     start = end - since - timedelta(minutes=1)
     queries = [Query(key, name, {"service": service}, "Sum") for key, (service, name) in COUNTS.items()]
     queries += [
@@ -165,7 +167,10 @@ def read_metrics(cloudwatch: Any, *, since: timedelta, now: datetime | None = No
         for n, dims in enumerate(classes)
     ]
     return {
-        "window": {"start": start.isoformat(), "end": end.isoformat()},
+        "window": {
+            "start": (now - since).isoformat(timespec="seconds"),
+            "end": now.isoformat(timespec="seconds"),
+        },
         **counts,
         "rates": {
             key: round(counts[key] / received, 4) if received else None
