@@ -1184,14 +1184,7 @@ def test_concurrent_puts_to_a_versioned_key_each_keep_their_version(
     The injected fault: a slow read of the version list, which widens that gap."""
     from moto.s3.utils import _VersionedKeyStore
 
-    read_versions = _VersionedKeyStore.getlist
-
-    def slow_read(self: Any, *args: Any, **kwargs: Any) -> Any:
-        versions = read_versions(self, *args, **kwargs)
-        time.sleep(0.01)
-        return versions
-
-    monkeypatch.setattr(_VersionedKeyStore, "getlist", slow_read)
+    slow_down(monkeypatch, _VersionedKeyStore, "getlist", 0.01)
     s3 = aws.server.client("s3")
     s3.create_bucket(Bucket="versioned-writes")
     s3.put_bucket_versioning(Bucket="versioned-writes", VersioningConfiguration={"Status": "Enabled"})
@@ -1217,14 +1210,7 @@ def test_racing_starts_of_one_execution_name_start_one_execution(
     from botocore.exceptions import ClientError
     from moto.stepfunctions.models import StateMachine
 
-    check_name = StateMachine._handle_name_input_idempotency
-
-    def slow_check(self: Any, *args: Any, **kwargs: Any) -> Any:
-        found = check_name(self, *args, **kwargs)
-        time.sleep(0.05)
-        return found
-
-    monkeypatch.setattr(StateMachine, "_handle_name_input_idempotency", slow_check)
+    slow_down(monkeypatch, StateMachine, "_handle_name_input_idempotency", 0.05)
     machine = aws.sfn.create_state_machine(
         name=aws.name("named-once"),
         roleArn=ROLE_ARN,
@@ -1244,3 +1230,16 @@ def test_racing_starts_of_one_execution_name_start_one_execution(
     with ThreadPoolExecutor(4) as pool:
         assert sum(pool.map(start_run, range(4))) == 1
     assert len(aws.sfn.list_executions(stateMachineArn=machine)["executions"]) == 1
+
+
+def slow_down(monkeypatch: pytest.MonkeyPatch, owner: type, name: str, seconds: float) -> None:
+    """The race tests' injected fault: `owner.name` returns `seconds` late, widening the gap between
+    what moto reads and what it writes next."""
+    original = getattr(owner, name)
+
+    def slowed(*args: Any, **kwargs: Any) -> Any:
+        result = original(*args, **kwargs)
+        time.sleep(seconds)
+        return result
+
+    monkeypatch.setattr(owner, name, slowed)
