@@ -168,14 +168,7 @@ def test_a_review_session_takes_an_item_whose_version_is_gone_off_the_queue(
     from monitoring.review import review_queue
 
     s3, sqs, queue = review.s3, review.sqs, review.queue
-    put = s3.put_object(Bucket="data", Key="inbox/overwritten.jpg", Body=b"the reviewed bytes")
-    record = {
-        "bucket": "data",
-        "key": "inbox/overwritten.jpg",
-        "etag": put["ETag"].strip('"'),
-        "label": "bicycle",
-    }
-    sqs.send_message(QueueUrl=queue, MessageBody=json.dumps(record))
+    _queue_record(review, "inbox/overwritten.jpg", b"the reviewed bytes")
     s3.put_object(Bucket="data", Key="inbox/overwritten.jpg", Body=b"new bytes, a run of their own")
 
     def never_asked(*_: Any) -> Any:
