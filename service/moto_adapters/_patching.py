@@ -1,9 +1,13 @@
-"""Reversible attribute replacement: the one mechanism every adapter uses to patch moto."""
+"""Reversible attribute replacement, the one mechanism every adapter uses to patch moto; and the
+lock wrapper the atomicity adapters put in place."""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from typing import Any
 
 _MISSING = object()
 
@@ -54,3 +58,13 @@ class PatchSet:
                     delattr(saved.owner, saved.name)
                 else:
                     setattr(saved.owner, saved.name, saved.original)
+
+
+def one_at_a_time(function: Callable[..., Any], lock: AbstractContextManager[Any]) -> Callable[..., Any]:
+    """`function`, run under `lock`: a check-then-write of moto's made atomic (no two at once)."""
+
+    def serialized(*args: Any, **kwargs: Any) -> Any:
+        with lock:
+            return function(*args, **kwargs)
+
+    return serialized

@@ -16,9 +16,8 @@ lock. Reads are untouched.
 from __future__ import annotations
 
 import threading
-from typing import Any
 
-from service.moto_adapters._patching import PatchSet
+from service.moto_adapters._patching import PatchSet, one_at_a_time
 
 MOTO_VERSION = "5.2.5"
 
@@ -40,15 +39,7 @@ def install() -> None:
 
     uninstall()
     for name in WRITE_DISPATCHERS:
-        _patches.replace(S3Response, name, _one_at_a_time(getattr(S3Response, name)))
-
-
-def _one_at_a_time(dispatch: Any) -> Any:
-    def write(self: Any, *args: Any, **kwargs: Any) -> Any:
-        with _writes:
-            return dispatch(self, *args, **kwargs)
-
-    return write
+        _patches.replace(S3Response, name, one_at_a_time(getattr(S3Response, name), _writes))
 
 
 def uninstall() -> None:

@@ -10,9 +10,8 @@ named after the object version). `install()` runs StartExecution calls one at a 
 from __future__ import annotations
 
 import threading
-from typing import Any
 
-from service.moto_adapters._patching import PatchSet
+from service.moto_adapters._patching import PatchSet, one_at_a_time
 
 MOTO_VERSION = "5.2.5"
 
@@ -25,12 +24,7 @@ def install() -> None:
 
     uninstall()
     start_execution = StepFunctionsParserBackend.start_execution
-
-    def start_once(self: Any, *args: Any, **kwargs: Any) -> Any:
-        with _starts:
-            return start_execution(self, *args, **kwargs)
-
-    _patches.replace(StepFunctionsParserBackend, "start_execution", start_once)
+    _patches.replace(StepFunctionsParserBackend, "start_execution", one_at_a_time(start_execution, _starts))
 
 
 def uninstall() -> None:
