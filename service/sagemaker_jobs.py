@@ -536,19 +536,8 @@ def destroy_actions(
     for, before the bucket is emptied."""
     actions: list[Action] = []
     if describe_endpoint(sagemaker, endpoint_name) is not None:
-        actions.append(
-            Action(
-                "delete",
-                "endpoint",
-                endpoint_name,
-                partial(
-                    _delete_and_wait,
-                    sagemaker.delete_endpoint,
-                    sagemaker.get_waiter("endpoint_deleted") if delete_data else None,
-                    EndpointName=endpoint_name,
-                ),
-            )
-        )
+        waiter = sagemaker.get_waiter("endpoint_deleted") if delete_data else None
+        actions.append(_deletion("endpoint", sagemaker.delete_endpoint, waiter, EndpointName=endpoint_name))
     # configs before the models they name: (kind, as shown, its listing, the listing's key, delete call)
     made_for_the_endpoint = (
         (
@@ -571,19 +560,8 @@ def destroy_actions(
         if summary["StackName"] == stack_name and summary["StackStatus"] != "DELETE_COMPLETE"
     ]
     for name in stacks:
-        actions.append(
-            Action(
-                "delete",
-                "CloudFormation stack",
-                name,
-                partial(
-                    _delete_and_wait,
-                    cloudformation.delete_stack,
-                    cloudformation.get_waiter("stack_delete_complete") if delete_data else None,
-                    StackName=name,
-                ),
-            )
-        )
+        waiter = cloudformation.get_waiter("stack_delete_complete") if delete_data else None
+        actions.append(_deletion("CloudFormation stack", cloudformation.delete_stack, waiter, StackName=name))
     if delete_data and _bucket_exists(s3, settings.bucket):
         actions.append(
             Action(
@@ -596,11 +574,17 @@ def destroy_actions(
     return actions
 
 
-def _delete_and_wait(delete: Callable[..., Any], waiter: Any | None, **name: str) -> None:
-    """Delete (an endpoint, a stack) and, given the waiter for its being gone, return once it is."""
-    delete(**name)
-    if waiter is not None:
-        waiter.wait(**name)
+def _deletion(shown: str, delete: Callable[..., Any], waiter: Any | None, **name: str) -> Action:
+    """Deleting the resource `name` names (EndpointName=..., StackName=...); given the waiter for its
+    being gone, the action returns once it is."""
+
+    def delete_and_wait() -> None:
+        delete(**name)
+        if waiter is not None:
+            waiter.wait(**name)
+
+    (shown_name,) = name.values()
+    return Action("delete", shown, shown_name, delete_and_wait)
 
 
 def _bucket_exists(s3: Any, bucket: str) -> bool:
