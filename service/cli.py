@@ -491,7 +491,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
             outputs = stack_outputs(cloudformation, args.stack_name) or {}
             print(f"drop images into {outputs.get('InboxUri', '(the stack has no InboxUri output)')}")
     if args.model_data:
-        endpoint_name = _endpoint_name(args)
+        endpoint_name = _endpoint_name(args, *_aws_clients(args, "cloudformation"))
         if args.dry_run and not args.bucket and args.artifacts_bucket:
             args.bucket = f"<{args.stack_name}'s DataBucketName>"  # the stack is not deployed by a dry run
         settings = _sagemaker_settings(args)
@@ -508,7 +508,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     return 0
 
 
-def _endpoint_name(args: argparse.Namespace) -> str:
+def _endpoint_name(args: argparse.Namespace, cloudformation: Any) -> str:
     """--endpoint-name, else the endpoint the stack's classify function calls, else (no stack named
     `scones`) the default name. A named stack that is not there is an error: its endpoint is unknown,
     and the default one may be another stack's."""
@@ -517,7 +517,6 @@ def _endpoint_name(args: argparse.Namespace) -> str:
 
     if args.endpoint_name:
         return str(args.endpoint_name)
-    (cloudformation,) = _aws_clients(args, "cloudformation")
     parameters = stack_parameters(cloudformation, args.stack_name)
     deploying_the_stack = bool(getattr(args, "artifacts_bucket", None))  # a new one calls the default
     if parameters is None and args.stack_name != DEFAULT_STACK_NAME and not deploying_the_stack:
@@ -544,7 +543,7 @@ def cmd_destroy(args: argparse.Namespace) -> int:
         cloudformation,
         s3,
         settings,
-        endpoint_name=_endpoint_name(args),
+        endpoint_name=_endpoint_name(args, cloudformation),
         stack_name=args.stack_name,
         delete_data=bool(bucket),
     )
