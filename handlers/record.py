@@ -10,6 +10,7 @@ result (or failure) replaces a failure record counts FailuresReplaced.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -74,6 +75,14 @@ def count(obs: Observability, name: str, breakdown: Mapping[str, str]) -> None:
             metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
 
 
+# One persistence layer per shared DynamoDB client: each layer built registers a User-Agent hook on
+# its client, so a layer per cold start piled up hooks, run on every request, on the one client
+# the process's environments share. A configured layer holds no per-request state (the config,
+# which holds the Lambda context, stays one per handler).
+_persistence_layers: dict[tuple[str, int, int], Any] = {}
+_persistence_layers_lock = threading.Lock()
+
+
 def _idempotent(write: Any, settings: RecordSettings) -> tuple[Any, Any]:
     """`write(state=..., store=...)` made idempotent per object version, run and outcome kind."""
     if settings.idempotency_table is None:
@@ -86,9 +95,16 @@ def _idempotent(write: Any, settings: RecordSettings) -> tuple[Any, Any]:
 
     from handlers.aws import client
 
-    persistence = DynamoDBPersistenceLayer(
-        table_name=settings.idempotency_table, boto3_client=client("dynamodb", settings)
-    )
+    dynamodb = client("dynamodb", settings)
+    # what the layer's `configure` fixes at first use, and the client it registers on
+    layer_key = (settings.idempotency_table, settings.idempotency_ttl_s, id(dynamodb))
+    with _persistence_layers_lock:
+        persistence = _persistence_layers.get(layer_key)
+        if persistence is None:
+            persistence = DynamoDBPersistenceLayer(
+                table_name=settings.idempotency_table, boto3_client=dynamodb
+            )
+            _persistence_layers[layer_key] = persistence
     config = IdempotencyConfig(
         event_key_jmespath=(
             "[object.bucket, object.key, object.etag, object.version_id, execution_id, error.Error]"

@@ -27,6 +27,7 @@ class Setup:
     handler: Any
     bucket: str
     s3: Any
+    environment: dict[str, str]
 
 
 @pytest.fixture
@@ -50,7 +51,7 @@ def record(moto_endpoint_url: str) -> Iterator[Setup]:
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
     }
-    yield Setup(record_handler.build(environment), bucket, s3)
+    yield Setup(record_handler.build(environment), bucket, s3, environment)
 
 
 def routed(bucket: str, key: str, confidence: float, execution: str) -> dict[str, Any]:
@@ -163,3 +164,26 @@ def test_a_replay_whose_result_replaces_a_failure_counts_the_failure_replaced(
         ("FailuresReplaced", ()): 1,
         ("FailuresReplaced", (("reason", "endpoint_unavailable"),)): 1,
     }
+
+
+def test_cold_starts_add_no_hooks_to_the_dynamodb_client_they_share(record: Setup) -> None:
+    """Each powertools persistence layer registers a User-Agent hook on its client; the local runtime's
+    environments of one function share a client, so a layer per cold start added one more hook, run
+    on every request, with each cold start (300 images: 20 hooks a request, and growing)."""
+    from handlers.aws import client
+    from handlers.settings import RecordSettings
+
+    dynamodb = client("dynamodb", RecordSettings.from_environment(record.environment))
+
+    def hooks() -> int:  # botocore keeps a client's handlers in a trie keyed by event name
+        trie = dynamodb.meta.events._emitter._handlers
+        return len(list(trie.prefix_search("request-created.dynamodb.PutItem")))
+
+    before = hooks()
+    for _ in range(5):  # five more cold starts of the same function
+        record_handler.build(record.environment)
+    assert hooks() == before
+    record.handler(
+        routed(record.bucket, "inbox/d.png", 0.97, "arn:exec:d"), InvocationContext.direct("scones-record")
+    )
+    assert record.s3.list_objects_v2(Bucket=record.bucket, Prefix="results/")["KeyCount"] == 1
