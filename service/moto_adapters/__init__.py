@@ -18,6 +18,8 @@
 | `task_clients`      | (speed) Step Functions' service integrations reusing their AWS clients         |
 | `asl_parse_cache`   | (speed) Step Functions parsing a definition once, not per execution            |
 | `dispatch_cache`    | (speed) the server finding a request's service without listing its package     |
+| `sfn_state_copies`  | (speed) Step Functions copying JSON state data without `copy.deepcopy`         |
+| `response_timestamps` | (speed) the server writing timestamps without dateutil parsing each one      |
 | `in_process_transport` | (speed) clients in the stack's process calling the server app without a socket |
 
 Every adapter patches moto internals, so each module declares the `MOTO_VERSION` it was written and
@@ -70,6 +72,7 @@ from service.moto_adapters import (  # noqa: E402 - only after the version check
     jsonpath_cache,
     lambda_runtime,
     metric_percentiles,
+    response_timestamps,
     s3_atomic_writes,
     s3_events,
     s3_read_consistency,
@@ -77,6 +80,7 @@ from service.moto_adapters import (  # noqa: E402 - only after the version check
     sagemaker_training,
     sagemaker_update_endpoint,
     sfn_execution_names,
+    sfn_state_copies,
     task_clients,
 )
 from service.moto_adapters.event_delivery import (  # noqa: E402
@@ -93,6 +97,8 @@ ADAPTERS = (
     dispatch_cache,
     jsonpath_cache,
     task_clients,
+    sfn_state_copies,
+    response_timestamps,
     lambda_runtime,
     event_delivery,
     s3_events,
@@ -168,6 +174,8 @@ def install_all(
         asl_parse_cache.install()
         dispatch_cache.install()
         task_clients.install()
+        sfn_state_copies.install()
+        response_timestamps.install()
         lambda_runtime.install(runtime)
         event_delivery.install(delivery)
         s3_events.install()
@@ -210,6 +218,8 @@ def _uninstall_modules() -> None:
         s3_events,
         event_delivery,
         lambda_runtime,
+        response_timestamps,
+        sfn_state_copies,
         task_clients,
         dispatch_cache,
         asl_parse_cache,

@@ -189,3 +189,68 @@ def test_in_process_clients_skip_the_socket_and_get_the_same_answers(aws: LocalM
 
     elsewhere = AWSPreparedRequest("GET", "http://127.0.0.1:1/x", HTTPHeaders(), None, stream_output=False)
     assert in_process_transport.dispatch(elsewhere) is None, "another address: the network's business"
+
+
+def test_state_copies_equal_deepcopy_and_share_nothing_with_the_original(aws: LocalMotoServer) -> None:
+    import copy
+    import datetime
+    from collections import OrderedDict
+
+    from moto.stepfunctions.parser.asl.eval import states
+
+    from service.moto_adapters import sfn_state_copies
+
+    assert sfn_state_copies.is_installed()
+    assert getattr(states, "copy") is sfn_state_copies.json_aware_copy  # noqa: B009
+    document: dict[str, Any] = {
+        "object": {"key": "inbox/a.png", "size": 3, "ratio": 0.5, "ok": True, "none": None},
+        "list": [[1, 2], {"b": "c"}],
+        "empty": {},
+    }
+    copied = sfn_state_copies.deepcopy(document)
+    assert copied == copy.deepcopy(document) == document
+    copied["object"]["key"] = "changed"
+    copied["list"][0].append(3)
+    assert document["object"]["key"] == "inbox/a.png" and document["list"][0] == [1, 2]
+
+    # anything not plain JSON goes to copy.deepcopy whole, which keeps shared references shared
+    shared = [1]
+    mixed: dict[str, Any] = {
+        "when": datetime.datetime(2026, 11, 25, tzinfo=datetime.UTC),
+        "a": shared,
+        "b": shared,
+    }
+    copied_mixed = sfn_state_copies.deepcopy(mixed)
+    assert copied_mixed == mixed and copied_mixed["a"] is copied_mixed["b"]
+    assert copied_mixed["a"] is not shared
+    ordered = OrderedDict(a=[1])
+    assert type(sfn_state_copies.deepcopy(ordered)) is OrderedDict
+
+
+def test_response_timestamps_serialize_as_botocore_parses_them(aws: LocalMotoServer) -> None:
+    from botocore.utils import parse_to_aware_datetime
+    from moto.core.serialize import TimestampSerializer
+
+    from service.moto_adapters import response_timestamps
+
+    assert response_timestamps.is_installed()
+    fast = response_timestamps.fast_aware_datetime(parse_to_aware_datetime)
+    values = [
+        "2026-11-25T07:31:00.123Z",
+        "2026-11-25T07:31:00Z",
+        "2026-11-25T07:31:00",
+        "2026-11-25T09:31:00.5+02:00",
+        "2026-11-25",  # no time: botocore's own path
+        "1764056000",  # epoch seconds as text: botocore's own path
+    ]
+    serializer = TimestampSerializer(TimestampSerializer.TIMESTAMP_FORMAT_ISO8601)
+    for value in values:
+        assert fast(value) == parse_to_aware_datetime(value), value
+        for form in ("iso8601", "iso8601_zeroed", "rfc822", "unixtimestamp"):
+            converter = getattr(serializer, f"_timestamp_{form}")
+            assert converter(fast(value)) == converter(parse_to_aware_datetime(value)), (value, form)
+    s3 = aws.client("s3")
+    s3.create_bucket(Bucket="timestamps")
+    s3.put_object(Bucket="timestamps", Key="a", Body=b"a")
+    listed = s3.list_objects_v2(Bucket="timestamps")["Contents"][0]["LastModified"]
+    assert listed == s3.head_object(Bucket="timestamps", Key="a")["LastModified"]
