@@ -20,6 +20,9 @@
 | `dispatch_cache`    | (speed) the server finding a request's service without listing its package     |
 | `sfn_state_copies`  | (speed) Step Functions copying JSON state data without `copy.deepcopy`         |
 | `response_timestamps` | (speed) the server writing timestamps without dateutil parsing each one      |
+| `sfn_lambda_invoke` | (speed) Step Functions' Lambda tasks calling the Lambda backend, not a client  |
+| `action_lookup_cache` | (speed) responses finding the action's method without listing their class   |
+| `dynamodb_condition_lexing` | (speed) DynamoDB tokenizing a condition expression once per text       |
 | `in_process_transport` | (speed) clients in the stack's process calling the server app without a socket |
 
 Every adapter patches moto internals, so each module declares the `MOTO_VERSION` it was written and
@@ -63,9 +66,11 @@ def check_moto_version(expected: str = MOTO_VERSION) -> None:
 check_moto_version()
 
 from service.moto_adapters import (  # noqa: E402 - only after the version check
+    action_lookup_cache,
     asl_parse_cache,
     cfn_state_machine,
     dispatch_cache,
+    dynamodb_condition_lexing,
     emf_metrics,
     event_delivery,
     in_process_transport,
@@ -80,6 +85,7 @@ from service.moto_adapters import (  # noqa: E402 - only after the version check
     sagemaker_training,
     sagemaker_update_endpoint,
     sfn_execution_names,
+    sfn_lambda_invoke,
     sfn_state_copies,
     task_clients,
 )
@@ -93,11 +99,14 @@ from service.moto_adapters.lambda_runtime import HandlerFactory, InProcessLambda
 from service.moto_adapters.sagemaker_runtime import EndpointRegistry  # noqa: E402
 
 ADAPTERS = (
+    action_lookup_cache,
     asl_parse_cache,
     dispatch_cache,
+    dynamodb_condition_lexing,
     jsonpath_cache,
     task_clients,
     sfn_state_copies,
+    sfn_lambda_invoke,
     response_timestamps,
     lambda_runtime,
     event_delivery,
@@ -175,7 +184,10 @@ def install_all(
         dispatch_cache.install()
         task_clients.install()
         sfn_state_copies.install()
+        sfn_lambda_invoke.install()
         response_timestamps.install()
+        action_lookup_cache.install()
+        dynamodb_condition_lexing.install()
         lambda_runtime.install(runtime)
         event_delivery.install(delivery)
         s3_events.install()
@@ -218,7 +230,10 @@ def _uninstall_modules() -> None:
         s3_events,
         event_delivery,
         lambda_runtime,
+        dynamodb_condition_lexing,
+        action_lookup_cache,
         response_timestamps,
+        sfn_lambda_invoke,
         sfn_state_copies,
         task_clients,
         dispatch_cache,

@@ -12,6 +12,16 @@ from typing import Any
 _MISSING = object()
 
 
+class _Generation:
+    """Counts every replacement and restore: a cache of what moto's classes hold keys on it."""
+
+    value = 0
+
+
+def patch_generation() -> int:
+    return _Generation.value
+
+
 @dataclass(frozen=True)
 class _Saved:
     owner: object
@@ -48,6 +58,7 @@ class PatchSet:
             own = vars(owner).get(name, _MISSING) if hasattr(owner, "__dict__") else current
             self._saved.append(_Saved(owner, name, own))
             setattr(owner, name, value)
+            _Generation.value += 1
             return current
 
     def restore(self) -> None:
@@ -58,6 +69,7 @@ class PatchSet:
                     delattr(saved.owner, saved.name)
                 else:
                     setattr(saved.owner, saved.name, saved.original)
+                _Generation.value += 1
 
 
 def one_at_a_time(function: Callable[..., Any], lock: AbstractContextManager[Any]) -> Callable[..., Any]:

@@ -26,7 +26,7 @@ from handlers.aws import StepFunctionsStarter
 from scones.objects import ObjectRef, execution_arn
 from scones.steps import replay_run
 from service.local_stack import LocalStack
-from service.moto_adapters import task_clients
+from service.moto_adapters import sfn_lambda_invoke, task_clients
 from service.outcome_watch import wait_for_outcomes
 from service.replay import wait_for_executions
 from service.sam_template import load_template, translate
@@ -206,7 +206,8 @@ def allows(statement: dict[str, Any], access: Access) -> bool:
 @pytest.fixture
 def recorded_calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Call]]:
     """Every AWS call made on a Lambda invocation thread (named `lambda:<function>:<request>`), and
-    those of the state machine's service integrations (the interpreter's task clients)."""
+    those of the state machine's service integrations (the interpreter's task clients, and its Lambda
+    calls that `sfn_lambda_invoke` makes without one)."""
     calls: list[Call] = []
     original = BaseClient._make_api_call  # type: ignore[attr-defined]
 
@@ -231,6 +232,15 @@ def recorded_calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Call]]:
         return result
 
     monkeypatch.setattr(BaseClient, "_make_api_call", recording)
+    direct_invoke = sfn_lambda_invoke.direct_invoke
+
+    def recording_direct(parameters: dict[str, Any], region: str) -> dict[str, Any] | None:
+        response = direct_invoke(parameters, region)
+        if response is not None:  # Lambda called without a client: the same Invoke, authorized the same
+            calls.append(Call(STATE_MACHINE, "lambda", "Invoke", dict(parameters), ""))
+        return response
+
+    monkeypatch.setattr(sfn_lambda_invoke, "direct_invoke", recording_direct)
     yield calls
 
 

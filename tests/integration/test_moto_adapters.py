@@ -753,6 +753,85 @@ def test_a_state_machine_invokes_the_in_process_lambda_and_sends_to_sqs(aws: Aws
     assert jsonpath_cache.cache_info()["json_path"].hits > hits_before, "the second run reuses parsed paths"
 
 
+def test_lambda_tasks_go_direct_and_answer_as_the_client_path_does(
+    aws: Aws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`sfn_lambda_invoke`: a task's result, a function error and an unknown function end the same
+    with and without the direct path; only the unknown function still goes through the Invoke API."""
+    from moto.awslambda.responses import LambdaResponse
+
+    from service.moto_adapters import sfn_lambda_invoke
+
+    assert sfn_lambda_invoke.is_installed()
+    _, echo_arn = aws.function("tests.fake.echo", env={"TAG": "direct"})
+    failing, _ = aws.function("tests.fake.fail")
+    machines = {
+        target: aws.sfn.create_state_machine(
+            name=aws.name("direct"),
+            roleArn=ROLE_ARN,
+            definition=json.dumps(
+                {
+                    "StartAt": "Call",
+                    "States": {
+                        "Call": {
+                            "Type": "Task",
+                            "Resource": "arn:aws:states:::lambda:invoke",
+                            "Parameters": {"FunctionName": target, "Payload.$": "$"},
+                            "End": True,
+                        }
+                    },
+                }
+            ),
+        )["stateMachineArn"]
+        for target in (echo_arn, failing, aws.name("missing"))
+    }
+    api_calls: list[str] = []
+    api_invoke = LambdaResponse.invoke
+
+    def counted_invoke(self: LambdaResponse) -> Any:
+        api_calls.append(self.path)
+        return api_invoke(self)
+
+    monkeypatch.setattr(LambdaResponse, "invoke", counted_invoke)  # observes; changes nothing
+
+    def outcomes(run: str) -> list[tuple[str, Any]]:
+        ended = []
+        for machine in machines.values():
+            execution = aws.sfn.start_execution(
+                stateMachineArn=machine, name=f"{run}-{uuid.uuid4().hex[:6]}", input=json.dumps({"n": 7})
+            )
+            described = aws.wait_execution(execution["executionArn"])
+            if described["status"] == "SUCCEEDED":
+                output = json.loads(described["output"])
+                output["Payload"].pop("remaining_ms")
+                ended.append(("SUCCEEDED", output))
+            else:
+                cause: Any = described.get("cause", "")
+                try:
+                    cause = {k: v for k, v in json.loads(cause).items() if k != "requestId"}
+                except ValueError:  # the Invoke API's error, quoted with its request id
+                    cause = re.sub(r"Request ID: [^;]*;", "", cause)
+                ended.append((described["status"], (described.get("error"), cause)))
+        return ended
+
+    direct = outcomes("direct")
+    direct_api_calls = len(api_calls)
+    sfn_lambda_invoke.uninstall()
+    try:
+        through_api = outcomes("api")
+    finally:
+        sfn_lambda_invoke.install()
+
+    assert direct == through_api
+    ok, failed, missing = direct
+    assert ok[0] == "SUCCEEDED" and ok[1]["StatusCode"] == 200 and ok[1]["Payload"]["tag"] == "direct"
+    assert failed[0] == "FAILED" and failed[1][0] == "ValueError"
+    assert failed[1][1]["errorMessage"] == "bad document 7"
+    assert missing == ("FAILED", ("Lambda.ResourceNotFoundException", missing[1][1]))
+    assert direct_api_calls == 1, "only the unknown function took the client path"
+    assert len(api_calls) == direct_api_calls + 3
+
+
 # ---------------------------------------------------------------------------------------------
 # Version pin and JSONPath cache
 

@@ -254,3 +254,76 @@ def test_response_timestamps_serialize_as_botocore_parses_them(aws: LocalMotoSer
     s3.put_object(Bucket="timestamps", Key="a", Body=b"a")
     listed = s3.list_objects_v2(Bucket="timestamps")["Contents"][0]["LastModified"]
     assert listed == s3.head_object(Bucket="timestamps", Key="a")["LastModified"]
+
+
+def test_the_action_lookup_lists_a_class_once_and_sees_what_adapters_add(aws: LocalMotoServer) -> None:
+    from moto.core import responses
+    from moto.core.utils import method_names_from_class as uncached
+    from moto.s3.responses import S3Response
+
+    from service.moto_adapters import action_lookup_cache
+    from service.moto_adapters._patching import PatchSet
+
+    assert action_lookup_cache.is_installed()
+    lookup = getattr(responses, "method_names_from_class")  # noqa: B009
+    assert lookup(S3Response) == uncached(S3Response)
+    assert lookup(S3Response) is lookup(S3Response), "one listing per class"
+    patches = PatchSet("a test's")
+    patches.replace(S3Response, "brand_new_action", lambda self: None, adding=True)
+    try:
+        assert "brand_new_action" in lookup(S3Response)
+    finally:
+        patches.restore()
+    assert "brand_new_action" not in lookup(S3Response)
+    s3 = aws.client("s3")
+    s3.create_bucket(Bucket="action-lookup")
+    assert s3.list_objects_v2(Bucket="action-lookup")["KeyCount"] == 0
+
+
+def test_condition_tokens_are_reused_and_conditions_still_decide(aws: LocalMotoServer) -> None:
+    from botocore.exceptions import ClientError
+
+    from service.moto_adapters import dynamodb_condition_lexing
+
+    assert dynamodb_condition_lexing.is_installed()
+    dynamodb = aws.client("dynamodb")
+    dynamodb.create_table(
+        TableName="condition-lexing",
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    condition = "attribute_not_exists(#id) OR #expiry < :now"  # powertools Idempotency's shape
+
+    def put(key: str, expiry: int, now: int) -> str:
+        try:
+            dynamodb.put_item(
+                TableName="condition-lexing",
+                Item={"id": {"S": key}, "expiry": {"N": str(expiry)}},
+                ConditionExpression=condition,
+                ExpressionAttributeNames={"#id": "id", "#expiry": "expiry"},
+                ExpressionAttributeValues={":now": {"N": str(now)}},
+            )
+            return "written"
+        except ClientError as error:
+            return str(error.response["Error"]["Code"])
+
+    def decisions(prefix: str) -> list[str]:
+        # new key; present and not expired; present and expired
+        return [put(f"{prefix}-a", 100, 50), put(f"{prefix}-a", 100, 50), put(f"{prefix}-a", 100, 150)]
+
+    cached = decisions("cached")
+    assert dynamodb_condition_lexing.cached_expressions() >= 1
+    dynamodb_condition_lexing.uninstall()
+    try:
+        uncached = decisions("uncached")
+    finally:
+        dynamodb_condition_lexing.install()
+    assert cached == uncached == ["written", "ConditionalCheckFailedException", "written"]
+    before = dynamodb_condition_lexing.cached_expressions()
+    for _ in range(2):  # a condition that does not tokenize fails (as moto fails it) each time, uncached
+        with pytest.raises(Exception, match=r"Cannot parse condition starting at:\$ id"):
+            dynamodb.put_item(
+                TableName="condition-lexing", Item={"id": {"S": "x"}}, ConditionExpression="id $ id"
+            )
+    assert dynamodb_condition_lexing.cached_expressions() == before
