@@ -125,10 +125,10 @@ def main() -> None:
             results["bursts"].append(burst(stack, images, size))
         results["direct"] = direct(stack, images, 50)
         singles = [b["latency_ms"]["p50"] for b in results["bursts"] if b["images"] == 1]
-        single_p50 = statistics.median(singles or [results["bursts"][0]["latency_ms"]["p50"]])
-        results["single_image_p50_ms"] = round(single_p50, 1)  # the median over the one-image bursts
-        results["orchestration_overhead_ratio"] = round(
-            single_p50 / results["direct"]["latency_ms"]["p50"], 1
+        single_p50 = statistics.median(singles) if singles else None  # over the one-image bursts
+        results["single_image_p50_ms"] = single_p50
+        results["orchestration_overhead_ratio"] = (
+            None if single_p50 is None else round(single_p50 / results["direct"]["latency_ms"]["p50"], 1)
         )
     if args.json:
         print(json.dumps(results, indent=2))
@@ -141,7 +141,11 @@ def main() -> None:
         print(f"direct handler calls: p50 {results['direct']['latency_ms']['p50']} ms per image")
         print(
             "orchestration overhead (median single-image p50 / direct p50): "
-            f"{results['orchestration_overhead_ratio']}x"
+            + (
+                f"{ratio}x"
+                if (ratio := results["orchestration_overhead_ratio"])
+                else "n/a (no one-image burst)"
+            )
         )
 
 

@@ -79,7 +79,7 @@ def count(obs: Observability, name: str, breakdown: Mapping[str, str]) -> None:
 # its client, so a layer per cold start piled up hooks, run on every request, on the one client
 # the process's environments share. A configured layer holds no per-request state (the config,
 # which holds the Lambda context, stays one per handler).
-_persistence_layers: dict[tuple[str, int, int], Any] = {}
+_persistence_layers: dict[tuple[str, int, str, int], Any] = {}
 _persistence_layers_lock = threading.Lock()
 
 
@@ -95,16 +95,6 @@ def _idempotent(write: Any, settings: RecordSettings) -> tuple[Any, Any]:
 
     from handlers.aws import client
 
-    dynamodb = client("dynamodb", settings)
-    # what the layer's `configure` fixes at first use, and the client it registers on
-    layer_key = (settings.idempotency_table, settings.idempotency_ttl_s, id(dynamodb))
-    with _persistence_layers_lock:
-        persistence = _persistence_layers.get(layer_key)
-        if persistence is None:
-            persistence = DynamoDBPersistenceLayer(
-                table_name=settings.idempotency_table, boto3_client=dynamodb
-            )
-            _persistence_layers[layer_key] = persistence
     config = IdempotencyConfig(
         event_key_jmespath=(
             "[object.bucket, object.key, object.etag, object.version_id, execution_id, error.Error]"
@@ -112,6 +102,20 @@ def _idempotent(write: Any, settings: RecordSettings) -> tuple[Any, Any]:
         expires_after_seconds=settings.idempotency_ttl_s,
         raise_on_no_idempotency_key=True,
     )
+    dynamodb = client("dynamodb", settings)
+    function_name = f"{write.__module__}.{write.__qualname__}"  # as powertools' handler names it
+    # what the layer's `configure` fixes, for which function, and the client it registers on
+    layer_key = (settings.idempotency_table, settings.idempotency_ttl_s, function_name, id(dynamodb))
+    with _persistence_layers_lock:
+        persistence = _persistence_layers.get(layer_key)
+        if persistence is None:
+            persistence = DynamoDBPersistenceLayer(
+                table_name=settings.idempotency_table, boto3_client=dynamodb
+            )
+            # configured here, once, under the lock: `configure` marks a layer configured before it
+            # sets its fields, so two first invocations racing could run on a half-configured one
+            persistence.configure(config, function_name=function_name)
+            _persistence_layers[layer_key] = persistence
     wrapped = idempotent_function(
         data_keyword_argument="state", persistence_store=persistence, config=config
     )(write)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -35,21 +36,25 @@ _TOO_LARGE = {
 
 
 def _backend_and_function(function_name: str, qualifier: str | None, region: str) -> tuple[Any, Any] | None:
-    from moto.awslambda.exceptions import LambdaClientError
+    """The backend and function the client path would reach, or None where it might reach another.
+
+    The client path calls the backend of the caller's account (moto's `MOTO_ACCOUNT_ID`, else its
+    default) in the state machine's region, whatever an ARN names; an ARN naming another region or
+    account is left to it.
+    """
     from moto.awslambda.utils import get_backend
     from moto.core.models import DEFAULT_ACCOUNT_ID
 
-    account = DEFAULT_ACCOUNT_ID
+    account = os.environ.get("MOTO_ACCOUNT_ID", DEFAULT_ACCOUNT_ID)
     if function_name.startswith("arn:"):
         parts = function_name.split(":")
-        if len(parts) < 7:
+        if len(parts) < 7 or parts[3] != region or parts[4] != account:
             return None
-        region, account = parts[3], parts[4]
-    backend = get_backend(account, region)
     try:
+        backend = get_backend(account, region)
         return backend, backend.get_function(function_name, qualifier)
-    except LambdaClientError:
-        return None  # the client path answers with Lambda's error
+    except Exception:  # nothing has run yet: the client path answers, with Lambda's error
+        return None
 
 
 def direct_invoke(parameters: dict[str, Any], region: str) -> dict[str, Any] | None:

@@ -183,6 +183,9 @@ def test_cold_starts_add_no_hooks_to_the_dynamodb_client_they_share(record: Setu
     for _ in range(5):  # five more cold starts of the same function
         record_handler.build(record.environment)
     assert hooks() == before
+    # the shared layer is configured when built, not by whichever first invocation reaches it
+    layers = list(record_handler._persistence_layers.values())
+    assert layers and all(layer.configured and layer.event_key_jmespath for layer in layers)
     record.handler(
         routed(record.bucket, "inbox/d.png", 0.97, "arn:exec:d"), InvocationContext.direct("scones-record")
     )

@@ -763,8 +763,16 @@ def test_lambda_tasks_go_direct_and_answer_as_the_client_path_does(
     from service.moto_adapters import sfn_lambda_invoke
 
     assert sfn_lambda_invoke.is_installed()
-    _, echo_arn = aws.function("tests.fake.echo", env={"TAG": "direct"})
+    echo, echo_arn = aws.function("tests.fake.echo", env={"TAG": "direct"})
     failing, _ = aws.function("tests.fake.fail")
+    west_arn = aws.server.client("lambda", region="us-west-2").create_function(  # same name, another region
+        FunctionName=echo,
+        Runtime="python3.11",
+        Role=ROLE_ARN,
+        Handler="tests.fake.echo",
+        Code={"ZipFile": CODE},
+        Environment={"Variables": {"TAG": "west"}},
+    )["FunctionArn"]
     machines = {
         target: aws.sfn.create_state_machine(
             name=aws.name("direct"),
@@ -783,7 +791,7 @@ def test_lambda_tasks_go_direct_and_answer_as_the_client_path_does(
                 }
             ),
         )["stateMachineArn"]
-        for target in (echo_arn, failing, aws.name("missing"))
+        for target in (echo_arn, failing, aws.name("missing"), west_arn)
     }
     api_calls: list[str] = []
     api_invoke = LambdaResponse.invoke
@@ -823,13 +831,16 @@ def test_lambda_tasks_go_direct_and_answer_as_the_client_path_does(
         sfn_lambda_invoke.install()
 
     assert direct == through_api
-    ok, failed, missing = direct
+    ok, failed, missing, west = direct
     assert ok[0] == "SUCCEEDED" and ok[1]["StatusCode"] == 200 and ok[1]["Payload"]["tag"] == "direct"
     assert failed[0] == "FAILED" and failed[1][0] == "ValueError"
     assert failed[1][1]["errorMessage"] == "bad document 7"
     assert missing == ("FAILED", ("Lambda.ResourceNotFoundException", missing[1][1]))
-    assert direct_api_calls == 1, "only the unknown function took the client path"
-    assert len(api_calls) == direct_api_calls + 3
+    # moto's client path calls the caller's region whatever the ARN names; the direct path leaves such
+    # an ARN to it
+    assert west[0] == "SUCCEEDED" and west[1]["Payload"]["tag"] == "direct"
+    assert direct_api_calls == 2, "only the unknown function and the other region's ARN took the client path"
+    assert len(api_calls) == direct_api_calls + 4
 
 
 # ---------------------------------------------------------------------------------------------
