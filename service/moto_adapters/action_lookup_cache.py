@@ -9,7 +9,7 @@ per class, taken afresh after any adapter patches or restores something (one may
 
 from __future__ import annotations
 
-import threading
+import functools
 from collections.abc import Callable
 
 from service.moto_adapters._patching import PatchSet, patch_generation
@@ -17,23 +17,17 @@ from service.moto_adapters._patching import PatchSet, patch_generation
 MOTO_VERSION = "5.2.5"
 
 _patches = PatchSet("action_lookup_cache")
-_listings: dict[tuple[type, int], list[str]] = {}
-_lock = threading.Lock()
 
 
 def cached(original: Callable[[object], list[str]]) -> Callable[[object], list[str]]:
+    @functools.lru_cache(maxsize=256)
+    def listing(clazz: type, generation: int) -> list[str]:  # a generation: no adapter patched since
+        return original(clazz)
+
     def method_names_from_class(clazz: object) -> list[str]:
         if not isinstance(clazz, type):
             return original(clazz)
-        key = (clazz, patch_generation())
-        names = _listings.get(key)
-        if names is None:
-            names = original(clazz)
-            with _lock:
-                if len(_listings) > 256:  # listings of earlier generations
-                    _listings.clear()
-                _listings[key] = names
-        return names
+        return listing(clazz, patch_generation())
 
     return method_names_from_class
 
@@ -48,8 +42,6 @@ def install() -> None:
 
 def uninstall() -> None:
     _patches.restore()
-    with _lock:
-        _listings.clear()
 
 
 def is_installed() -> bool:

@@ -12,7 +12,7 @@ steps only read; an expression that fails to tokenize raises each time, uncached
 
 from __future__ import annotations
 
-import threading
+import functools
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -23,24 +23,23 @@ MOTO_VERSION = "5.2.5"
 MAX_EXPRESSIONS = 512
 
 _patches = PatchSet("dynamodb_condition_lexing")
-_tokens: dict[str, tuple[Any, ...]] = {}
-_lock = threading.Lock()
+_cached: list[Any] = []  # the installed token cache (functools.lru_cache), for cache_info
 
 
 def cached(original: Callable[[Any], deque[Any]]) -> Callable[[Any], deque[Any]]:
+    from moto.dynamodb.comparisons import ConditionExpressionParser
+
+    @functools.lru_cache(maxsize=MAX_EXPRESSIONS)
+    def tokens_of(text: str) -> tuple[Any, ...]:  # tokens depend on the text alone
+        return tuple(original(ConditionExpressionParser(text, None, None)))
+
     def _lex_condition_expression(parser: Any) -> deque[Any]:
         text = parser.condition_expression
         if not isinstance(text, str):
             return original(parser)
-        tokens = _tokens.get(text)
-        if tokens is None:
-            tokens = tuple(original(parser))
-            with _lock:
-                if len(_tokens) >= MAX_EXPRESSIONS:
-                    _tokens.clear()
-                _tokens[text] = tokens
-        return deque(tokens)
+        return deque(tokens_of(text))
 
+    _cached[:] = [tokens_of]
     return _lex_condition_expression
 
 
@@ -54,8 +53,7 @@ def install() -> None:
 
 def uninstall() -> None:
     _patches.restore()
-    with _lock:
-        _tokens.clear()
+    _cached.clear()
 
 
 def is_installed() -> bool:
@@ -63,4 +61,4 @@ def is_installed() -> bool:
 
 
 def cached_expressions() -> int:
-    return len(_tokens)
+    return _cached[0].cache_info().currsize if _cached else 0

@@ -85,14 +85,17 @@ def direct_invoke(parameters: dict[str, Any], region: str) -> dict[str, Any] | N
     return response
 
 
-def direct_first(original: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
-    def _invoke_lambda_function(parameters: dict[str, Any], region: str, state_credentials: Any) -> Any:
-        from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
+def direct_first(
+    original: Callable[..., dict[str, Any]], from_payload: Callable[[Any], Any]
+) -> Callable[..., dict[str, Any]]:
+    """`original` (moto's `_invoke_lambda_function`) behind the direct path; `from_payload` reads
+    the payload as moto's does."""
 
+    def _invoke_lambda_function(parameters: dict[str, Any], region: str, state_credentials: Any) -> Any:
         response = direct_invoke(parameters, region)
         if response is None:
             return original(parameters, region, state_credentials)
-        response["Payload"] = lambda_eval_utils._from_payload(response["Payload"])
+        response["Payload"] = from_payload(response["Payload"])
         return response
 
     return _invoke_lambda_function
@@ -103,7 +106,8 @@ def install() -> None:
 
     uninstall()
     original = lambda_eval_utils._invoke_lambda_function
-    _patches.replace(lambda_eval_utils, "_invoke_lambda_function", direct_first(original))
+    direct = direct_first(original, lambda_eval_utils._from_payload)
+    _patches.replace(lambda_eval_utils, "_invoke_lambda_function", direct)
 
 
 def uninstall() -> None:
