@@ -88,6 +88,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_crossval(args: argparse.Namespace) -> int:
+    from training.crossval import cross_validate_folder
+    from training.staging import stage_or_reuse
+
+    home = default_home()
+    staged = stage_or_reuse(args.dataset, home / "data", cache_dir=home / "cache")
+    _print_json(cross_validate_folder(staged.split_dir("train"), args))
+    return 0
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from scones.evaluation import evaluate_folder
     from scones.inference import OnnxClassifier
@@ -699,6 +709,7 @@ def _percent(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from training.crossval import add_crossval_flags
     from training.train import add_hyperparameter_flags
     from workflow.names import StackNames
 
@@ -728,6 +739,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_aws_flags(train)
     add_hyperparameter_flags(train)
     train.set_defaults(handler=cmd_train)
+
+    crossval = commands.add_parser(
+        "crossval",
+        help="k-fold cross-validation of the recipe on train/ (never test/), and how much a "
+        "test set of a given size moves each figure",
+    )
+    crossval.add_argument("--dataset", help=dataset_help)
+    add_crossval_flags(crossval)
+    crossval.set_defaults(handler=cmd_crossval)
 
     evaluate = commands.add_parser("evaluate", help="evaluate a model on a <class>/<image> folder")
     evaluate.add_argument("folder", type=Path)

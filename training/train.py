@@ -92,16 +92,16 @@ def validation_mask(labels: npt.NDArray[np.int64], fraction: float, seed: int) -
     return is_val
 
 
+def subset(split: Split, mask: npt.NDArray[np.bool_]) -> Split:
+    """The images of `split` where `mask` is true, in order."""
+    paths = [path for path, keep in zip(split.paths, mask, strict=True) if keep]
+    return Split(split.pixels[mask], split.labels[mask], paths)
+
+
 def carve_validation(split: Split, fraction: float, seed: int) -> tuple[Split, Split]:
     """Stratified, seeded train/validation split of the training folder."""
     is_val = validation_mask(split.labels, fraction, seed)
-
-    def subset(mask: npt.NDArray[np.bool_]) -> Split:
-        return Split(
-            split.pixels[mask], split.labels[mask], [p for p, m in zip(split.paths, mask, strict=True) if m]
-        )
-
-    return subset(~is_val), subset(is_val)
+    return subset(split, ~is_val), subset(split, is_val)
 
 
 def carve_folder(

@@ -115,6 +115,8 @@ def test_mistakes_get_one_clear_line_and_change_nothing(tmp_path: Path, small_mo
         (("metrics", "--since", "5x"), {}, "not a duration"),
         (("evaluate", str(tmp_path), "--threshold", "2"), {}, "not a probability"),
         (("train", "--dry-run"), {}, "give --on sagemaker"),
+        (("crossval", "--folds", "1"), {}, "1: at least 2 folds needed"),
+        (("crossval", "--max-ece", "3"), {}, "not a fraction between 0 and 1"),
         (("deploy",), {}, "nothing to deploy"),
         (("replay",), down, "is the stack running?"),
     ]
