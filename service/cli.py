@@ -962,6 +962,7 @@ def user_error(error: Exception) -> str | None:
 
     from service.local_stack import DataDirInUse
     from service.sagemaker_jobs import SettingsError
+    from training.crossval import CrossValidationError
     from training.staging import StagingError
 
     if isinstance(error, NoCredentialsError) and not os.environ.get("AWS_ENDPOINT_URL"):
@@ -974,7 +975,16 @@ def user_error(error: Exception) -> str | None:
     if isinstance(error, ClientError):
         code = error.response.get("Error", {}).get("Code", "")
         return f"{code}: {error.response.get('Error', {}).get('Message') or error}"
-    if isinstance(error, (Boto3Error, BotoCoreError, OSError, StagingError, SettingsError, DataDirInUse)):
+    known = (
+        Boto3Error,
+        BotoCoreError,
+        OSError,
+        StagingError,
+        SettingsError,
+        DataDirInUse,
+        CrossValidationError,
+    )
+    if isinstance(error, known):
         return str(error)
     return None
 

@@ -40,6 +40,10 @@ from training.train import (
 FIGURES = ("accuracy", "coverage", "accepted_accuracy", "ece")
 
 
+class CrossValidationError(ValueError):
+    """The data or the settings cannot be cross-validated (too few images per fold, no seeds)."""
+
+
 @dataclass(frozen=True)
 class Targets:
     """Bars a test set's figures must clear; None leaves a figure unjudged."""
@@ -69,15 +73,15 @@ class Targets:
 
 
 def fold_assignment(labels: npt.NDArray[np.int64], folds: int, seed: int) -> npt.NDArray[np.int64]:
-    """Each image's fold: stratified by class, seeded, fold sizes within one image of each other."""
+    """Each image's fold: stratified by class and seeded; within a class, fold sizes differ by at most one."""
     if folds < 2:
-        raise ValueError("cross-validation needs at least 2 folds")
+        raise CrossValidationError("cross-validation needs at least 2 folds")
     rng = np.random.default_rng(seed)
     assignment = np.zeros(len(labels), dtype=np.int64)
     for label in range(len(LABELS)):
         members = rng.permutation(np.flatnonzero(labels == label))
         if 0 < len(members) < folds:
-            raise ValueError(f"{LABELS[label]} has {len(members)} images: fewer than {folds} folds")
+            raise CrossValidationError(f"{LABELS[label]} has {len(members)} images: fewer than {folds} folds")
         for fold, chunk in enumerate(np.array_split(members, folds)):
             assignment[chunk] = fold
     return assignment
@@ -105,10 +109,13 @@ def out_of_fold_logits(
     from training.model import Ensemble
     from training.train import predict_logits, train_member
 
+    seeds = hp.seed_list
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise CrossValidationError(f"--seeds {hp.seeds!r}: give one or more different seeds, like 0,1,2")
+    assignment = fold_assignment(split.labels, folds, fold_seed)  # refuses too few images, before training
     started = time.perf_counter()
     torch.set_num_threads(hp.threads or os.cpu_count() or 1)
     config = PreprocessConfig(input_size=hp.image_size)
-    assignment = fold_assignment(split.labels, folds, fold_seed)
     logits = np.zeros((len(hp.seed_list), len(split.labels), len(LABELS)))
     no_validation = subset(split, np.zeros(len(split.labels), dtype=bool))
     for fold in range(folds):
@@ -143,6 +150,17 @@ def calibrated_probabilities(logits: npt.NDArray[np.float64], result: OutOfFold)
     return probabilities
 
 
+def stratum_sizes(class_sizes: Sequence[int], size: int) -> list[int]:
+    """`size` split over the classes in proportion to `class_sizes` (largest remainders get the rest)."""
+    total = sum(class_sizes)
+    shares = [size * count / total for count in class_sizes]
+    counts = [int(share) for share in shares]
+    by_remainder = sorted(range(len(shares)), key=lambda i: counts[i] - shares[i])
+    for index in by_remainder[: size - sum(counts)]:
+        counts[index] += 1
+    return counts
+
+
 def draw_spread(
     probabilities: npt.NDArray[np.float64],
     labels: npt.NDArray[np.int64],
@@ -153,16 +171,17 @@ def draw_spread(
     targets: Targets | None = None,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Median and 5th-95th percentiles of each figure over class-balanced draws of `size` images
-    (sampled with replacement), and how often the draws clear each of the `targets`' bars."""
+    """Median and 5th-95th percentiles of each figure over stratified draws of `size` images
+    (sampled with replacement, in the pooled class proportions), and how often the draws clear each
+    of the `targets`' bars."""
     targets = targets or Targets()
     rng = np.random.default_rng(seed)
-    per_class = size // len(LABELS)
     pools = [np.flatnonzero(labels == label) for label in range(len(LABELS))]
+    counts = stratum_sizes([len(pool) for pool in pools], size)
     samples: dict[str, list[float]] = {name: [] for name in FIGURES}
     cleared = dict.fromkeys([*targets.judged(), "all"], 0)
     for _ in range(draws):
-        chosen = np.concatenate([rng.choice(pool, per_class) for pool in pools if len(pool)])
+        chosen = np.concatenate([rng.choice(pool, count) for pool, count in zip(pools, counts, strict=True)])
         summary = summarize(probabilities[chosen], labels[chosen], threshold)
         for name in FIGURES:
             if summary[name] is not None:
@@ -280,7 +299,9 @@ def cross_validate_folder(train_dir: Path, args: argparse.Namespace) -> dict[str
     document = report(
         result, threshold=args.threshold, draw_size=args.draw_size, draws=args.draws, targets=targets
     )
-    return {"train": str(train_dir), "hyperparameters": asdict(hp), **document}
+    unused = ("val_fraction", "split_seed")  # the folds take the validation carve's place
+    recipe = {name: value for name, value in asdict(hp).items() if name not in unused}
+    return {"train": str(train_dir), "hyperparameters": recipe, **document}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -138,6 +138,26 @@ def test_mistakes_get_one_clear_line_and_change_nothing(tmp_path: Path, small_mo
         assert sorted(tmp_path.rglob("*")) == before, (arguments, "left something behind")
 
 
+def test_crossval_refuses_too_few_images_or_no_seed_in_one_line(dataset_source: Path, tmp_path: Path) -> None:
+    quick = ["--dataset", str(dataset_source), "--image-size", "32", "--epochs", "1"]
+    cases = [
+        (["--limit-per-class", "3"], "bicycle has 3 images: fewer than 5 folds"),
+        (["--seeds", ","], "give one or more different seeds"),
+    ]
+    for flags, expected in cases:
+        completed = subprocess.run(
+            [SCONES, "crossval", *quick, *flags],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            env=os.environ | {"SCONES_HOME": str(tmp_path / "home")},
+        )
+        assert completed.returncode == 1, completed.stderr
+        assert expected in completed.stderr and "Traceback" not in completed.stderr, completed.stderr
+        assert completed.stdout == ""
+
+
 def test_retrain_mistakes_get_one_clear_line(tmp_path: Path) -> None:
     completed = subprocess.run(
         [sys.executable, str(ROOT / "training" / "retrain.py"), "--dataset", str(tmp_path / "missing")],

@@ -5,7 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.crossval import OutOfFold, Targets, calibrated_probabilities, draw_spread, fold_assignment
+from training.crossval import (
+    CrossValidationError,
+    OutOfFold,
+    Targets,
+    calibrated_probabilities,
+    draw_spread,
+    fold_assignment,
+    out_of_fold_logits,
+    stratum_sizes,
+)
+from training.train import Hyperparameters, Split
 
 
 def balanced_labels(per_class: int) -> np.ndarray:
@@ -23,9 +33,9 @@ def test_folds_are_stratified_balanced_and_seeded() -> None:
 
 
 def test_fold_carve_refuses_what_cannot_be_cross_validated() -> None:
-    with pytest.raises(ValueError, match="at least 2 folds"):
+    with pytest.raises(CrossValidationError, match="at least 2 folds"):
         fold_assignment(balanced_labels(10), 1, seed=0)
-    with pytest.raises(ValueError, match="bicycle has 3 images: fewer than 5 folds"):
+    with pytest.raises(CrossValidationError, match="bicycle has 3 images: fewer than 5 folds"):
         fold_assignment(balanced_labels(3), 5, seed=0)
 
 
@@ -81,3 +91,23 @@ def test_a_figure_that_is_undefined_does_not_clear_its_bar() -> None:
         "accepted_accuracy": False,
         "ece": True,
     }
+
+
+@pytest.mark.parametrize("seeds", ["", ",", "0,0"])
+def test_no_seed_or_a_repeated_seed_is_refused_before_any_training(seeds: str) -> None:
+    labels = balanced_labels(10)
+    split = Split(np.zeros((20, 32, 32, 3), dtype=np.uint8), labels, [f"{i}.png" for i in range(20)])
+    with pytest.raises(CrossValidationError, match="one or more different seeds"):
+        out_of_fold_logits(split, Hyperparameters(seeds=seeds), folds=2, fold_seed=0, progress=False)
+
+
+def test_draws_keep_the_pooled_class_proportions_at_any_size() -> None:
+    assert stratum_sizes([500, 500], 200) == [100, 100]
+    assert stratum_sizes([500, 500], 201) in ([101, 100], [100, 101])
+    assert stratum_sizes([300, 700], 11) == [3, 8]
+    assert stratum_sizes([40, 0], 7) == [7, 0]
+    labels = np.array([0] * 30 + [1] * 70, dtype=np.int64)
+    probabilities = np.where(np.eye(2)[labels] == 1, 0.9, 0.1)
+    spread = draw_spread(probabilities, labels, size=11, draws=5)
+    assert spread["accuracy"]["median"] == 1.0
+    assert spread["coverage"]["median"] == 1.0
