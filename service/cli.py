@@ -89,12 +89,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_crossval(args: argparse.Namespace) -> int:
-    from training.crossval import cross_validate_folder
+    from training.crossval import cross_validate_folder, print_report
     from training.staging import stage_or_reuse
 
     home = default_home()
     staged = stage_or_reuse(args.dataset, home / "data", cache_dir=home / "cache")
-    _print_json(cross_validate_folder(staged.split_dir("train"), args))
+    print_report(cross_validate_folder(staged.split_dir("train"), args), as_json=args.json)
     return 0
 
 

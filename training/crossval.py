@@ -282,6 +282,7 @@ def add_crossval_flags(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--threshold", type=_fraction, default=DEFAULT_THRESHOLD)
     parser.add_argument("--no-progress", action="store_true", help="no progress lines")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
     bars = parser.add_argument_group("bars: how often a draw clears them (e.g. an acceptance test's)")
     for field in ("min_accuracy", "min_coverage", "min_accepted_accuracy", "max_ece"):
         bars.add_argument("--" + field.replace("_", "-"), type=_fraction, default=None)
@@ -304,9 +305,38 @@ def cross_validate_folder(train_dir: Path, args: argparse.Namespace) -> dict[str
     return {"train": str(train_dir), "hyperparameters": recipe, **document}
 
 
+def summary_lines(document: dict[str, Any]) -> list[str]:
+    """The report for people: pooled figures, then the spread over test-sized draws, per model."""
+    lines = [f"{document['folds']}-fold cross-validation of {document['n']} images ({document['seconds']} s)"]
+    for name, model in document["models"].items():
+        pooled = model["pooled"]
+        accepted = pooled["accepted_accuracy"]
+        lines.append(
+            f"{name}: accuracy {pooled['accuracy']:.4f}, coverage {pooled['coverage']:.3f}, accuracy among "
+            f"accepted {'n/a' if accepted is None else f'{accepted:.4f}'}, ECE {pooled['ece']:.4f}; "
+            f"per fold {' '.join(f'{value:.3f}' for value in model['fold_accuracy'])}"
+        )
+        for key, spread in model.items():
+            if not key.startswith("draws_of_"):
+                continue
+            size = key.removeprefix("draws_of_")
+            for figure in FIGURES:
+                if figure in spread:
+                    low, mid, high = (spread[figure][k] for k in ("p05", "median", "p95"))
+                    lines.append(f"  {figure} in draws of {size}: median {mid} (5-95 %: {low}-{high})")
+            if "share_meeting_targets" in spread:
+                shares = ", ".join(f"{k} {v}" for k, v in spread["share_meeting_targets"].items())
+                lines.append(f"  share of draws clearing the bars: {shares}")
+    return lines
+
+
+def print_report(document: dict[str, Any], *, as_json: bool) -> None:
+    print(json.dumps(document, indent=2) if as_json else "\n".join(summary_lines(document)))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    print(json.dumps(cross_validate_folder(args.train, args), indent=2))
+    print_report(cross_validate_folder(args.train, args), as_json=args.json)
     return 0
 
 

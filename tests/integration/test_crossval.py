@@ -34,7 +34,18 @@ def test_every_image_is_predicted_by_members_that_never_trained_on_it(
     monkeypatch.setattr(training.train, "predict_logits", recording_predict)
     train_dir: Path = staged.split_dir("train")
     flags = ["--folds", "3", "--seeds", "0,1", "--limit-per-class", "6", "--image-size", "32"]
-    flags += ["--epochs", "1", "--ema-decay", "0", "--draws", "20", "--min-accuracy", "0.97", "--no-progress"]
+    flags += [
+        "--epochs",
+        "1",
+        "--ema-decay",
+        "0",
+        "--draws",
+        "20",
+        "--min-accuracy",
+        "0.97",
+        "--no-progress",
+        "--json",
+    ]
     assert main([*flags, str(train_dir)]) == 0
     document = json.loads(capsys.readouterr().out)
 

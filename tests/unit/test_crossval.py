@@ -13,7 +13,9 @@ from training.crossval import (
     draw_spread,
     fold_assignment,
     out_of_fold_logits,
+    report,
     stratum_sizes,
+    summary_lines,
 )
 from training.train import Hyperparameters, Split
 
@@ -111,3 +113,21 @@ def test_draws_keep_the_pooled_class_proportions_at_any_size() -> None:
     spread = draw_spread(probabilities, labels, size=11, draws=5)
     assert spread["accuracy"]["median"] == 1.0
     assert spread["coverage"]["median"] == 1.0
+
+
+def test_the_report_pools_each_seed_and_their_ensemble_and_reads_as_text() -> None:
+    rng = np.random.default_rng(5)
+    labels = balanced_labels(30)
+    folds = fold_assignment(labels, 3, seed=0)
+    logits = np.stack([rng.normal(size=(60, 2)) + 2.5 * np.eye(2)[labels] for _ in range(2)])
+    document = report(
+        OutOfFold(logits, labels, folds, [4, 9], 1.0), draw_size=20, draws=30, targets=Targets(max_ece=0.1)
+    )
+    assert list(document["models"]) == ["seed 4", "seed 9", "ensemble of seeds 4,9"]
+    ensemble = document["models"]["ensemble of seeds 4,9"]
+    expected = (logits.mean(axis=0).argmax(axis=1) == labels).mean()
+    assert ensemble["pooled"]["accuracy"] == pytest.approx(expected)
+    text = "\n".join(summary_lines(document))
+    assert f"ensemble of seeds 4,9: accuracy {expected:.4f}" in text
+    assert "ece in draws of 20: median" in text
+    assert "share of draws clearing the bars: ece" in text
