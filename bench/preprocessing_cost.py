@@ -48,6 +48,7 @@ from scones.preprocessing import (
     DEFAULT_CONFIG,
     PreprocessConfig,
     model_input,
+    pixel_limit,
     preprocess,
     square_thumbnail,
     to_rgb,
@@ -147,9 +148,9 @@ def peak_memory(path: str, data: bytes, config: PreprocessConfig) -> dict[str, f
 
 
 def at_the_pixel_limit(mode: str, config: PreprocessConfig) -> bytes:
-    """A flat square PNG of `mode` as large as the pixel limit allows: tiny to upload, the most
+    """A flat square PNG of `mode` as large as its pixel limit allows: tiny to upload, the most
     memory a decode can take (the serialize Lambda has 1024 MB)."""
-    side = int(config.max_pixels**0.5)
+    side = int(pixel_limit(mode, config) ** 0.5)
     options: dict[str, Any] = {}
     if mode == "I;16":
         image = Image.fromarray(np.full((side, side), 30000, dtype=np.uint16))
@@ -234,10 +235,11 @@ def print_table(result: dict[str, Any]) -> None:
             f"{name:<24} {row['bytes']:>10} {row['median_ms']:>10.2f} "
             f"{row['tracemalloc_peak_mib']:>9.1f} {rss_text}"
         )
-    side = int(DEFAULT_CONFIG.max_pixels**0.5)
-    print(f"\none {side}x{side} PNG at the pixel limit -> model input: peak RSS growth")
+    print("\none square PNG at its mode's pixel limit -> model input: peak RSS growth")
     for mode, growth in result["pixel_limit_peak_rss_mib"].items():
-        print(f"  {mode:<6} {f'{growth:.0f} MiB' if growth is not None else 'n/a':>10}")
+        side = int(pixel_limit(mode, DEFAULT_CONFIG) ** 0.5)
+        size = f"{side}x{side}"
+        print(f"  {mode:<6} {size:>11} {f'{growth:.0f} MiB' if growth is not None else 'n/a':>10}")
     from_bytes = result["resize_paths_from_jpeg_bytes"]
     peak = from_bytes["direct_peak"]
     rss = f"{peak['rss_peak_growth_mib']:.1f}" if peak["rss_peak_growth_mib"] is not None else "n/a"

@@ -54,6 +54,10 @@ class ImageRejected(ValueError):
         self.reason: RejectReason = reason
         self.detail = detail
 
+    def __reduce__(self) -> tuple[type[ImageRejected], tuple[RejectReason, str]]:
+        # pickled with both fields (a process pool sends it back): the default passes only the message
+        return type(self), (self.reason, self.detail)
+
 
 @dataclass(frozen=True)
 class PreprocessConfig:
@@ -65,6 +69,13 @@ class PreprocessConfig:
     max_bytes: int = MAX_IMAGE_BYTES
     max_pixels: int = MAX_IMAGE_PIXELS
     min_side: int = MIN_IMAGE_SIDE
+
+
+def pixel_limit(mode: str, config: PreprocessConfig) -> int:
+    """The most pixels an image of `mode` may have. 16- and 32-bit samples take several times the
+    memory per pixel through decoding and conversion (a 64-megapixel 16-bit PNG of 120 KB peaked at
+    700 MB): they get a quarter of the pixels."""
+    return config.max_pixels // 4 if mode in WIDE_MODES else config.max_pixels
 
 
 DEFAULT_CONFIG: Final = PreprocessConfig()
@@ -114,9 +125,7 @@ def decode(data: bytes, config: PreprocessConfig = DEFAULT_CONFIG) -> Image.Imag
         # A file cut short inside its header (e.g. a JPEG before its SOF marker) fails while opening.
         raise _corrupt("the image header is incomplete or corrupt", error) from None
     width, height = image.size
-    # 16- and 32-bit samples take several times the memory per pixel through decoding and conversion
-    # (a 64-megapixel 16-bit PNG of 120 KB peaked at 700 MB): a quarter of the pixels for them
-    limit = config.max_pixels // 4 if image.mode in WIDE_MODES else config.max_pixels
+    limit = pixel_limit(image.mode, config)
     if width * height > limit:
         raise ImageRejected(
             "decompression_bomb",

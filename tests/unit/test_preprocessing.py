@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import pickle
 import struct
 import zlib
 from typing import Any
@@ -19,6 +20,7 @@ from scones.preprocessing import (
     PreprocessConfig,
     decode,
     model_input,
+    pixel_limit,
     preprocess,
     preview_png,
     thumbnail,
@@ -494,6 +496,26 @@ def test_16_bit_images_get_a_quarter_of_the_pixel_limit() -> None:
     assert thumbnail(data, PreprocessConfig(max_pixels=4 * 100 * 100)).size == (
         THUMBNAIL_SIZE,
         THUMBNAIL_SIZE,
+    )
+
+
+def test_each_modes_pixel_limit_is_the_one_the_check_applies() -> None:
+    config = PreprocessConfig(max_pixels=40_000)
+    assert pixel_limit("RGB", config) == 40_000
+    assert pixel_limit("I;16", config) == pixel_limit("F", config) == 10_000
+    wide = encode(Image.fromarray(np.full((100, 100), 40_000, dtype=np.uint16)), "PNG")
+    assert thumbnail(wide, config).size == (THUMBNAIL_SIZE, THUMBNAIL_SIZE)  # exactly at its limit
+
+
+def test_a_rejection_survives_pickling_with_its_reason() -> None:
+    """A process pool sends exceptions back pickled: the reason code must come through."""
+    error = assert_rejected(b"not an image at all", "not_an_image")
+    copy = pickle.loads(pickle.dumps(error))
+    assert (type(copy), copy.reason, copy.detail, str(copy)) == (
+        ImageRejected,
+        error.reason,
+        error.detail,
+        str(error),
     )
 
 
