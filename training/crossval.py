@@ -18,7 +18,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -116,22 +116,19 @@ def out_of_fold_logits(
     started = time.perf_counter()
     torch.set_num_threads(hp.threads or os.cpu_count() or 1)
     config = PreprocessConfig(input_size=hp.image_size)
-    logits = np.zeros((len(hp.seed_list), len(split.labels), len(LABELS)))
+    logits = np.zeros((len(seeds), len(split.labels), len(LABELS)))
     no_validation = subset(split, np.zeros(len(split.labels), dtype=bool))
     for fold in range(folds):
         held_out = assignment == fold
-        for row, seed in enumerate(hp.seed_list):
-            member = train_member(
-                seed, subset(split, ~held_out), no_validation, hp, config, progress=progress
-            )
-            predicted = predict_logits(
-                Ensemble([member], flip_tta=hp.flip_tta), subset(split, held_out), config
-            )
+        fit, predict = subset(split, ~held_out), subset(split, held_out)
+        for row, seed in enumerate(seeds):
+            member = train_member(seed, fit, no_validation, hp, config, progress=progress)
+            predicted = predict_logits(Ensemble([member], flip_tta=hp.flip_tta), predict, config)
             logits[row, held_out] = predicted.double().numpy()
             if progress:
                 accuracy = float((logits[row, held_out].argmax(1) == split.labels[held_out]).mean())
                 print(f"fold {fold + 1}/{folds} seed {seed}: accuracy {accuracy:.3f}", file=sys.stderr)
-    return OutOfFold(logits, split.labels, assignment, hp.seed_list, time.perf_counter() - started)
+    return OutOfFold(logits, split.labels, assignment, seeds, time.perf_counter() - started)
 
 
 def calibrated_probabilities(logits: npt.NDArray[np.float64], result: OutOfFold) -> npt.NDArray[np.float64]:
@@ -284,8 +281,8 @@ def add_crossval_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress lines")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     bars = parser.add_argument_group("bars: how often a draw clears them (e.g. an acceptance test's)")
-    for field in ("min_accuracy", "min_coverage", "min_accepted_accuracy", "max_ece"):
-        bars.add_argument("--" + field.replace("_", "-"), type=_fraction, default=None)
+    for bar in fields(Targets):
+        bars.add_argument("--" + bar.name.replace("_", "-"), type=_fraction, default=None)
     add_hyperparameter_flags(parser)
 
 
@@ -296,7 +293,7 @@ def cross_validate_folder(train_dir: Path, args: argparse.Namespace) -> dict[str
     result = out_of_fold_logits(
         split, hp, folds=args.folds, fold_seed=args.fold_seed, progress=not args.no_progress
     )
-    targets = Targets(args.min_accuracy, args.min_coverage, args.min_accepted_accuracy, args.max_ece)
+    targets = Targets(**{bar.name: getattr(args, bar.name) for bar in fields(Targets)})
     document = report(
         result, threshold=args.threshold, draw_size=args.draw_size, draws=args.draws, targets=targets
     )
