@@ -26,17 +26,14 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from staged_data import test_images
 
 from scones.model_metadata import ModelMetadata
 from scones.model_store import ModelStore, NoModelError
 from service.endpoint import LocalEndpoint
-
-REPO = Path(__file__).resolve().parent.parent
-SHARED_DATASET = REPO.parent / "shared" / "datasets" / "cifar100-bicycle-motorcycle"
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -46,23 +43,6 @@ def percentile(values: list[float], q: float) -> float:
     low = int(position)
     high = min(low + 1, len(ordered) - 1)
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
-
-
-@contextmanager
-def image_folder(images: Path | None) -> Iterator[Path]:
-    """The folder given, else the test split staged from $SCONES_DATASET (or the shared copy)."""
-    if images is not None:
-        yield images
-        return
-    from training.staging import stage
-
-    configured = os.environ.get("SCONES_DATASET")
-    source = Path(configured) if configured else SHARED_DATASET
-    if not configured and not (source / "train.lst").is_file():
-        sys.exit("no --images folder and no dataset: pass --images DIR or set SCONES_DATASET")
-    with tempfile.TemporaryDirectory(prefix="bench-staged-") as temporary:
-        staged = stage(source, Path(temporary))
-        yield staged.split_dir("test")
 
 
 def load_images(folder: Path, limit: int = 1000) -> list[bytes]:
@@ -196,8 +176,11 @@ def main(argv: list[str] | None = None) -> None:
         model_dir: Path = args.model or ModelStore.default().current_path()
     except NoModelError as error:
         sys.exit(f"{error}, or pass --model DIR")
-    with image_folder(args.images) as folder:
-        images = load_images(folder)
+    if args.images is not None:
+        images = load_images(args.images)
+    else:
+        with tempfile.TemporaryDirectory(prefix="bench-staged-") as scratch:
+            images = test_images(None, Path(scratch))
     result = run(model_dir, images, args)
     if args.json:
         print(json.dumps(result))

@@ -13,7 +13,6 @@ import argparse
 import contextlib
 import io
 import json
-import os
 import statistics
 import tempfile
 import time
@@ -23,15 +22,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from staged_data import test_images
 
-from scones.datasets import read_labeled_folder
 from scones.model_store import ModelStore
 from scones.steps import parse_iso
 from service.local_stack import LocalStack
 from service.moto_adapters.lambda_runtime import InvocationContext
 from service.outcome_watch import wait_for_outcomes
 from service.provision import function_environment
-from training.staging import stage
 from workflow.names import FUNCTIONS
 
 
@@ -112,12 +110,11 @@ def direct(stack: LocalStack, images: list[bytes], size: int) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--sizes", default="1,50,500")
-    parser.add_argument("--dataset", default=os.environ.get("SCONES_DATASET"))
+    parser.add_argument("--dataset", help="default: $SCONES_DATASET, else the shared copy")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="scones-bench-flow-") as scratch:
-        staged = stage(args.dataset, Path(scratch) / "data")
-        images = [image.data for image in read_labeled_folder(staged.split_dir("test"))]
+        images = test_images(args.dataset, Path(scratch))
     results: dict[str, Any] = {"bursts": []}
     with LocalStack(store=ModelStore.default()) as stack:
         burst(stack, images, 4)  # warm-up: builds every function's handler once

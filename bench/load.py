@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import tempfile
 from dataclasses import fields
 from pathlib import Path
 
-from scones.datasets import read_labeled_folder
+from staged_data import test_images
+
 from scones.model_store import ModelStore
 from service.load_run import LoadPlan, run_load
 from service.local_stack import LocalStack
-from training.staging import stage
 
 
 def main() -> None:
@@ -29,13 +28,12 @@ def main() -> None:
     parser.add_argument("--outage-s", type=float, default=defaults.outage_s)
     parser.add_argument("--bad-share", type=float, default=defaults.bad_share)
     parser.add_argument("--duplicate-share", type=float, default=defaults.duplicate_share)
-    parser.add_argument("--dataset", default=os.environ.get("SCONES_DATASET"))
+    parser.add_argument("--dataset", help="default: $SCONES_DATASET, else the shared copy")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     plan = LoadPlan(**{f.name: getattr(args, f.name) for f in fields(LoadPlan) if hasattr(args, f.name)})
     with tempfile.TemporaryDirectory(prefix="scones-bench-load-") as scratch:
-        staged = stage(args.dataset, Path(scratch) / "data")
-        images = [image.data for image in read_labeled_folder(staged.split_dir("test"))]
+        images = test_images(args.dataset, Path(scratch))
     with LocalStack(store=ModelStore.default()) as stack:
         result = run_load(stack, images, plan)
     if args.json:

@@ -14,20 +14,21 @@ import time
 from pathlib import Path
 from typing import Any
 
+from staged_data import staged as stage_dataset
+
 from scones.model_store import ModelStore
-from training.staging import stage
 from training.train import Hyperparameters, train
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--dataset", default=os.environ.get("SCONES_DATASET"))
+    parser.add_argument("--dataset", help="default: $SCONES_DATASET, else the shared copy")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="scones-bench-train-") as scratch:
         root = Path(scratch)
         started = time.perf_counter()
-        staged = stage(args.dataset, root / "data", cache_dir=root / "cache")
+        staged = stage_dataset(args.dataset, root / "data", cache_dir=root / "cache")
         staged_at = time.perf_counter()
         metadata = train(
             staged.split_dir("train"),
