@@ -261,42 +261,38 @@ class EventTargetDelivery:
             except Exception as error:
                 code, message, cap = type(error).__name__, str(error), None
             next_wait = self.retry.backoff(attempts)
+            exhausted: str | None
             if cap == NOT_RETRIED:
                 exhausted = "NotRetriable"
             elif attempts > (max_retries if cap is None else min(cap, max_retries)):
                 exhausted = "MaximumRetryAttempts"
             elif max_age is not None and time.time() - received + next_wait > float(max_age):
                 exhausted = "MaximumEventAgeInSeconds"
-            elif self._stopping.wait(next_wait):
+            elif not self._stopping.wait(next_wait):
+                continue
+            else:
+                exhausted = None  # the local stack is stopping: no dead letter, the reconciler redrives
+            if exhausted is None:
                 _log.warning("EventBridge delivery to %s abandoned: the local stack is stopping", arn)
-                return DeliveryOutcome(
-                    rule_arn,
-                    target_id,
+                dead_lettered = False
+            else:
+                dead_lettered = self._dead_letter(
+                    rule_arn=rule_arn,
+                    target=target,
+                    event=delivered_event,
+                    failure=DeliveryFailed(code, message),
+                    exhausted=exhausted,
+                    attempts=attempts,
+                )
+                _log.warning(
+                    "EventBridge gave up delivering event %s to %s after %d attempts (%s: %s)%s",
+                    event.get("id"),
                     arn,
                     attempts,
-                    delivered=False,
-                    error_code=code,
-                    error_message=message,
+                    code,
+                    message[:300],
+                    "; sent to its dead-letter queue" if dead_lettered else "",
                 )
-            else:
-                continue
-            dead_lettered = self._dead_letter(
-                rule_arn=rule_arn,
-                target=target,
-                event=delivered_event,
-                failure=DeliveryFailed(code, message),
-                exhausted=exhausted,
-                attempts=attempts,
-            )
-            _log.warning(
-                "EventBridge gave up delivering event %s to %s after %d attempts (%s: %s)%s",
-                event.get("id"),
-                arn,
-                attempts,
-                code,
-                message[:300],
-                "; sent to its dead-letter queue" if dead_lettered else "",
-            )
             return DeliveryOutcome(
                 rule_arn,
                 target_id,

@@ -32,6 +32,7 @@ from botocore.exceptions import ClientError
 
 from service import moto_adapters
 from service.moto_adapters import HandlerFactory, RetryPolicy, jsonpath_cache
+from service.moto_adapters.event_delivery import EventTargetDelivery
 from service.moto_adapters.lambda_runtime import HandlerFunction
 from service.moto_adapters.server import ACCOUNT_ID, REGION, LocalMotoServer, start_moto_server
 
@@ -454,6 +455,26 @@ def test_a_failing_lambda_target_is_retried_then_dead_lettered(aws: Aws) -> None
     assert attributes["RETRY_ATTEMPTS"] == "2"
     assert attributes["TARGET_ARN"] == arn
     assert attributes["RULE_ARN"].endswith(f":rule/{rule}")
+
+
+def test_a_delivery_waiting_to_retry_at_stop_is_abandoned_not_dead_lettered(aws: Aws) -> None:
+    """Stopping the stack ends retry waits: the event is left to the reconciler, not sent to the DLQ."""
+    function, arn = aws.function("tests.fake.fail", prefix="failing")
+    dlq_url, dlq_arn = aws.queue("dlq")
+    delivery = EventTargetDelivery(aws.server.adapters.runtime, retry=RetryPolicy(first_backoff_s=60.0))
+    target = {"Id": "fails", "Arn": arn, "DeadLetterConfig": {"Arn": dlq_arn}}
+    event = {"id": "e-1", "source": "scones.test", "detail-type": "Test", "detail": {"n": 3}}
+    try:
+        future = delivery.submit("arn:aws:events:us-east-1:123456789012:rule/stopping", target, event)
+        assert len(RECORDER.wait_for(function, 1)) == 1, "the first attempt ran"
+    finally:
+        delivery.shutdown()
+
+    outcome = future.result(timeout=WAIT_S)
+    assert (outcome.delivered, outcome.dead_lettered, outcome.attempts) == (False, False, 1)
+    assert (outcome.error_code, outcome.error_message) == ("ValueError", "bad document 3")
+    assert aws.drain(dlq_url) == []
+    assert delivery.wait_idle(0)
 
 
 def test_a_function_error_gets_lambdas_two_retries_and_a_missing_function_none(aws: Aws) -> None:
