@@ -66,7 +66,7 @@ package: $(INSTALLED)
 	cp -r scones handlers workflow build/lambda/
 	find build/lambda -name __pycache__ -prune -exec rm -rf {} +
 
-# Real AWS: `make deploy DEPLOY_ARGS="--artifacts-bucket B [--model-data ... --serving-image ... --role ...]"`,
+# Real AWS: `make deploy DEPLOY_ARGS="--artifacts-bucket B [--model-data ... --serving-image ...]"`,
 # `make destroy DESTROY_ARGS="--bucket B [--delete-data]"`; add --dry-run to either to see the plan.
 deploy: package
 	$(BIN)/scones deploy $(DEPLOY_ARGS)

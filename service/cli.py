@@ -37,11 +37,13 @@ def cmd_stage(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sagemaker_settings(args: argparse.Namespace) -> Any:
-    from service.sagemaker_jobs import SageMakerSettings
+ROLE_HELP = "the IAM role SageMaker assumes (default: the stack's SageMakerRoleArn output)"
 
-    if not args.role:
-        raise SystemExit("SageMaker needs --role (an IAM role SageMaker can assume)")
+
+def _sagemaker_settings(args: argparse.Namespace) -> Any:
+    from service.sagemaker_jobs import SageMakerSettings, sagemaker_role
+
+    args.role = sagemaker_role(args.role, **_stack_lookup(args))
     return SageMakerSettings(
         role_arn=args.role,
         bucket=_bucket(args),
@@ -474,9 +476,9 @@ def cmd_deploy(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 2
-    if args.model_data and (not args.role or not args.serving_image):
+    if args.model_data and not args.serving_image:
         # checked before the stack deploys, not after it
-        print("scones deploy: --model-data needs --role and --serving-image", file=sys.stderr)
+        print("scones deploy: --model-data needs --serving-image", file=sys.stderr)
         return 2
     if args.artifacts_bucket:
         # only what is given: an update keeps the stack's other values (CloudFormation deploy does)
@@ -502,8 +504,9 @@ def cmd_deploy(args: argparse.Namespace) -> int:
             print(f"drop images into {outputs.get('InboxUri', '(the stack has no InboxUri output)')}")
     if args.model_data:
         endpoint_name = _endpoint_name(args, *_aws_clients(args, "cloudformation"))
-        if args.dry_run and not args.bucket and args.artifacts_bucket:
-            args.bucket = f"<{args.stack_name}'s DataBucketName>"  # the stack is not deployed by a dry run
+        if args.dry_run and args.artifacts_bucket:  # the stack is not deployed by a dry run
+            args.bucket = args.bucket or f"<{args.stack_name}'s DataBucketName>"
+            args.role = args.role or f"<{args.stack_name}'s SageMakerRoleArn>"
         settings = _sagemaker_settings(args)
         (sagemaker,) = _aws_clients(args, "sagemaker")
         if args.serverless is None:  # no hosting asked for: a new model, the endpoint's hosting kept
@@ -735,7 +738,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--dataset", help=dataset_help)
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
     train.add_argument("--on", choices=["local", "sagemaker"], default="local", help="where to train")
-    train.add_argument("--role", help="with --on sagemaker: the IAM role SageMaker assumes")
+    train.add_argument("--role", help=ROLE_HELP)
     _add_aws_flags(train)
     add_hyperparameter_flags(train)
     train.set_defaults(handler=cmd_train)
@@ -858,7 +861,7 @@ def build_parser() -> argparse.ArgumentParser:
     deploy.add_argument("--alarm-email", help="subscribe this address to the stack's alarms")
     deploy.add_argument("--model-data", help="deploy the endpoint: s3://.../model.tar.gz of a training job")
     deploy.add_argument("--serving-image", help="the model server's image URI (Dockerfile)")
-    deploy.add_argument("--role", help="the IAM role SageMaker assumes")
+    deploy.add_argument("--role", help=ROLE_HELP)
     deploy.add_argument("--version", help="the model version (default: the training job's name)")
     deploy.add_argument("--endpoint-name", help=endpoint_name_help)
     hosting = deploy.add_mutually_exclusive_group()

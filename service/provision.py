@@ -20,18 +20,19 @@ from workflow.names import FUNCTIONS, LAMBDA_RUNTIME, METRICS_NAMESPACE, Functio
 
 ACCOUNT_ID = "123456789012"
 REGION = "us-east-1"
-LAMBDA_ROLE_POLICY = {
-    "Version": "2012-10-17",
-    "Statement": [
-        {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}
-    ],
-}
-STATES_ROLE_POLICY = {
-    "Version": "2012-10-17",
-    "Statement": [
-        {"Effect": "Allow", "Principal": {"Service": "states.amazonaws.com"}, "Action": "sts:AssumeRole"}
-    ],
-}
+
+
+def trust_policy(service: str) -> dict[str, Any]:
+    """A role trust policy that lets `service` (e.g. lambda.amazonaws.com) assume the role."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}],
+    }
+
+
+def role_arn(name: str) -> str:
+    """The local stack's ARN of the IAM role `name`."""
+    return f"arn:aws:iam::{ACCOUNT_ID}:role/{name}"
 
 
 @dataclass
@@ -116,11 +117,13 @@ def provision(
     iam, s3, sqs = client("iam"), client("s3"), client("sqs")
     lambda_, sfn, events = client("lambda"), client("stepfunctions"), client("events")
 
-    lambda_role = iam.create_role(
-        RoleName=f"{names.prefix}-lambda", AssumeRolePolicyDocument=json.dumps(LAMBDA_ROLE_POLICY)
-    )
-    states_role = iam.create_role(
-        RoleName=f"{names.prefix}-states", AssumeRolePolicyDocument=json.dumps(STATES_ROLE_POLICY)
+    lambda_role, states_role, _ = (
+        iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust_policy(service)))
+        for name, service in (
+            (f"{names.prefix}-lambda", "lambda.amazonaws.com"),
+            (f"{names.prefix}-states", "states.amazonaws.com"),
+            (names.sagemaker_role, "sagemaker.amazonaws.com"),  # the template's SageMakerExecutionRole
+        )
     )
 
     s3.create_bucket(Bucket=names.bucket)

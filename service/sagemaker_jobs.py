@@ -669,6 +669,26 @@ def data_bucket(
     )
 
 
+def sagemaker_role(
+    role: str | None, *, endpoint_url: str | None, stack_name: str, cloudformation: Callable[[], Any]
+) -> str:
+    """The IAM role SageMaker assumes: `role` if given; with an endpoint URL the local stack's; on AWS
+    the deployed stack's `SageMakerRoleArn` output (the template's least-privilege role)."""
+    from service.provision import role_arn
+    from workflow.names import StackNames
+
+    if role:
+        return role
+    return stack_value(
+        "SageMakerRoleArn",
+        local=lambda: role_arn(StackNames().sagemaker_role),
+        endpoint_url=endpoint_url,
+        stack_name=stack_name,
+        cloudformation=cloudformation,
+        hint="give --role or --stack-name",
+    )
+
+
 def stack_value(
     output: str,
     *,

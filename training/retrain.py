@@ -386,8 +386,6 @@ def sagemaker_engine(args: argparse.Namespace, sagemaker: Any, s3: Any, scratch:
         run,
     )
 
-    if not args.role:
-        raise SystemExit("--on sagemaker needs --role (an IAM role SageMaker can assume)")
     settings = SageMakerSettings(
         role_arn=args.role, bucket=args.bucket, region=args.region, serving_image=args.serving_image
     )
@@ -453,7 +451,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true")
     aws = parser.add_argument_group("--on sagemaker: train on SageMaker, gate, update the endpoint")
     aws.add_argument("--on", choices=["local", "sagemaker"], default="local", help="where to train")
-    aws.add_argument("--role", help="the IAM role SageMaker assumes")
+    aws.add_argument(
+        "--role", help="the IAM role SageMaker assumes (default: the stack's SageMakerRoleArn output)"
+    )
     aws.add_argument(
         "--region", help="default: the region boto3 uses (AWS_REGION, the profile), else us-east-1"
     )
@@ -464,7 +464,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import boto3
 
-    from service.sagemaker_jobs import data_bucket, default_region
+    from service.sagemaker_jobs import data_bucket, default_region, sagemaker_role
 
     args.region = args.region or default_region()
     if args.on == "sagemaker" and not args.dry_run and not args.serving_image:
@@ -480,12 +480,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     staged = stage_or_reuse(args.dataset, data_dir, cache_dir=default_home() / "cache")
     endpoint = {"endpoint_url": args.endpoint_url} if args.endpoint_url else {}
     s3 = boto3.client("s3", region_name=args.region, **endpoint)
-    args.bucket = data_bucket(
-        args.bucket,
-        endpoint_url=args.endpoint_url,
-        stack_name=args.stack_name,
-        cloudformation=lambda: boto3.client("cloudformation", region_name=args.region, **endpoint),
-    )
+    stack = {
+        "endpoint_url": args.endpoint_url,
+        "stack_name": args.stack_name,
+        "cloudformation": lambda: boto3.client("cloudformation", region_name=args.region, **endpoint),
+    }
+    args.bucket = data_bucket(args.bucket, **stack)
+    if args.on == "sagemaker":
+        args.role = sagemaker_role(args.role, **stack)
     with (
         tempfile.TemporaryDirectory(prefix="scones-labels-") as labels,
         tempfile.TemporaryDirectory(prefix="scones-serving-") as serving,

@@ -75,5 +75,9 @@ class StackNames:
     def endpoint(self) -> str:
         return DEFAULT_ENDPOINT_NAME
 
+    @property
+    def sagemaker_role(self) -> str:
+        return f"{self.prefix}-sagemaker"
+
     def function(self, spec: FunctionSpec) -> str:
         return f"{self.prefix}-{spec.logical_id.removesuffix('Function').lower()}"

@@ -292,12 +292,28 @@ def test_deploy_keeps_the_endpoints_hosting_unless_told(aws: LocalMotoServer) ->
 def test_deploy_checks_its_endpoint_settings_before_the_stack_and_destroy_needs_no_bucket(
     aws: LocalMotoServer,
 ) -> None:
-    """A deploy missing --role for its endpoint stops before deploying the stack; destroy without
-    --delete-data looks up no bucket (the stack may be gone, or never have been made)."""
+    """A deploy missing --serving-image for its endpoint stops before deploying the stack (its role
+    can come from the stack it deploys); destroy without --delete-data looks up no bucket (the stack
+    may be gone, or never have been made)."""
     model_data = "s3://sm-data/models/scones-t1/output/model.tar.gz"
     deploy = _cli(aws, "deploy", "--artifacts-bucket", "artifacts", "--model-data", model_data, "--dry-run")
-    assert deploy.returncode == 2 and "needs --role and --serving-image" in deploy.stderr
+    assert deploy.returncode == 2 and "--model-data needs --serving-image" in deploy.stderr
     assert "upload" not in deploy.stdout, "nothing was planned, let alone run"
+    planned = _cli(
+        aws,
+        "deploy",
+        "--artifacts-bucket",
+        "artifacts",
+        "--model-data",
+        model_data,
+        "--serving-image",
+        IMAGE,
+        "--stack-name",
+        "never-deployed",
+        "--dry-run",
+    )
+    assert planned.returncode == 0, planned.stderr
+    assert "would create  model" in planned.stdout and "would deploy" in planned.stdout, planned.stdout
     destroy = _cli(aws, "destroy", "--dry-run", "--stack-name", "never-deployed", "--endpoint-name", "e")
     assert destroy.returncode == 0, destroy.stderr
     # without the name: the default endpoint may be another stack's, so it is asked for, not guessed

@@ -15,7 +15,7 @@ import pytest
 
 from service.moto_adapters.server import LocalMotoServer, start_moto_server
 from service.provision import LOCAL_ONLY_VARIABLES, function_environment
-from service.sagemaker_jobs import SettingsError, data_bucket, stack_actions, stack_value
+from service.sagemaker_jobs import SettingsError, data_bucket, sagemaker_role, stack_actions, stack_value
 from service.sam_template import load_template, translate
 from workflow.definitions import STATE_MACHINE_FILE, event_pattern, state_machine_definition
 from workflow.names import FUNCTIONS, StackNames
@@ -116,6 +116,27 @@ def test_aws_commands_without_bucket_take_the_deployed_stacks_bucket(stack: Crea
     assert local == StackNames().bucket, "the embedded stack's own bucket"
     with pytest.raises(SettingsError, match=r"DataBucketName.*give --bucket"):
         data_bucket(None, endpoint_url=None, stack_name="elsewhere", cloudformation=lambda: cloudformation)
+
+
+def test_sagemaker_commands_without_role_take_the_stacks_sagemaker_role(stack: CreatedStack) -> None:
+    """The template makes SageMaker's least-privilege role: `--role` defaults to its output on AWS and
+    to the local stack's own role with an endpoint URL."""
+    cloudformation = stack.client("cloudformation")
+    found = sagemaker_role(
+        None, endpoint_url=None, stack_name="scones", cloudformation=lambda: cloudformation
+    )
+    role = stack.client("iam").get_role(RoleName=found.rsplit("/", 1)[1])["Role"]
+    assert role["Arn"] == found
+    (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "sagemaker.amazonaws.com"}
+    given = sagemaker_role("arn:mine", endpoint_url=None, stack_name="scones", cloudformation=lambda: None)
+    assert given == "arn:mine"
+    local = sagemaker_role(
+        None, endpoint_url="http://127.0.0.1:1", stack_name="x", cloudformation=lambda: None
+    )
+    assert local.endswith(f":role/{StackNames().sagemaker_role}")
+    with pytest.raises(SettingsError, match=r"SageMakerRoleArn.*give --role"):
+        sagemaker_role(None, endpoint_url=None, stack_name="elsewhere", cloudformation=lambda: cloudformation)
 
 
 def test_review_and_replay_on_aws_take_their_queues_and_state_machine_from_the_stacks_outputs(

@@ -93,6 +93,85 @@ def test_s3_access_is_scoped_to_the_prefixes_each_function_uses(template: dict[s
     }
 
 
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _bucket_patterns(statement: dict[str, Any]) -> list[str]:
+    """The key patterns of a statement's `${DataBucket.Arn}/...` resources."""
+    return [
+        resource["Fn::Sub"].split("}/", 1)[1]
+        for resource in _as_list(statement["Resource"])
+        if isinstance(resource, dict) and "${DataBucket.Arn}/" in resource.get("Fn::Sub", "")
+    ]
+
+
+def test_the_sagemaker_role_reaches_the_keys_its_jobs_and_endpoint_use_and_no_others(
+    template: dict[str, Any],
+) -> None:
+    from fnmatch import fnmatchcase
+
+    from service.sagemaker_jobs import (
+        SageMakerSettings,
+        endpoint_config_request,
+        train_actions,
+        training_job_request,
+    )
+
+    role = template["Resources"]["SageMakerExecutionRole"]["Properties"]
+    (principal,) = [s["Principal"]["Service"] for s in role["AssumeRolePolicyDocument"]["Statement"]]
+    assert principal == "sagemaker.amazonaws.com"
+    statements = [s for policy in role["Policies"] for s in policy["PolicyDocument"]["Statement"]]
+    by_action: dict[str, list[str]] = {}
+    for statement in statements:
+        assert statement["Effect"] == "Allow"
+        for action in _as_list(statement["Action"]):
+            assert "*" not in action, action
+            by_action.setdefault(action, []).extend(_bucket_patterns(statement))
+        if statement["Resource"] == "*":  # only actions without resource-level permissions
+            assert _as_list(statement["Action"]) in (
+                ["ecr:GetAuthorizationToken"],
+                ["cloudwatch:PutMetricData"],
+            )
+
+    settings = SageMakerSettings(role_arn="role", bucket="bucket", serving_image="image")
+    source_uri = train_actions(None, None, settings, {}, "job")[0].name
+    job = training_job_request(settings, "job", source_uri, {})
+    channels = [channel["DataSource"]["S3DataSource"]["S3Uri"] for channel in job["InputDataConfig"]]
+    model = job["OutputDataConfig"]["S3OutputPath"] + "job/output/model.tar.gz"
+    capture = endpoint_config_request(settings, "config", "model", "endpoint")["DataCaptureConfig"]
+    retrain_channel = "s3://bucket/retrain/job/train/"  # SageMakerTrainer's channels
+    reads = [uri + "a.png" for uri in [*channels, retrain_channel]] + [source_uri, model]
+    writes = [model, capture["DestinationS3Uri"] + "/endpoint/AllTraffic/2026/11/25/12/a.jsonl"]
+
+    def key(uri: str) -> str:
+        assert uri.startswith("s3://bucket/"), uri
+        return uri.removeprefix("s3://bucket/")
+
+    for action, uris in (("s3:GetObject", reads), ("s3:PutObject", writes)):
+        patterns = by_action[action]
+        for uri in uris:
+            assert any(fnmatchcase(key(uri), pattern) for pattern in patterns), (action, uri)
+        for pattern in patterns:  # each one in use: nothing wider than the code needs
+            assert any(fnmatchcase(key(uri), pattern) for uri in uris), (action, pattern)
+    (listing,) = [s for s in statements if s["Action"] == "s3:ListBucket"]
+    listed = listing["Condition"]["StringLike"]["s3:prefix"]
+    for channel in [*channels, retrain_channel]:
+        assert any(fnmatchcase(key(channel), prefix) for prefix in listed), channel
+    assert set(by_action) - {"s3:GetObject", "s3:PutObject", "s3:ListBucket"} == {
+        "ecr:BatchCheckLayerAvailability",
+        "ecr:BatchGetImage",
+        "ecr:GetDownloadUrlForLayer",
+        "ecr:GetAuthorizationToken",
+        "logs:CreateLogGroup",
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+        "logs:DescribeLogStreams",
+        "cloudwatch:PutMetricData",
+    }
+    assert "SageMakerRoleArn" in template["Outputs"]
+
+
 def test_managed_policy_templates_are_scoped_to_one_resource(template: dict[str, Any]) -> None:
     for kind in ("AWS::Serverless::Function", "AWS::Serverless::StateMachine"):
         for name, resource in resources_of(template, kind).items():
