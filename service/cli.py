@@ -37,9 +37,6 @@ def cmd_stage(args: argparse.Namespace) -> int:
     return 0
 
 
-ROLE_HELP = "the IAM role SageMaker assumes (default: the stack's SageMakerRoleArn output)"
-
-
 def _sagemaker_settings(args: argparse.Namespace) -> Any:
     from service.sagemaker_jobs import SageMakerSettings, sagemaker_role
 
@@ -712,6 +709,7 @@ def _percent(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from service.sagemaker_jobs import ROLE_HELP
     from training.crossval import add_crossval_flags
     from training.train import add_hyperparameter_flags
     from workflow.names import StackNames

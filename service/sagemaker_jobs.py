@@ -669,6 +669,9 @@ def data_bucket(
     )
 
 
+ROLE_HELP: Final = "the IAM role SageMaker assumes (default: the stack's SageMakerRoleArn output)"
+
+
 def sagemaker_role(
     role: str | None, *, endpoint_url: str | None, stack_name: str, cloudformation: Callable[[], Any]
 ) -> str:

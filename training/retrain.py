@@ -418,6 +418,7 @@ def sagemaker_engine(args: argparse.Namespace, sagemaker: Any, s3: Any, scratch:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from monitoring.review import export_labels
+    from service.sagemaker_jobs import ROLE_HELP
     from training.staging import stage_or_reuse
     from training.train import add_hyperparameter_flags, hyperparameters_from
     from workflow.names import DEFAULT_STACK_NAME, StackNames
@@ -451,9 +452,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true")
     aws = parser.add_argument_group("--on sagemaker: train on SageMaker, gate, update the endpoint")
     aws.add_argument("--on", choices=["local", "sagemaker"], default="local", help="where to train")
-    aws.add_argument(
-        "--role", help="the IAM role SageMaker assumes (default: the stack's SageMakerRoleArn output)"
-    )
+    aws.add_argument("--role", help=ROLE_HELP)
     aws.add_argument(
         "--region", help="default: the region boto3 uses (AWS_REGION, the profile), else us-east-1"
     )
