@@ -154,6 +154,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--images", type=Path, help="folder of PNGs, e.g. the staged test split (default: stage one)"
     )
+    parser.add_argument(
+        "--dataset", help="without --images: stage from (default: $SCONES_DATASET, else the shared copy)"
+    )
     parser.add_argument("--requests", type=int, default=500, help="sequential single-image requests")
     parser.add_argument("--warmup", type=int, default=50, help="requests before measuring")
     parser.add_argument(
@@ -180,7 +183,7 @@ def main(argv: list[str] | None = None) -> None:
         images = load_images(args.images)
     else:
         with tempfile.TemporaryDirectory(prefix="bench-staged-") as scratch:
-            images = test_images(None, Path(scratch))
+            images = test_images(args.dataset, Path(scratch))
     result = run(model_dir, images, args)
     if args.json:
         print(json.dumps(result))

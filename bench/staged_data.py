@@ -30,7 +30,7 @@ def staged(given: str | None, out_dir: Path, *, cache_dir: Path | None = None) -
     try:
         return stage(dataset_source(given), out_dir, cache_dir=cache_dir)
     except (StagingError, OSError) as error:
-        sys.exit(f"cannot stage the dataset: {error}\n(pass --dataset DIR or set SCONES_DATASET)")
+        sys.exit(f"cannot stage the dataset: {error} (pass --dataset DIR or set SCONES_DATASET)")
 
 
 def test_images(given: str | None, scratch: Path) -> list[bytes]:

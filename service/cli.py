@@ -40,10 +40,13 @@ def cmd_stage(args: argparse.Namespace) -> int:
 def _sagemaker_settings(args: argparse.Namespace) -> Any:
     from service.sagemaker_jobs import SageMakerSettings, sagemaker_role
 
-    args.role = sagemaker_role(args.role, **_stack_lookup(args))
+    bucket = _bucket(args)
+    model_data = getattr(args, "model_data", None) or ""
+    buckets = [bucket, *([model_data.removeprefix("s3://").partition("/")[0]] if model_data else [])]
+    args.role = sagemaker_role(args.role, buckets=buckets, **_stack_lookup(args))
     return SageMakerSettings(
         role_arn=args.role,
-        bucket=_bucket(args),
+        bucket=bucket,
         region=args.region,
         serverless=bool(getattr(args, "serverless", False)),
         serving_image=getattr(args, "serving_image", "") or "",

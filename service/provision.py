@@ -117,14 +117,15 @@ def provision(
     iam, s3, sqs = client("iam"), client("s3"), client("sqs")
     lambda_, sfn, events = client("lambda"), client("stepfunctions"), client("events")
 
-    lambda_role, states_role, _ = (
-        iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust_policy(service)))
-        for name, service in (
-            (f"{names.prefix}-lambda", "lambda.amazonaws.com"),
-            (f"{names.prefix}-states", "states.amazonaws.com"),
-            (names.sagemaker_role, "sagemaker.amazonaws.com"),  # the template's SageMakerExecutionRole
+    def create_role(name: str, service: str) -> dict[str, Any]:
+        role: dict[str, Any] = iam.create_role(
+            RoleName=name, AssumeRolePolicyDocument=json.dumps(trust_policy(service))
         )
-    )
+        return role
+
+    lambda_role = create_role(f"{names.prefix}-lambda", "lambda.amazonaws.com")
+    states_role = create_role(f"{names.prefix}-states", "states.amazonaws.com")
+    create_role(names.sagemaker_role, "sagemaker.amazonaws.com")  # the template's SageMakerExecutionRole
 
     s3.create_bucket(Bucket=names.bucket)
     s3.put_bucket_notification_configuration(

@@ -673,23 +673,38 @@ ROLE_HELP: Final = "the IAM role SageMaker assumes (default: the stack's SageMak
 
 
 def sagemaker_role(
-    role: str | None, *, endpoint_url: str | None, stack_name: str, cloudformation: Callable[[], Any]
+    role: str | None,
+    *,
+    buckets: Iterable[str] = (),
+    endpoint_url: str | None,
+    stack_name: str,
+    cloudformation: Callable[[], Any],
 ) -> str:
     """The IAM role SageMaker assumes: `role` if given; with an endpoint URL the local stack's; on AWS
-    the deployed stack's `SageMakerRoleArn` output (the template's least-privilege role)."""
+    the deployed stack's `SageMakerRoleArn` output (the template's least-privilege role), which reaches
+    the stack's own bucket only: asked for with `buckets` beyond it, it is refused now, not by a failed
+    (and billed) job later."""
     from service.provision import role_arn
     from workflow.names import StackNames
 
     if role:
         return role
-    return stack_value(
-        "SageMakerRoleArn",
-        local=lambda: role_arn(StackNames().sagemaker_role),
-        endpoint_url=endpoint_url,
-        stack_name=stack_name,
-        cloudformation=cloudformation,
-        hint="give --role or --stack-name",
-    )
+    lookup: dict[str, Any] = {
+        "endpoint_url": endpoint_url,
+        "stack_name": stack_name,
+        "cloudformation": cloudformation,
+        "hint": "give --role or --stack-name",
+    }
+    found = stack_value("SageMakerRoleArn", local=lambda: role_arn(StackNames().sagemaker_role), **lookup)
+    if endpoint_url:
+        return found
+    own = stack_value("DataBucketName", local=lambda: StackNames().bucket, **lookup)
+    if others := sorted(set(buckets) - {own}):
+        raise SettingsError(
+            f"the stack's SageMaker role reaches only its own bucket {own}, not {', '.join(others)}: "
+            "give --role"
+        )
+    return found
 
 
 def stack_value(
@@ -765,6 +780,11 @@ def download_model(s3: Any, model_data_url: str, model_dir: Path) -> Path:
     return model_dir
 
 
+def retrain_channel_prefix(job_name: str, channel: str) -> str:
+    """Where `SageMakerTrainer` uploads a channel's folder for its job."""
+    return f"retrain/{job_name}/{channel}/"
+
+
 @dataclass
 class SageMakerTrainer:
     """Trains on SageMaker what `training.train.train` trains locally: upload, job, wait, unpack the model.
@@ -801,7 +821,7 @@ class SageMakerTrainer:
         channels = {}
         for channel, folder in (("train", train_dir), ("validation", validation_dir), ("test", test_dir)):
             if folder is not None:
-                prefix = f"retrain/{job_name}/{channel}/"
+                prefix = retrain_channel_prefix(job_name, channel)
                 upload_folder(self.s3, self.settings.bucket, prefix, folder)
                 channels[channel] = f"s3://{self.settings.bucket}/{prefix}"
         values = sagemaker_hyperparameters({**asdict(hyperparameters), "threads": 0})

@@ -486,7 +486,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     args.bucket = data_bucket(args.bucket, **stack)
     if args.on == "sagemaker":
-        args.role = sagemaker_role(args.role, **stack)
+        args.role = sagemaker_role(args.role, buckets=[args.bucket], **stack)
     with (
         tempfile.TemporaryDirectory(prefix="scones-labels-") as labels,
         tempfile.TemporaryDirectory(prefix="scones-serving-") as serving,

@@ -254,3 +254,19 @@ def test_waiting_on_an_upload_again_waits_for_the_new_version_not_the_old_outcom
     new = index.records[key]
     assert f"{key}: {new['outcome']} " in submitted.stdout, "the new version's outcome is printed"
     assert not index.duplicates  # the two versions' records are not one upload's duplicates
+
+
+def test_sagemaker_commands_default_to_the_local_stacks_own_sagemaker_role(stack: LocalStack) -> None:
+    """Without --role, `scones train --on sagemaker` on the local stack passes the role it created,
+    as on AWS it passes the template's SageMakerExecutionRole."""
+    from service.cli import _sagemaker_settings, build_parser
+
+    args = build_parser().parse_args(
+        ["train", "--on", "sagemaker", "--endpoint-url", stack.aws_endpoint_url, "--region", "us-east-1"]
+    )
+    settings = _sagemaker_settings(args)
+    role = stack.client("iam").get_role(RoleName=settings.role_arn.rsplit("/", 1)[1])["Role"]
+    assert role["Arn"] == settings.role_arn
+    (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "sagemaker.amazonaws.com"}
+    assert settings.bucket == stack.resources.bucket

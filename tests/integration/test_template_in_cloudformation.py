@@ -135,6 +135,18 @@ def test_sagemaker_commands_without_role_take_the_stacks_sagemaker_role(stack: C
         None, endpoint_url="http://127.0.0.1:1", stack_name="x", cloudformation=lambda: None
     )
     assert local.endswith(f":role/{StackNames().sagemaker_role}")
+    bucket = stack.resources["DataBucket"]
+    assert found == sagemaker_role(
+        None, buckets=[bucket], endpoint_url=None, stack_name="scones", cloudformation=lambda: cloudformation
+    )
+    with pytest.raises(SettingsError, match=rf"reaches only its own bucket {bucket}, not other-bucket"):
+        sagemaker_role(
+            None,
+            buckets=[bucket, "other-bucket"],
+            endpoint_url=None,
+            stack_name="scones",
+            cloudformation=lambda: cloudformation,
+        )
     with pytest.raises(SettingsError, match=r"SageMakerRoleArn.*give --role"):
         sagemaker_role(None, endpoint_url=None, stack_name="elsewhere", cloudformation=lambda: cloudformation)
 

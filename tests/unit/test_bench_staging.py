@@ -44,7 +44,7 @@ def test_a_source_that_cannot_be_staged_exits_with_one_line(staged_data: ModuleT
         staged_data.staged(str(missing), tmp_path / "out")
     message = str(exited.value.code)
     assert message.startswith("cannot stage the dataset: ")
-    assert str(missing) in message and "--dataset" in message
+    assert str(missing) in message and "--dataset" in message and "\n" not in message
 
 
 def test_the_test_split_is_read_from_the_real_dataset(

@@ -114,6 +114,7 @@ def test_the_sagemaker_role_reaches_the_keys_its_jobs_and_endpoint_use_and_no_ot
     from service.sagemaker_jobs import (
         SageMakerSettings,
         endpoint_config_request,
+        retrain_channel_prefix,
         train_actions,
         training_job_request,
     )
@@ -140,7 +141,7 @@ def test_the_sagemaker_role_reaches_the_keys_its_jobs_and_endpoint_use_and_no_ot
     channels = [channel["DataSource"]["S3DataSource"]["S3Uri"] for channel in job["InputDataConfig"]]
     model = job["OutputDataConfig"]["S3OutputPath"] + "job/output/model.tar.gz"
     capture = endpoint_config_request(settings, "config", "model", "endpoint")["DataCaptureConfig"]
-    retrain_channel = "s3://bucket/retrain/job/train/"  # SageMakerTrainer's channels
+    retrain_channel = "s3://bucket/" + retrain_channel_prefix("job", "train")
     reads = [uri + "a.png" for uri in [*channels, retrain_channel]] + [source_uri, model]
     writes = [model, capture["DestinationS3Uri"] + "/endpoint/AllTraffic/2026/11/25/12/a.jsonl"]
 
@@ -170,6 +171,25 @@ def test_the_sagemaker_role_reaches_the_keys_its_jobs_and_endpoint_use_and_no_ot
         "cloudwatch:PutMetricData",
     }
     assert "SageMakerRoleArn" in template["Outputs"]
+
+
+def test_the_sagemaker_role_pulls_the_training_container_the_jobs_name(template: dict[str, Any]) -> None:
+    from service.sagemaker_jobs import DLC_ACCOUNTS, pytorch_training_image
+
+    role = template["Resources"]["SageMakerExecutionRole"]["Properties"]
+    (pull,) = [
+        statement
+        for policy in role["Policies"]
+        for statement in policy["PolicyDocument"]["Statement"]
+        if statement.get("Sid") == "PullImages"
+    ]
+    repositories = [resource["Fn::Sub"] for resource in pull["Resource"]]
+    for region in DLC_ACCOUNTS:
+        registry, _, path = pytorch_training_image(region).partition("/")
+        account, repository = registry.split(".")[0], path.split(":")[0]
+        expected = f"arn:${{AWS::Partition}}:ecr:${{AWS::Region}}:{account}:repository/{repository}"
+        assert expected in repositories, region
+    assert "arn:${AWS::Partition}:ecr:${AWS::Region}:${AWS::AccountId}:repository/*" in repositories
 
 
 def test_managed_policy_templates_are_scoped_to_one_resource(template: dict[str, Any]) -> None:
