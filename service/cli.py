@@ -141,6 +141,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     slot.get()
     slot.follow()
     app = create_app({args.name: Endpoint(args.name, slot)}, default=args.name)
+    ensure_port_free(args.host, args.port)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=False)
     return 0
 
@@ -402,6 +403,7 @@ def cmd_review(args: argparse.Namespace) -> int:
     if args.web:
         from monitoring.review_web import serve_review
 
+        ensure_port_free("127.0.0.1", args.port)
         print(f"review page: http://127.0.0.1:{args.port}/  (Ctrl-C stops it)", flush=True)
         session = serve_review(reviewer, port=args.port)
         print(f"labeled {session.labeled}, skipped {session.skipped}")
@@ -704,6 +706,25 @@ def _positive(text: str) -> int:
     return value
 
 
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text} is not a port from 0 to 65535")
+    return value
+
+
+def ensure_port_free(host: str, port: int) -> None:
+    """Refuse a port another process listens on, in one line, before a server logs its own failure."""
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise OSError(f"cannot listen on {host}:{port} ({error.strerror}): give another --port") from None
+
+
 def _percent(text: str) -> int:
     value = int(text)
     if not 0 <= value <= 100:
@@ -769,7 +790,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default=os.environ.get("SCONES_SERVE_HOST", "127.0.0.1"))
     serve.add_argument(
         "--port",
-        type=int,
+        type=_port,
         default=int(os.environ.get("SAGEMAKER_BIND_TO_PORT", "8080")),
         help="default: SAGEMAKER_BIND_TO_PORT (set by SageMaker in multi-container hosting), else 8080",
     )
@@ -784,7 +805,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     up = commands.add_parser("up", help="run the local stack in the foreground until Ctrl-C")
     up.add_argument(
-        "--port", type=int, default=4566, help="the AWS endpoint's port on 127.0.0.1 (0: any free)"
+        "--port", type=_port, default=4566, help="the AWS endpoint's port on 127.0.0.1 (0: any free)"
     )
     up.add_argument("--threshold", type=_probability, default=DEFAULT_THRESHOLD)
     up.add_argument(
@@ -825,7 +846,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     review.add_argument("--limit", type=int, help="stop after this many items")
     review.add_argument("--web", action="store_true", help="serve a review page on 127.0.0.1 instead")
-    review.add_argument("--port", type=int, default=8765, help="the review page's port (with --web)")
+    review.add_argument("--port", type=_port, default=8765, help="the review page's port (with --web)")
     review.add_argument("--reviewer", help="your name on the labels (default: the login name)")
     review.add_argument(
         "--thumbnails", type=Path, default=Path("review-thumbnails"), help="where thumbnails are written"
@@ -974,6 +995,8 @@ def user_error(error: Exception) -> str | None:
             f"{error}: with no AWS_ENDPOINT_URL this talks to AWS itself (for the local stack, export"
             " what `scones up` prints: AWS_ENDPOINT_URL and any key pair)"
         )
+    if isinstance(error, ValueError) and str(error).startswith("Invalid endpoint"):
+        return f"{error}: an endpoint URL starts with its scheme, e.g. http://127.0.0.1:4566"
     if isinstance(error, EndpointConnectionError):
         return f"{error} (is the stack running? `scones up` prints the AWS_ENDPOINT_URL to use)"
     if isinstance(error, ClientError):

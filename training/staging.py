@@ -85,7 +85,10 @@ def download_archive(
             with os.fdopen(handle, "wb") as out, urllib.request.urlopen(url, timeout=timeout_s) as response:
                 shutil.copyfileobj(response, out)
         except (urllib.error.URLError, TimeoutError) as error:
-            raise StagingError(f"could not download {url}: {error}") from None
+            raise StagingError(
+                f"could not download {url}: {error} (offline? give --dataset DIR or set SCONES_DATASET to a"
+                " local copy: a folder in the shared layout or the archive file)"
+            ) from None
         actual = md5_of(partial)
         if actual != md5:
             raise StagingError(f"checksum mismatch for {url}: got md5 {actual}, expected {md5}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -119,6 +120,9 @@ def test_mistakes_get_one_clear_line_and_change_nothing(tmp_path: Path, small_mo
         (("crossval", "--max-ece", "3"), {}, "not a fraction between 0 and 1"),
         (("deploy",), {}, "nothing to deploy"),
         (("replay",), down, "is the stack running?"),
+        (("metrics",), down | {"AWS_ENDPOINT_URL": "127.0.0.1:4566"}, "starts with its scheme"),
+        (("serve", "--port", "99999"), {}, "99999 is not a port from 0 to 65535"),
+        (("review", "--web", "--port", "-1"), {}, "-1 is not a port from 0 to 65535"),
     ]
     before = sorted(tmp_path.rglob("*"))
     for arguments, environment, expected in cases:
@@ -136,6 +140,25 @@ def test_mistakes_get_one_clear_line_and_change_nothing(tmp_path: Path, small_mo
             completed.stderr,
         )
         assert sorted(tmp_path.rglob("*")) == before, (arguments, "left something behind")
+
+
+def test_a_server_on_a_port_in_use_says_so_in_one_line(small_model: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        completed = subprocess.run(
+            [SCONES, "serve", "--model", str(small_model), "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    assert completed.returncode == 1
+    assert (
+        completed.stderr
+        == f"scones serve: cannot listen on 127.0.0.1:{port} (Address already in use): give another --port\n"
+    )
 
 
 def test_crossval_refuses_too_few_images_or_no_seed_in_one_line(dataset_source: Path, tmp_path: Path) -> None:
