@@ -81,12 +81,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         hyperparameters=hyperparameters_from(args),
     )
     store = ModelStore.default()
+    if args.json:
+        _print_json({"version": metadata.version, "metrics": metadata.metrics})
     print(
         f"published {metadata.version} to {store.path(metadata.version)}: the model the local "
-        "endpoint serves from now on",
+        "endpoint serves from now on (its figures are the val_ and test_ lines above)",
         file=sys.stderr,
     )
-    _print_json({"version": metadata.version, "metrics": metadata.metrics})
     return 0
 
 
@@ -759,6 +760,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--dataset", help=dataset_help)
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
+    train.add_argument("--json", action="store_true", help="also print the version and metrics as JSON")
     train.add_argument("--on", choices=["local", "sagemaker"], default="local", help="where to train")
     train.add_argument("--role", help=ROLE_HELP)
     _add_aws_flags(train)

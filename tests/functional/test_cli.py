@@ -268,3 +268,22 @@ def test_missing_credentials_without_an_endpoint_say_the_command_went_to_aws(
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     message = user_error(NoCredentialsError())
     assert message is not None and "AWS_ENDPOINT_URL" in message and "scones up" in message
+
+
+def test_train_publishes_and_prints_its_figures_as_json_when_asked(
+    dataset_source: Path, tmp_path: Path
+) -> None:
+    recipe = ["--image-size", "32", "--epochs", "1", "--limit-per-class", "10", "--ema-decay", "0"]
+    completed = subprocess.run(
+        [SCONES, "train", "--dataset", str(dataset_source), *recipe, "--no-progress", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env=os.environ | {"SCONES_HOME": str(tmp_path / "home")},
+    )
+    assert completed.returncode == 0, completed.stderr
+    printed = json.loads(completed.stdout)
+    assert printed["metrics"]["test"]["n"] == 200
+    assert f"published {printed['version']} to " in completed.stderr.splitlines()[-1]
+    assert (tmp_path / "home" / "models" / printed["version"] / "model.onnx").is_file()
