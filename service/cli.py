@@ -165,6 +165,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     for stop_signal in (signal.SIGINT, signal.SIGTERM):  # SIGINT too where a shell started it ignored (`&`)
         signal.signal(stop_signal, stop_requested)
     data_dir = None if args.ephemeral else (args.data_dir or default_home() / "stack")
+    if args.port:
+        ensure_port_free("127.0.0.1", args.port)
     with LocalStack(
         store=store, threshold=args.threshold, port=args.port, log_level=args.log_level, data_dir=data_dir
     ) as stack:
@@ -221,7 +223,12 @@ def cmd_submit(args: argparse.Namespace) -> int:
         return 2
     missing = [str(path) for path in args.paths if not path.is_file()]
     if missing:
-        print(f"scones submit: not a file: {', '.join(missing)} (nothing uploaded)", file=sys.stderr)
+        folders = (
+            " (for a folder's images give them, e.g. DIR/*.jpg)"
+            if any(p.is_dir() for p in args.paths)
+            else ""
+        )
+        print(f"scones submit: not a file: {', '.join(missing)} (nothing uploaded){folders}", file=sys.stderr)
         return 2
     names = [path.name for path in args.paths]
     if len(set(names)) < len(names):

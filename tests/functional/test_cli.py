@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from scones.model_metadata import ModelMetadata
+from scones.model_store import ModelStore
 from training.staging import StagedDataset
 
 SCONES = str(Path(sys.executable).parent / "scones")
@@ -109,6 +110,7 @@ def test_mistakes_get_one_clear_line_and_change_nothing(tmp_path: Path, small_mo
     down = {"AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x"}
     cases = [
         (("submit", str(tmp_path / "missing.jpg")), {}, "not a file"),
+        (("submit", str(tmp_path / "a")), {}, "for a folder's images give them, e.g. DIR/*.jpg"),
         (("submit", str(tmp_path / "a" / "x.png"), "--prefix", "outbox"), {}, "only uploads under inbox/"),
         (("submit", str(tmp_path / "a" / "x.png"), str(tmp_path / "b" / "x.png")), {}, "x.png given twice"),
         (("report", "--out", str(tmp_path / "report")), down, "is the stack running?"),
@@ -142,23 +144,25 @@ def test_mistakes_get_one_clear_line_and_change_nothing(tmp_path: Path, small_mo
         assert sorted(tmp_path.rglob("*")) == before, (arguments, "left something behind")
 
 
-def test_a_server_on_a_port_in_use_says_so_in_one_line(small_model: Path) -> None:
+@pytest.mark.parametrize("command", [("serve",), ("up", "--ephemeral")])
+def test_a_server_on_a_port_in_use_says_so_in_one_line(
+    command: tuple[str, ...], model_store: ModelStore
+) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
         completed = subprocess.run(
-            [SCONES, "serve", "--model", str(small_model), "--port", str(port)],
+            [SCONES, *command, "--port", str(port)],
             capture_output=True,
             text=True,
             timeout=120,
             check=False,
+            env=os.environ | {"SCONES_HOME": str(model_store.root.parent)},
         )
     assert completed.returncode == 1
-    assert (
-        completed.stderr
-        == f"scones serve: cannot listen on 127.0.0.1:{port} (Address already in use): give another --port\n"
-    )
+    refusal = f"cannot listen on 127.0.0.1:{port} (Address already in use): give another --port"
+    assert completed.stderr.strip() == f"scones {command[0]}: {refusal}"
 
 
 def test_crossval_refuses_too_few_images_or_no_seed_in_one_line(dataset_source: Path, tmp_path: Path) -> None:
