@@ -356,6 +356,7 @@ def export_labels(s3: Any, bucket: str, out: Path, classes: tuple[str, ...] = LA
     plus `missing` (said on stderr, never a crash) for labels whose image copy is gone."""
     counts = dict.fromkeys(classes, 0)
     missing: list[str] = []
+    out.mkdir(parents=True, exist_ok=True)  # there even when empty: what the counts say was written to
     for label in stored_labels(s3, bucket):
         if label["label"] not in classes:
             continue

@@ -158,6 +158,7 @@ def test_a_failed_image_copy_leaves_no_label_and_the_item_queued(review: Review,
         "motorcycle": 0,
         "missing": 1,
     }
+    assert (tmp_path / "again").is_dir(), "the folder the counts name, even with nothing in it"
 
 
 def test_a_review_session_takes_an_item_whose_version_is_gone_off_the_queue(
