@@ -816,7 +816,12 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--port", type=_port, default=4566, help="the AWS endpoint's port on 127.0.0.1 (0: any free)"
     )
-    up.add_argument("--threshold", type=_probability, default=DEFAULT_THRESHOLD)
+    up.add_argument(
+        "--threshold",
+        type=_probability,
+        default=DEFAULT_THRESHOLD,
+        help=f"accept results at or above this confidence, review the rest (default {DEFAULT_THRESHOLD})",
+    )
     up.add_argument(
         "--log-level", type=str.upper, choices=LOG_LEVELS, default="INFO", help="the functions' log level"
     )
@@ -834,7 +839,9 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--prefix", default="inbox", help="key prefix (default: inbox)")
     submit.add_argument("--endpoint-url", help="default: $AWS_ENDPOINT_URL, else AWS itself")
     submit.add_argument("--wait", action="store_true", help="wait for each upload's outcome and print it")
-    submit.add_argument("--timeout", type=float, default=120.0, help="seconds to wait with --wait")
+    submit.add_argument(
+        "--timeout", type=float, default=120.0, help="seconds to wait with --wait (default 120)"
+    )
     submit.set_defaults(handler=cmd_submit)
 
     metrics = commands.add_parser("metrics", help="the service's CloudWatch metrics over a window")
@@ -955,7 +962,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="replay failures with this reason code (repeatable; default: the infrastructure's failures)",
     )
     replay.add_argument("--wait", action="store_true", help="wait for the replayed runs to finish")
-    replay.add_argument("--timeout", type=float, default=300.0, help="seconds to wait with --wait")
+    replay.add_argument(
+        "--timeout", type=float, default=300.0, help="seconds to wait with --wait (default 300)"
+    )
     replay.set_defaults(handler=cmd_replay)
 
     demo = commands.add_parser("demo", help="the one-shot main job on the embedded local default")
