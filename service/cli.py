@@ -166,7 +166,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         signal.signal(stop_signal, stop_requested)
     data_dir = None if args.ephemeral else (args.data_dir or default_home() / "stack")
     if args.port:
-        ensure_port_free("127.0.0.1", args.port)
+        hint = "is another `scones up` running? (--port picks another port, 0 any free one)"
+        ensure_port_free("127.0.0.1", args.port, hint)
     with LocalStack(
         store=store, threshold=args.threshold, port=args.port, log_level=args.log_level, data_dir=data_dir
     ) as stack:
@@ -721,7 +722,7 @@ def _port(text: str) -> int:
     return value
 
 
-def ensure_port_free(host: str, port: int) -> None:
+def ensure_port_free(host: str, port: int, hint: str = "give another --port") -> None:
     """Refuse a port another process listens on, in one line, before a server logs its own failure."""
     import socket
 
@@ -730,7 +731,7 @@ def ensure_port_free(host: str, port: int) -> None:
         try:
             probe.bind((host, port))
         except OSError as error:
-            raise OSError(f"cannot listen on {host}:{port} ({error.strerror}): give another --port") from None
+            raise OSError(f"could not listen on {host}:{port} ({error.strerror}): {hint}") from None
 
 
 def _percent(text: str) -> int:

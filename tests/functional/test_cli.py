@@ -148,6 +148,7 @@ def test_mistakes_get_one_clear_line_and_change_nothing(tmp_path: Path, small_mo
 def test_a_server_on_a_port_in_use_says_so_in_one_line(
     command: tuple[str, ...], model_store: ModelStore
 ) -> None:
+    """A second `scones up` or server (or anything on the port): one line naming the port and the way out."""
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -161,8 +162,11 @@ def test_a_server_on_a_port_in_use_says_so_in_one_line(
             env=os.environ | {"SCONES_HOME": str(model_store.root.parent)},
         )
     assert completed.returncode == 1
-    refusal = f"cannot listen on 127.0.0.1:{port} (Address already in use): give another --port"
-    assert completed.stderr.strip() == f"scones {command[0]}: {refusal}"
+    (line,) = completed.stderr.splitlines()
+    assert line.startswith(
+        f"scones {command[0]}: could not listen on 127.0.0.1:{port} (Address already in use): "
+    )
+    assert "--port" in line
 
 
 def test_crossval_refuses_too_few_images_or_no_seed_in_one_line(dataset_source: Path, tmp_path: Path) -> None:
@@ -239,27 +243,6 @@ def test_a_bad_flag_value_is_refused_before_anything_starts(
     with pytest.raises(SystemExit):
         build_parser().parse_args(arguments)
     assert refusal in capsys.readouterr().err
-
-
-def test_scones_up_on_a_taken_port_says_so_in_one_line(model_store: Any) -> None:
-    """A second `scones up` (or anything on the port): one line naming the port and the way out."""
-    import socket
-
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        completed = subprocess.run(
-            [SCONES, "up", "--ephemeral", "--port", str(port)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-            env=os.environ | {"SCONES_HOME": str(model_store.root.parent)},
-        )
-    assert completed.returncode == 1
-    assert f"could not listen on 127.0.0.1:{port}" in completed.stderr and "--port" in completed.stderr
-    assert "Traceback" not in completed.stderr, completed.stderr
 
 
 def test_missing_credentials_without_an_endpoint_say_the_command_went_to_aws(
