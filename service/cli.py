@@ -1031,7 +1031,9 @@ def user_error(error: Exception) -> str | None:
         CrossValidationError,
     )
     if isinstance(error, known):
-        return str(error)
+        # a file system error as `path: reason`, not Python's "[Errno 17] File exists: 'path'"
+        path, reason = getattr(error, "filename", None), getattr(error, "strerror", None)
+        return f"{path}: {reason}" if path and reason else str(error)
     return None
 
 

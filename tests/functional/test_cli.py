@@ -257,6 +257,16 @@ def test_missing_credentials_without_an_endpoint_say_the_command_went_to_aws(
     assert message is not None and "AWS_ENDPOINT_URL" in message and "scones up" in message
 
 
+def test_a_file_system_error_names_the_path_and_the_reason(tmp_path: Path) -> None:
+    from service.cli import user_error
+
+    taken = tmp_path / "afile"
+    taken.write_text("")
+    with pytest.raises(OSError) as raised:
+        taken.mkdir(parents=True)  # what `scones report --out afile` meets
+    assert user_error(raised.value) == f"{taken}: File exists"
+
+
 def test_train_publishes_and_prints_its_figures_as_json_when_asked(
     dataset_source: Path, tmp_path: Path
 ) -> None:
