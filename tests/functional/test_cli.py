@@ -20,8 +20,12 @@ SCONES = str(Path(sys.executable).parent / "scones")
 ROOT = Path(__file__).parents[2]
 
 
-def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([SCONES, *args], capture_output=True, text=True, timeout=300, check=False)
+def run(*args: str, home: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """`scones ARGS`, with `home` as its SCONES_HOME when given."""
+    environment = os.environ | ({"SCONES_HOME": str(home)} if home else {})
+    return subprocess.run(
+        [SCONES, *args], capture_output=True, text=True, timeout=300, check=False, env=environment
+    )
 
 
 def test_evaluate_json_matches_training_time_evaluation(
@@ -153,14 +157,7 @@ def test_a_server_on_a_port_in_use_says_so_in_one_line(
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        completed = subprocess.run(
-            [SCONES, *command, "--port", str(port)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-            env=os.environ | {"SCONES_HOME": str(model_store.root.parent)},
-        )
+        completed = run(*command, "--port", str(port), home=model_store.root.parent)
     assert completed.returncode == 1
     (line,) = completed.stderr.splitlines()
     assert line.startswith(
@@ -176,14 +173,7 @@ def test_crossval_refuses_too_few_images_or_no_seed_in_one_line(dataset_source: 
         (["--seeds", ","], "give one or more different seeds"),
     ]
     for flags, expected in cases:
-        completed = subprocess.run(
-            [SCONES, "crossval", *quick, *flags],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-            env=os.environ | {"SCONES_HOME": str(tmp_path / "home")},
-        )
+        completed = run("crossval", *quick, *flags, home=tmp_path / "home")
         assert completed.returncode == 1, completed.stderr
         assert expected in completed.stderr and "Traceback" not in completed.stderr, completed.stderr
         assert completed.stdout == ""
@@ -271,13 +261,8 @@ def test_train_publishes_and_prints_its_figures_as_json_when_asked(
     dataset_source: Path, tmp_path: Path
 ) -> None:
     recipe = ["--image-size", "32", "--epochs", "1", "--limit-per-class", "10", "--ema-decay", "0"]
-    completed = subprocess.run(
-        [SCONES, "train", "--dataset", str(dataset_source), *recipe, "--no-progress", "--json"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-        env=os.environ | {"SCONES_HOME": str(tmp_path / "home")},
+    completed = run(
+        "train", "--dataset", str(dataset_source), *recipe, "--no-progress", "--json", home=tmp_path / "home"
     )
     assert completed.returncode == 0, completed.stderr
     printed = json.loads(completed.stdout)
