@@ -66,6 +66,13 @@ def recent_inferences(s3: Any, bucket: str, last: int) -> list[Inference]:
     return inferences[-last:]
 
 
+def _count_axis(axes: Any) -> None:
+    """Inference numbers on the x axis: whole ticks only (a handful of points got 0.25, 0.5, ...)."""
+    from matplotlib.ticker import MaxNLocator
+
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
 def _figure_png(figure: Any) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
@@ -100,6 +107,7 @@ def plot_confidence(inferences: list[Inference]) -> bytes:
         ylabel="confidence",
         ylim=(0.45, 1.02),
     )
+    _count_axis(axes)
     axes.legend(loc="lower left", fontsize=8)
     axes.grid(alpha=0.3)
     png = _figure_png(figure)
@@ -129,6 +137,7 @@ def plot_bicycle_probability(inferences: list[Inference]) -> bytes:
         ylabel="p(bicycle)",
         ylim=(-0.02, 1.02),
     )
+    _count_axis(axes)
     axes.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
     axes.grid(alpha=0.3)
     png = _figure_png(figure)
