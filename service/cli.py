@@ -165,9 +165,6 @@ def cmd_up(args: argparse.Namespace) -> int:
     for stop_signal in (signal.SIGINT, signal.SIGTERM):  # SIGINT too where a shell started it ignored (`&`)
         signal.signal(stop_signal, stop_requested)
     data_dir = None if args.ephemeral else (args.data_dir or default_home() / "stack")
-    if args.port:
-        hint = "is another `scones up` running? (--port picks another port, 0 any free one)"
-        ensure_port_free("127.0.0.1", args.port, hint)
     with LocalStack(
         store=store, threshold=args.threshold, port=args.port, log_level=args.log_level, data_dir=data_dir
     ) as stack:
@@ -722,16 +719,12 @@ def _port(text: str) -> int:
     return value
 
 
-def ensure_port_free(host: str, port: int, hint: str = "give another --port") -> None:
+def ensure_port_free(host: str, port: int) -> None:
     """Refuse a port another process listens on, in one line, before a server logs its own failure."""
-    import socket
+    from service.endpoint import port_in_use
 
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as error:
-            raise OSError(f"could not listen on {host}:{port} ({error.strerror}): {hint}") from None
+    if reason := port_in_use(host, port):
+        raise OSError(f"could not listen on {host}:{port} ({reason}): give another --port")
 
 
 def _percent(text: str) -> int:

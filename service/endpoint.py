@@ -29,6 +29,17 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
+def port_in_use(host: str, port: int) -> str | None:
+    """Why `port` on `host` cannot be listened on (e.g. "Address already in use"), or None if it can."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers themselves do
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            return error.strerror or str(error)
+    return None
+
+
 def model_loader(model_dir: Path | None, store: ModelStore | None, threads: int) -> OnnxClassifier:
     """The model at `model_dir`, else the store's current one."""
     path = model_dir if model_dir is not None else (store or ModelStore.default()).current_path()

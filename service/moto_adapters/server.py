@@ -31,7 +31,7 @@ from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoReque
 from moto.server import ThreadedMotoServer
 from werkzeug.serving import make_server
 
-from service.endpoint import free_port
+from service.endpoint import free_port, port_in_use
 from service.moto_adapters import (
     EndpointRegistry,
     HandlerFactory,
@@ -55,6 +55,13 @@ _BIND_ATTEMPTS: Final = 3
 
 class PortUnavailable(OSError):
     """The server's port is taken (or not ours to bind)."""
+
+
+def _unavailable(port: str, why: str) -> str:
+    return (
+        f"the local AWS stack could not listen on {HOST}:{port}{why}: is another `scones up` running?"
+        " (--port picks another port, 0 any free one)"
+    )
 
 
 class _CheckedMotoServer(ThreadedMotoServer):
@@ -183,6 +190,8 @@ def start_moto_server(
     try:
         for attempt in range(1, _BIND_ATTEMPTS + 1):
             chosen = str(port or free_port(HOST))
+            if port and (taken := port_in_use(HOST, port)):  # before werkzeug tries it and prints its lines
+                raise PortUnavailable(_unavailable(chosen, f" ({taken})"))
             os.environ["MOTO_PORT"] = chosen
             server = _CheckedMotoServer(ip_address=HOST, port=int(chosen), verbose=False)
             server.start()
@@ -191,10 +200,8 @@ def start_moto_server(
                 return LocalMotoServer(server, adapters, restore, previous_port, previous_log_level)
             if port is not None or attempt == _BIND_ATTEMPTS:
                 why = "" if isinstance(server.startup_error, SystemExit) else f" ({server.startup_error})"
-                raise PortUnavailable(  # (werkzeug says why on stderr, then exits: SystemExit)
-                    f"the local AWS stack could not listen on {HOST}:{chosen}{why}: is another `scones up`"
-                    " running? (--port picks another port, 0 any free one)"
-                ) from server.startup_error
+                # (werkzeug says why on stderr, then exits: SystemExit)
+                raise PortUnavailable(_unavailable(chosen, why)) from server.startup_error
         raise AssertionError("unreachable")
     except BaseException:
         uninstall_all(adapters)

@@ -160,10 +160,15 @@ def test_a_server_on_a_port_in_use_says_so_in_one_line(
         completed = run(*command, "--port", str(port), home=model_store.root.parent)
     assert completed.returncode == 1
     (line,) = completed.stderr.splitlines()
-    assert line.startswith(
-        f"scones {command[0]}: could not listen on 127.0.0.1:{port} (Address already in use): "
+    taken_port = f"127.0.0.1:{port} (Address already in use)"
+    assert (
+        line
+        == {
+            "serve": f"scones serve: could not listen on {taken_port}: give another --port",
+            "up": f"scones up: the local AWS stack could not listen on {taken_port}: is another `scones up`"
+            " running? (--port picks another port, 0 any free one)",
+        }[command[0]]
     )
-    assert "--port" in line
 
 
 def test_crossval_refuses_too_few_images_or_no_seed_in_one_line(dataset_source: Path, tmp_path: Path) -> None:
