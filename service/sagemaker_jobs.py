@@ -689,16 +689,12 @@ def sagemaker_role(
 
     if role:
         return role
-    lookup: dict[str, Any] = {
-        "endpoint_url": endpoint_url,
-        "stack_name": stack_name,
-        "cloudformation": cloudformation,
-        "hint": "give --role or --stack-name",
-    }
-    found = stack_value("SageMakerRoleArn", local=lambda: role_arn(StackNames().sagemaker_role), **lookup)
     if endpoint_url:
-        return found
-    own = stack_value("DataBucketName", local=lambda: StackNames().bucket, **lookup)
+        return role_arn(StackNames().sagemaker_role)
+    outputs = stack_outputs(cloudformation(), stack_name)  # one lookup for the role and its bucket
+    hint = "give --role or --stack-name"
+    found = output_of(outputs, "SageMakerRoleArn", stack_name=stack_name, hint=hint)
+    own = output_of(outputs, "DataBucketName", stack_name=stack_name, hint=hint)
     if others := sorted(set(buckets) - {own}):
         raise SettingsError(
             f"the stack's SageMaker role reaches only its own bucket {own}, not {', '.join(others)}: "
@@ -721,7 +717,11 @@ def stack_value(
     queues and state machine)."""
     if endpoint_url:
         return local()
-    outputs = stack_outputs(cloudformation(), stack_name)
+    return output_of(stack_outputs(cloudformation(), stack_name), output, stack_name=stack_name, hint=hint)
+
+
+def output_of(outputs: dict[str, str] | None, output: str, *, stack_name: str, hint: str) -> str:
+    """`output` of a stack's `outputs` (None: no such stack), or why it cannot be had."""
     if outputs is None:
         raise SettingsError(f"no deployed stack {stack_name!r} to take the {output} output from: {hint}")
     if output not in outputs:
