@@ -14,6 +14,7 @@ from typing import Any
 from scones.defaults import DEFAULT_ENDPOINT_NAME
 from scones.evaluation import DEFAULT_THRESHOLD
 from scones.model_store import ModelStore, NoModelError, default_home
+from service import arguments
 from workflow.names import DEFAULT_STACK_NAME
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")  # the template's LogLevel values
@@ -686,13 +687,6 @@ def _duration(text: str) -> str:
     return text
 
 
-def _probability(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text} is not a probability between 0 and 1")
-    return value
-
-
 def _reason_code(text: str) -> str:
     from typing import get_args
 
@@ -703,20 +697,6 @@ def _reason_code(text: str) -> str:
     if text not in known:
         raise argparse.ArgumentTypeError(f"{text} is no reason code (one of: {', '.join(sorted(known))})")
     return text
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} is not a positive count")
-    return value
-
-
-def _port(text: str) -> int:
-    value = int(text)
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"{text} is not a port from 0 to 65535")
-    return value
 
 
 def ensure_port_free(host: str, port: int) -> None:
@@ -780,7 +760,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="evaluate a model on a <class>/<image> folder")
     evaluate.add_argument("folder", type=Path)
     evaluate.add_argument("--model", type=Path, help="a model folder (default: the model the service serves)")
-    evaluate.add_argument("--threshold", type=_probability, default=DEFAULT_THRESHOLD)
+    evaluate.add_argument("--threshold", type=arguments.probability, default=DEFAULT_THRESHOLD)
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate.set_defaults(handler=cmd_evaluate)
 
@@ -793,7 +773,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default=os.environ.get("SCONES_SERVE_HOST", "127.0.0.1"))
     serve.add_argument(
         "--port",
-        type=_port,
+        type=arguments.port,
         default=int(os.environ.get("SAGEMAKER_BIND_TO_PORT", "8080")),
         help="default: SAGEMAKER_BIND_TO_PORT (set by SageMaker in multi-container hosting), else 8080",
     )
@@ -808,11 +788,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     up = commands.add_parser("up", help="run the local stack in the foreground until Ctrl-C")
     up.add_argument(
-        "--port", type=_port, default=4566, help="the AWS endpoint's port on 127.0.0.1 (0: any free)"
+        "--port", type=arguments.port, default=4566, help="the AWS endpoint's port on 127.0.0.1 (0: any free)"
     )
     up.add_argument(
         "--threshold",
-        type=_probability,
+        type=arguments.probability,
         default=DEFAULT_THRESHOLD,
         help=f"accept results at or above this confidence, review the rest (default {DEFAULT_THRESHOLD})",
     )
@@ -856,7 +836,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     review.add_argument("--limit", type=int, help="stop after this many items")
     review.add_argument("--web", action="store_true", help="serve a review page on 127.0.0.1 instead")
-    review.add_argument("--port", type=_port, default=8765, help="the review page's port (with --web)")
+    review.add_argument(
+        "--port", type=arguments.port, default=8765, help="the review page's port (with --web)"
+    )
     review.add_argument("--reviewer", help="your name on the labels (default: the login name)")
     review.add_argument(
         "--thumbnails", type=Path, default=Path("review-thumbnails"), help="where thumbnails are written"
@@ -873,7 +855,12 @@ def build_parser() -> argparse.ArgumentParser:
     export.set_defaults(handler=cmd_labels_export)
 
     report = commands.add_parser("report", help="plots and an HTML page of recent outcomes")
-    report.add_argument("--last", type=_positive, default=200, help="how many recent outcomes (default 200)")
+    report.add_argument(
+        "--last",
+        type=arguments.at_least(1, "outcome"),
+        default=200,
+        help="how many recent outcomes (default 200)",
+    )
     report.add_argument("--out", type=Path, default=Path("report"), help="output folder (default: report)")
     _add_bucket_flags(report)
     report.add_argument("--endpoint-url", help="default: $AWS_ENDPOINT_URL, else AWS itself")
@@ -887,7 +874,7 @@ def build_parser() -> argparse.ArgumentParser:
     deploy.add_argument("--artifacts-bucket", help="deploy the stack: the S3 bucket for packaged code")
     deploy.add_argument(
         "--threshold",
-        type=_probability,
+        type=arguments.probability,
         help=f"the stack's confidence threshold (default: kept on an update, {DEFAULT_THRESHOLD} when new)",
     )
     deploy.add_argument("--alarm-email", help="subscribe this address to the stack's alarms")
@@ -963,7 +950,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="the one-shot main job on the embedded local default")
     demo.add_argument("--dataset", help=dataset_help)
-    demo.add_argument("--threshold", type=_probability, default=DEFAULT_THRESHOLD)
+    demo.add_argument("--threshold", type=arguments.probability, default=DEFAULT_THRESHOLD)
     demo.add_argument("--summary", type=Path, help="also write the summary as JSON here")
     demo.set_defaults(handler=cmd_demo)
     return parser

@@ -17,7 +17,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ import numpy.typing as npt
 from scones.evaluation import DEFAULT_THRESHOLD, summarize
 from scones.labels import LABELS
 from scones.preprocessing import PreprocessConfig
+from service.arguments import at_least, probability
 from training.train import (
     Hyperparameters,
     Split,
@@ -248,41 +249,24 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _fraction(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text} is not a fraction between 0 and 1")
-    return value
-
-
-def _at_least(minimum: int, what: str) -> Callable[[str], int]:
-    def count(text: str) -> int:
-        value = int(text)
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"{text}: at least {minimum} {what} needed")
-        return value
-
-    return count
-
-
 def add_crossval_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--folds", type=_at_least(2, "folds"), default=5, help="how many folds (default 5)")
+    parser.add_argument("--folds", type=at_least(2, "folds"), default=5, help="how many folds (default 5)")
     parser.add_argument("--fold-seed", type=int, default=777, help="the seed of the stratified fold carve")
     parser.add_argument(
         "--draw-size",
-        type=_at_least(len(LABELS), "images per draw"),
+        type=at_least(len(LABELS), "images per draw"),
         default=200,
         help="the test-set size to draw (default 200)",
     )
     parser.add_argument(
-        "--draws", type=_at_least(1, "draws"), default=1000, help="how many draws (default 1000)"
+        "--draws", type=at_least(1, "draws"), default=1000, help="how many draws (default 1000)"
     )
-    parser.add_argument("--threshold", type=_fraction, default=DEFAULT_THRESHOLD)
+    parser.add_argument("--threshold", type=probability, default=DEFAULT_THRESHOLD)
     parser.add_argument("--no-progress", action="store_true", help="no progress lines")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     bars = parser.add_argument_group("bars: how often a draw clears them (e.g. an acceptance test's)")
     for bar in fields(Targets):
-        bars.add_argument("--" + bar.name.replace("_", "-"), type=_fraction, default=None)
+        bars.add_argument("--" + bar.name.replace("_", "-"), type=probability, default=None)
     add_hyperparameter_flags(parser)
 
 

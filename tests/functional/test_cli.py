@@ -120,10 +120,10 @@ def test_mistakes_get_one_clear_line_and_change_nothing(tmp_path: Path, small_mo
         (("report", "--out", str(tmp_path / "report")), down, "is the stack running?"),
         (("evaluate", str(tmp_path / "nothing-here"), "--model", str(small_model)), {}, "is not a folder"),
         (("metrics", "--since", "5x"), {}, "not a duration"),
-        (("evaluate", str(tmp_path), "--threshold", "2"), {}, "not a probability"),
+        (("evaluate", str(tmp_path), "--threshold", "2"), {}, "2 is not a number from 0 to 1"),
         (("train", "--dry-run"), {}, "give --on sagemaker"),
         (("crossval", "--folds", "1"), {}, "1: at least 2 folds needed"),
-        (("crossval", "--max-ece", "3"), {}, "not a fraction between 0 and 1"),
+        (("crossval", "--max-ece", "3"), {}, "3 is not a number from 0 to 1"),
         (("deploy",), {}, "nothing to deploy"),
         (("replay",), down, "is the stack running?"),
         (("metrics",), down | {"AWS_ENDPOINT_URL": "127.0.0.1:4566"}, "starts with its scheme"),
@@ -225,8 +225,8 @@ def test_models_options_go_before_or_after_the_subcommand(arguments: list[str]) 
     ("arguments", "refusal"),
     [
         (["up", "--log-level", "bogus"], "invalid choice"),  # the functions would not start at all
-        (["up", "--threshold", "1.5"], "not a probability"),
-        (["demo", "--threshold", "-0.1"], "not a probability"),
+        (["up", "--threshold", "1.5"], "1.5 is not a number from 0 to 1"),
+        (["demo", "--threshold", "-0.1"], "-0.1 is not a number from 0 to 1"),
         (["replay", "--reason", "bogus"], "no reason code"),
     ],
 )
