@@ -42,6 +42,7 @@ REPLAYABLE_REASONS: Final = frozenset(
         "task_failed",
         "internal_error",
         "review_queue_unavailable",
+        "model_rejected",  # the endpoint refused the thumbnail serialize made: the model is at fault
         UNRECORDED,
     }
 )

@@ -48,7 +48,9 @@ MAX_RECORD_BYTES = 1 << 20  # an outcome record is a few hundred bytes
 
 
 class ModelRejected(Exception):
-    """The model endpoint refused the input (4xx): retrying cannot help."""
+    """The endpoint refused our own thumbnail (a 4xx) or answered out of contract (label order, not
+    probabilities): a model or deployment fault. Not retried at once (the same model answers the same);
+    `scones replay` re-drives it once the model is fixed."""
 
 
 class ObjectStore(Protocol):

@@ -107,18 +107,21 @@ def test_short_endpoint_faults_are_retried_into_a_normal_outcome(
     assert listed["Metrics"], f"{counted} was not published"
 
 
-def test_a_request_the_model_refuses_fails_as_model_rejected_and_is_not_replayed(
+def test_a_request_the_model_refuses_fails_as_model_rejected_and_replay_recovers_it(
     stack: LocalStack, image: bytes
 ) -> None:
-    """A 4xx from the container (SageMaker's ModelError with its original status) is the upload's
-    fault: no retry, `model_rejected`, and `scones replay` leaves it alone by default."""
+    """A 4xx from the container (SageMaker's ModelError with its original status) for the thumbnail
+    serialize made is the model's fault: no retry at once, `model_rejected`, and `scones replay`
+    re-drives it once the model answers."""
     injected = stack.endpoint.faults.injected
     stack.endpoint.faults.set("reject", count=1)
     (key,) = upload(stack, image)
     record = outcomes(stack, [key])[key]
     assert (record["outcome"], record.get("reason")) == ("failed", "model_rejected"), record
-    assert stack.endpoint.faults.injected - injected == 1, "refused once, never retried"
-    assert key not in replay(stack)
+    assert stack.endpoint.faults.injected - injected == 1, "refused once, not retried by the workflow"
+    assert key in replay(stack)
+    settled = settled_outcomes(stack, [key])
+    assert len(settled[key]) == 1 and settled[key][0].startswith(("results/", "review/")), settled
 
 
 def test_a_slow_endpoint_times_out_and_the_retry_succeeds(stack: LocalStack, image: bytes) -> None:
