@@ -4,8 +4,10 @@ byte once substituted, same rule pattern, functions, handlers, environment and q
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,6 +86,11 @@ def test_the_real_aws_cli_packaged_the_code_and_the_asl_file_to_s3(stack: Create
         r["Properties"]["CodeUri"] for r in resources.values() if r["Type"] == "AWS::Serverless::Function"
     }
     assert len(code) == 1 and next(iter(code)).startswith("s3://deploy-artifacts/")
+    bucket, key = next(iter(code)).removeprefix("s3://").split("/", 1)
+    archive = stack.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+    with zipfile.ZipFile(io.BytesIO(archive)) as code_zip:
+        names = set(code_zip.namelist())
+    assert "handlers/__init__.py" in names, f"the functions' zip is not build/lambda: {sorted(names)[:5]}"
     definition = resources["ImageWorkflow"]["Properties"]["DefinitionUri"]
     stored = stack.client("s3").get_object(Bucket=definition["Bucket"], Key=definition["Key"])["Body"].read()
     assert stored == STATE_MACHINE_FILE.read_bytes(), "the ASL file, byte for byte"
