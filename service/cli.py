@@ -531,21 +531,15 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
 
 def _endpoint_name(args: argparse.Namespace, cloudformation: Any) -> str:
-    """--endpoint-name, else the endpoint the stack's classify function calls, else (no stack named
-    `scones`) the default name. A named stack that is not there is an error: its endpoint is unknown,
-    and the default one may be another stack's."""
-    from service.sagemaker_jobs import SettingsError, stack_parameters
-    from workflow.names import StackNames
+    from service.sagemaker_jobs import endpoint_name
 
-    if args.endpoint_name:
-        return str(args.endpoint_name)
-    parameters = stack_parameters(cloudformation, args.stack_name)
     deploying_the_stack = bool(getattr(args, "artifacts_bucket", None))  # a new one calls the default
-    if parameters is None and args.stack_name != DEFAULT_STACK_NAME and not deploying_the_stack:
-        raise SettingsError(
-            f"there is no stack {args.stack_name} to take the endpoint's name from: give --endpoint-name"
-        )
-    return (parameters or {}).get("EndpointName") or StackNames().endpoint
+    return endpoint_name(
+        args.endpoint_name,
+        stack_name=args.stack_name,
+        cloudformation=cloudformation,
+        deploying=deploying_the_stack,
+    )
 
 
 def cmd_destroy(args: argparse.Namespace) -> int:
@@ -715,10 +709,9 @@ def _percent(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from service.sagemaker_jobs import ROLE_HELP
+    from service.sagemaker_jobs import ENDPOINT_NAME_HELP, ROLE_HELP
     from training.crossval import add_crossval_flags
     from training.train import add_hyperparameter_flags
-    from workflow.names import StackNames
 
     parser = argparse.ArgumentParser(prog="scones", description="Scones Unlimited image-routing service.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -866,10 +859,6 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--endpoint-url", help="default: $AWS_ENDPOINT_URL, else AWS itself")
     report.set_defaults(handler=cmd_report)
 
-    endpoint_name_help = (
-        "the SageMaker endpoint (default: the one the stack calls, kept on an update; "
-        f"{StackNames().endpoint} without a stack)"
-    )
     deploy = commands.add_parser("deploy", help="deploy the stack and/or a model's SageMaker endpoint")
     deploy.add_argument("--artifacts-bucket", help="deploy the stack: the S3 bucket for packaged code")
     deploy.add_argument(
@@ -882,7 +871,7 @@ def build_parser() -> argparse.ArgumentParser:
     deploy.add_argument("--serving-image", help="the model server's image URI (Dockerfile)")
     deploy.add_argument("--role", help=ROLE_HELP)
     deploy.add_argument("--version", help="the model version (default: the training job's name)")
-    deploy.add_argument("--endpoint-name", help=endpoint_name_help)
+    deploy.add_argument("--endpoint-name", help=ENDPOINT_NAME_HELP)
     hosting = deploy.add_mutually_exclusive_group()
     hosting.add_argument(
         "--serverless",
@@ -900,7 +889,7 @@ def build_parser() -> argparse.ArgumentParser:
     deploy.set_defaults(handler=cmd_deploy)
 
     destroy = commands.add_parser("destroy", help="delete the endpoint, models, stack (and data if asked)")
-    destroy.add_argument("--endpoint-name", help=endpoint_name_help)
+    destroy.add_argument("--endpoint-name", help=ENDPOINT_NAME_HELP)
     destroy.add_argument("--delete-data", action="store_true", help="also empty the data bucket")
     _add_aws_flags(destroy)
     destroy.set_defaults(handler=cmd_destroy)

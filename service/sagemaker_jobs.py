@@ -30,6 +30,8 @@ from functools import partial
 from pathlib import Path, PurePosixPath
 from typing import Any, Final
 
+from workflow.names import StackNames
+
 ROOT: Final = Path(__file__).resolve().parents[1]
 # AWS Deep Learning Containers' registry account per region (the public list in the DLC docs).
 DLC_ACCOUNTS: Final = {
@@ -649,6 +651,22 @@ def stack_parameters(cloudformation: Any, stack_name: str) -> dict[str, str] | N
     }
 
 
+def endpoint_name(given: str | None, *, stack_name: str, cloudformation: Any, deploying: bool = False) -> str:
+    """`given`, else the endpoint the stack's classify function calls (its `EndpointName`), else (no
+    stack named `scones`, or the stack about to be deployed) the default name. Another named stack
+    that is not there is an error: its endpoint is unknown, and the default one may be another's."""
+    from workflow.names import DEFAULT_STACK_NAME, StackNames
+
+    if given:
+        return given
+    parameters = stack_parameters(cloudformation, stack_name)
+    if parameters is None and stack_name != DEFAULT_STACK_NAME and not deploying:
+        raise SettingsError(
+            f"there is no stack {stack_name} to take the endpoint's name from: give --endpoint-name"
+        )
+    return (parameters or {}).get("EndpointName") or StackNames().endpoint
+
+
 def data_bucket(
     bucket: str | None, *, endpoint_url: str | None, stack_name: str, cloudformation: Callable[[], Any]
 ) -> str:
@@ -669,6 +687,10 @@ def data_bucket(
     )
 
 
+ENDPOINT_NAME_HELP: Final = (
+    "the SageMaker endpoint (default: the one the stack's functions call; "
+    f"{StackNames().endpoint} without a stack)"
+)
 ROLE_HELP: Final = "the IAM role SageMaker assumes (default: the stack's SageMakerRoleArn output)"
 
 

@@ -418,7 +418,7 @@ def sagemaker_engine(args: argparse.Namespace, sagemaker: Any, s3: Any, scratch:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from monitoring.review import export_labels
-    from service.sagemaker_jobs import ROLE_HELP
+    from service.sagemaker_jobs import ENDPOINT_NAME_HELP, ROLE_HELP
     from training.staging import stage_or_reuse
     from training.train import add_hyperparameter_flags, hyperparameters_from
     from workflow.names import DEFAULT_STACK_NAME, StackNames
@@ -457,13 +457,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--region", help="default: the region boto3 uses (AWS_REGION, the profile), else us-east-1"
     )
     aws.add_argument("--serving-image", default="", help="the model server's image in ECR (Dockerfile)")
-    aws.add_argument("--endpoint-name", default=StackNames().endpoint)
+    aws.add_argument("--endpoint-name", help=ENDPOINT_NAME_HELP)
     aws.add_argument("--model-package-group", default=StackNames().endpoint, help="the Model Registry group")
     add_hyperparameter_flags(parser)
     args = parser.parse_args(argv)
     import boto3
 
-    from service.sagemaker_jobs import data_bucket, default_region, sagemaker_role
+    from service.sagemaker_jobs import data_bucket, default_region, endpoint_name, sagemaker_role
 
     args.region = args.region or default_region()
     if args.on == "sagemaker" and not args.dry_run and not args.serving_image:
@@ -487,6 +487,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.bucket = data_bucket(args.bucket, **stack)
     if args.on == "sagemaker":
         args.role = sagemaker_role(args.role, buckets=[args.bucket], **stack)
+        args.endpoint_name = endpoint_name(
+            args.endpoint_name, stack_name=args.stack_name, cloudformation=stack["cloudformation"]()
+        )
     with (
         tempfile.TemporaryDirectory(prefix="scones-labels-") as labels,
         tempfile.TemporaryDirectory(prefix="scones-serving-") as serving,

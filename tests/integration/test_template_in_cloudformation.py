@@ -17,7 +17,14 @@ import pytest
 
 from service.moto_adapters.server import LocalMotoServer, start_moto_server
 from service.provision import LOCAL_ONLY_VARIABLES, function_environment
-from service.sagemaker_jobs import SettingsError, data_bucket, sagemaker_role, stack_actions, stack_value
+from service.sagemaker_jobs import (
+    SettingsError,
+    data_bucket,
+    endpoint_name,
+    sagemaker_role,
+    stack_actions,
+    stack_value,
+)
 from service.sam_template import load_template, translate
 from workflow.definitions import STATE_MACHINE_FILE, event_pattern, state_machine_definition
 from workflow.names import FUNCTIONS, StackNames
@@ -27,7 +34,7 @@ ROOT = Path(__file__).parents[2]
 # with this warning (tests/unit/test_template.py checks them in the template itself).
 pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse AWS.*not supported by moto:UserWarning")
 REGION = "us-east-1"
-PARAMETERS = {"EndpointName": "scones-classifier", "ConfidenceThreshold": "0.9", "LogLevel": "DEBUG"}
+PARAMETERS = {"EndpointName": "scones-prod-classifier", "ConfidenceThreshold": "0.9", "LogLevel": "DEBUG"}
 
 
 @dataclass(frozen=True)
@@ -98,9 +105,23 @@ def test_the_real_aws_cli_packaged_the_code_and_the_asl_file_to_s3(stack: Create
         artifacts_bucket="deploy-artifacts", stack_name="scones", parameters=PARAMETERS, region=REGION
     )
     assert (
-        "--parameter-overrides ConfidenceThreshold=0.9 EndpointName=scones-classifier LogLevel=DEBUG"
+        "--parameter-overrides ConfidenceThreshold=0.9 EndpointName=scones-prod-classifier LogLevel=DEBUG"
         in deploy.name
     )
+
+
+def test_aws_commands_without_endpoint_name_take_the_one_the_stacks_functions_call(
+    stack: CreatedStack,
+) -> None:
+    """`scones deploy`/`destroy` and `retrain.py --on sagemaker` update the endpoint classify calls."""
+    cloudformation = stack.client("cloudformation")
+    assert endpoint_name(None, stack_name="scones", cloudformation=cloudformation) == "scones-prod-classifier"
+    assert endpoint_name("mine", stack_name="scones", cloudformation=cloudformation) == "mine"
+    assert endpoint_name(None, stack_name="new", cloudformation=cloudformation, deploying=True) == (
+        StackNames().endpoint
+    ), "a stack about to be deployed calls the default"
+    with pytest.raises(SettingsError, match="no stack elsewhere to take the endpoint's name from"):
+        endpoint_name(None, stack_name="elsewhere", cloudformation=cloudformation)
 
 
 def test_the_stack_is_created(stack: CreatedStack) -> None:
