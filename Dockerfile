@@ -1,8 +1,8 @@
 # The model server as a SageMaker inference container. SageMaker runs `docker run IMAGE serve`:
 # `scones serve` answers GET /ping and POST /invocations on port 8080 with the model SageMaker
 # extracts to /opt/ml/model (model.onnx + metadata.json from a training job's model.tar.gz).
-# Build and push: docker build -t scones-serve . && docker tag/push to ECR; pass the URI to
-# `scones deploy --serving-image`.
+# Build and push as the README's deploy section does (SageMaker takes Docker v2 manifests only:
+# `--provenance=false --output type=docker`); pass the ECR URI to `scones deploy --serving-image`.
 FROM python:3.11-slim
 WORKDIR /opt/scones
 COPY pyproject.toml README.md constraints.txt ./

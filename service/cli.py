@@ -43,8 +43,7 @@ def _sagemaker_settings(args: argparse.Namespace) -> Any:
 
     bucket = _bucket(args)
     model_data = getattr(args, "model_data", None) or ""
-    buckets = [bucket, *([model_data.removeprefix("s3://").partition("/")[0]] if model_data else [])]
-    args.role = sagemaker_role(args.role, buckets=buckets, **_stack_lookup(args))
+    args.role = sagemaker_role(args.role, buckets=[bucket], model_data=model_data, **_stack_lookup(args))
     return SageMakerSettings(
         role_arn=args.role,
         bucket=bucket,

@@ -33,6 +33,9 @@ from typing import Any, Final
 from workflow.names import StackNames
 
 ROOT: Final = Path(__file__).resolve().parents[1]
+MODELS_PREFIX: Final = (
+    "models/"  # training jobs write here; the stack's SageMaker role reads models here only
+)
 # AWS Deep Learning Containers' registry account per region (the public list in the DLC docs).
 DLC_ACCOUNTS: Final = {
     "us-east-1": "763104351884",
@@ -197,7 +200,7 @@ def training_job_request(
             }
             for channel, uri in channels.items()
         ],
-        "OutputDataConfig": {"S3OutputPath": f"{data}/models/"},
+        "OutputDataConfig": {"S3OutputPath": f"{data}/{MODELS_PREFIX}"},
         "ResourceConfig": {
             "InstanceType": settings.training_instance,
             "InstanceCount": 1,
@@ -698,14 +701,15 @@ def sagemaker_role(
     role: str | None,
     *,
     buckets: Iterable[str] = (),
+    model_data: str = "",
     endpoint_url: str | None,
     stack_name: str,
     cloudformation: Callable[[], Any],
 ) -> str:
     """The IAM role SageMaker assumes: `role` if given; with an endpoint URL the local stack's; on AWS
     the deployed stack's `SageMakerRoleArn` output (the template's least-privilege role), which reaches
-    the stack's own bucket only: asked for with `buckets` beyond it, it is refused now, not by a failed
-    (and billed) job later."""
+    the stack's own bucket only, and models under its `models/` only: asked for with `buckets` beyond it,
+    or for `model_data` elsewhere, it is refused now, not by a failed (and billed) job or endpoint later."""
     from service.provision import role_arn
     from workflow.names import StackNames
 
@@ -717,10 +721,16 @@ def sagemaker_role(
     hint = "give --role or --stack-name"
     found = output_of(outputs, "SageMakerRoleArn", stack_name=stack_name, hint=hint)
     own = output_of(outputs, "DataBucketName", stack_name=stack_name, hint=hint)
-    if others := sorted(set(buckets) - {own}):
+    model_bucket, _, model_key = model_data.removeprefix("s3://").partition("/")
+    if others := sorted(set(buckets) - {own} | ({model_bucket} - {"", own})):
         raise SettingsError(
             f"the stack's SageMaker role reaches only its own bucket {own}, not {', '.join(others)}: "
             "give --role"
+        )
+    if model_data and not model_key.startswith(MODELS_PREFIX):
+        raise SettingsError(
+            f"the stack's SageMaker role reads models under s3://{own}/{MODELS_PREFIX} only, "
+            f"not {model_data}: upload it there or give --role"
         )
     return found
 

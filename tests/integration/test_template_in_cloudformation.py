@@ -85,6 +85,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CreatedStack]:
         summaries = cloudformation.list_stack_resources(StackName="scones")["StackResourceSummaries"]
         resources = {s["LogicalResourceId"]: s.get("PhysicalResourceId", "") for s in summaries}
         yield CreatedStack(aws, packaged, template, resources)
+        cloudformation.delete_stack(StackName="scones")  # moto's state is the process's: other modules see it
 
 
 def test_the_real_aws_cli_packaged_the_code_and_the_asl_file_to_s3(stack: CreatedStack) -> None:
@@ -175,6 +176,19 @@ def test_sagemaker_commands_without_role_take_the_stacks_sagemaker_role(stack: C
             stack_name="scones",
             cloudformation=lambda: cloudformation,
         )
+    on_aws: dict[str, Any] = {
+        "endpoint_url": None,
+        "stack_name": "scones",
+        "cloudformation": lambda: cloudformation,
+    }
+    model = f"s3://{bucket}/models/job-1/output/model.tar.gz"
+    assert sagemaker_role(None, buckets=[bucket], model_data=model, **on_aws) == found
+    with pytest.raises(SettingsError, match=r"not other-bucket: give --role"):
+        sagemaker_role(None, buckets=[bucket], model_data="s3://other-bucket/models/m.tar.gz", **on_aws)
+    with pytest.raises(
+        SettingsError, match=rf"reads models under s3://{bucket}/models/ only.*or give --role"
+    ):
+        sagemaker_role(None, buckets=[bucket], model_data=f"s3://{bucket}/uploads/model.tar.gz", **on_aws)
     with pytest.raises(SettingsError, match=r"SageMakerRoleArn.*give --role"):
         sagemaker_role(None, endpoint_url=None, stack_name="elsewhere", cloudformation=lambda: cloudformation)
 
