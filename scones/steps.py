@@ -118,6 +118,14 @@ class ReplaysExhausted(RuntimeError):
     """Every replay name of an upload is used: it is left to people."""
 
 
+class RunInProgress(RuntimeError):
+    """A run of the upload is still going: a replay now would classify and notify twice."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"its run {name} is still going")
+        self.name = name
+
+
 def run_payload(obj: ObjectRef) -> str:
     """A workflow run's input: the object version and when it was received."""
     return json.dumps({"object": obj.as_dict(), "received_at": now_iso()})
@@ -129,16 +137,23 @@ def start_run(obj: ObjectRef, starter: ExecutionStarter) -> tuple[str, bool]:
     return name, starter.start(name, run_payload(obj))
 
 
-def replay_run(obj: ObjectRef, starter: ExecutionStarter, *, max_replays: int = MAX_REPLAYS) -> str:
+def replay_run(obj: ObjectRef, runs: RunInspector, *, max_replays: int = MAX_REPLAYS) -> str:
     """Start a new run of an upload whose earlier run failed; the name of the run started.
 
     Replays are named `...-replay-n`, the first n not used yet; when that run records an accepted
     or review outcome it removes the failure record, so the upload still has exactly one outcome.
+    While one of its runs is still going (a replay started by an earlier `scones replay` or by the
+    reconciler) none is started: RunInProgress.
     """
     payload = run_payload(obj)
-    for attempt in range(1, max_replays + 1):
+    for attempt in range(max_replays + 1):
         name = obj.execution_name(replay=attempt)
-        if starter.start(name, payload):
+        status = runs.status(name)
+        if status == "RUNNING":
+            raise RunInProgress(name)
+        if status is None and attempt > 0:
+            if not runs.start(name, payload):
+                raise RunInProgress(name)  # started by someone else just now
             return name
     raise ReplaysExhausted(f"{obj.identity} has been replayed {max_replays} times already")
 

@@ -23,7 +23,7 @@ from typing import Any
 from handlers.aws import MISSING_CODES, SUPERSEDED_CODES
 from scones.objects import OUTCOME_PREFIXES, NotAnUpload, ObjectRef, object_from_event, s3_version_selector
 from scones.outcomes import REPLAYABLE_REASONS, UNRECORDED
-from scones.steps import ExecutionStarter, ReplaysExhausted, replay_run, start_run
+from scones.steps import ReplaysExhausted, RunInProgress, RunInspector, replay_run, start_run
 from service.outcome_watch import list_record_keys
 from service.queues import receive_each
 
@@ -64,19 +64,22 @@ def _why_not_replayable(s3: Any, obj: ObjectRef) -> str | None:
     return None
 
 
-def _replay(obj: ObjectRef, starter: ExecutionStarter, report: ReplayReport) -> bool:
-    """Start a replay of the upload, noted in the report; False when its replays are used up."""
+def _replay(obj: ObjectRef, starter: RunInspector, report: ReplayReport) -> bool:
+    """Start a replay of the upload, noted in the report; False when its replays are used up. One
+    of its runs still going is left to record the outcome (its failure would send a letter anew)."""
     try:
         report.replayed[obj.key] = replay_run(obj, starter)
     except ReplaysExhausted as exhausted:
         report.skipped[obj.key] = f"{exhausted}: left as it is"
         return False
+    except RunInProgress as running:
+        report.skipped[obj.key] = f"{running}: left to record its outcome"
     return True
 
 
 def _dead_letter_done(
     s3: Any,
-    starter: ExecutionStarter,
+    starter: RunInspector,
     obj: ObjectRef,
     body: dict[str, Any],
     *,
@@ -102,7 +105,7 @@ def _dead_letter_done(
 
 def replay_failed(
     s3: Any,
-    starter: ExecutionStarter,
+    starter: RunInspector,
     bucket: str,
     *,
     reasons: Collection[str] = REPLAYABLE_REASONS,

@@ -163,6 +163,28 @@ def test_an_outage_fails_uploads_with_dlq_messages_and_replay_recovers_them(
     assert not set(keys) & set(again), "nothing left to replay"
 
 
+def test_replaying_again_while_a_replay_runs_starts_no_second_run(stack: LocalStack, image: bytes) -> None:
+    """`scones replay` twice in a row (the first one's runs still going): one replay per upload,
+    one outcome, one notification."""
+    stack.endpoint.go_down()
+    (key,) = upload(stack, image)
+    assert outcomes(stack, [key], timeout_s=120)[key]["reason"] == "endpoint_unavailable"
+    stack.endpoint.come_back()
+    stack.endpoint.faults.set("slow", count=1, delay_s=6.0)  # the replay is still classifying below
+    first = replay_report(stack)  # its queue reads take about 2 s
+    second = replay_failed(  # the failure records only: no queue to wait on
+        stack.client("s3"),
+        StepFunctionsStarter(stack.client("stepfunctions"), stack.resources.state_machine_arn),
+        stack.resources.bucket,
+    )
+    assert key in first.replayed and key not in second.replayed, (first, second)
+    assert (
+        second.skipped.get(key) == f"its run {first.replayed[key]} is still going: left to record its outcome"
+    ), second
+    settled = settled_outcomes(stack, [key])
+    assert len(settled[key]) == 1 and settled[key][0].startswith(("results/", "review/")), settled
+
+
 def test_a_handler_raising_fails_the_upload_and_the_replay_command_recovers_it(
     stack: LocalStack, image: bytes
 ) -> None:
@@ -336,6 +358,7 @@ def test_an_upload_replayed_to_the_limit_is_reported_and_the_others_still_replay
     starter = MemoryStarter()
     for attempt in range(1, MAX_REPLAYS + 1):
         starter.start(worn_out.execution_name(replay=attempt), "{}")
+        starter.finish(worn_out.execution_name(replay=attempt), "FAILED")
     try:
         report = replay_failed(s3, starter, stack.resources.bucket)
         assert f"replayed {MAX_REPLAYS} times already" in report.skipped[worn_out.key], report

@@ -17,6 +17,7 @@ from scones.steps import (
     ObjectMissing,
     ObjectSuperseded,
     Prediction,
+    RunInProgress,
     State,
     classify,
     filter_by_confidence,
@@ -228,12 +229,32 @@ def test_failure_reason_codes(error: dict[str, str], reason: str) -> None:
 def test_a_replay_gets_the_next_free_replay_name() -> None:
     obj = ObjectRef("bucket", "inbox/ride.jpg", "etag1")
     starter = MemoryStarter()
+    starter.start(obj.execution_name(), "{}")
+    starter.finish(obj.execution_name(), "FAILED")
     first = replay_run(obj, starter)
+    starter.finish(first, "FAILED")
     second = replay_run(obj, starter)
     assert first == obj.execution_name(replay=1) and second == obj.execution_name(replay=2)
     assert is_replay_execution(f"arn:aws:states:us-east-1:1:execution:machine:{second}")
     assert not is_replay_execution(f"arn:aws:states:us-east-1:1:execution:machine:{obj.execution_name()}")
     assert all(len(name) <= 80 for name in (first, second))
+
+
+@pytest.mark.parametrize("running", [0, 1])
+def test_no_replay_starts_while_a_run_of_the_upload_is_going(running: int) -> None:
+    """`scones replay` run again before its replays ended, or beside the reconciler's replay: the
+    running one records the outcome, a second would classify and notify twice."""
+    obj = ObjectRef("bucket", "inbox/ride.jpg", "etag1")
+    starter = MemoryStarter()
+    for attempt in range(running + 1):
+        starter.start(obj.execution_name(replay=attempt), "{}")
+        starter.finish(obj.execution_name(replay=attempt), "FAILED")
+    starter.finish(obj.execution_name(replay=running), "RUNNING")
+    with pytest.raises(RunInProgress, match=f"its run {obj.execution_name(replay=running)} is still going"):
+        replay_run(obj, starter)
+    assert len(starter.started) == running + 1, "nothing started"
+    starter.finish(obj.execution_name(replay=running), "FAILED")
+    assert replay_run(obj, starter) == obj.execution_name(replay=running + 1)
 
 
 def test_a_successful_replay_replaces_the_failure_record() -> None:
