@@ -167,8 +167,13 @@ def replay_failed(
             except (NotAnUpload, ValueError, KeyError, TypeError, AttributeError) as ignored:
                 report.events_ignored[message["MessageId"]] = f"starts nothing: {ignored}"
             else:
-                name, _ = start_run(undelivered, starter)
-                report.undelivered_started[undelivered.key] = name
+                name, started = start_run(undelivered, starter)
+                if started:
+                    report.undelivered_started[undelivered.key] = name
+                else:
+                    report.skipped[undelivered.key] = (
+                        f"its run {name} was started already (a late delivery, or the reconciler)"
+                    )
             sqs.delete_message(QueueUrl=event_dead_letter_queue_url, ReceiptHandle=message["ReceiptHandle"])
     return report
 

@@ -21,9 +21,12 @@ from service.local_stack import LocalStack
 from service.outcome_watch import list_record_keys, object_key_of, wait_for_outcomes
 from service.replay import ReplayReport, replay_failed
 from tests.e2e.settle import dead_letters, quiet
+from tests.unit.fakes import MemoryStarter
 from training.staging import StagedDataset
 from workflow.definitions import STATE_MACHINE_FILE
 from workflow.names import METRICS_NAMESPACE
+
+EVENTS = Path(__file__).parents[1] / "events"  # genuine AWS sample events
 
 ROOT = Path(__file__).parents[2]
 
@@ -320,6 +323,33 @@ def test_replay_says_what_it_cannot_read_or_start_and_deletes_no_letter_unread(s
             )
 
 
+def test_an_undelivered_event_whose_run_was_started_since_is_reported_not_started(stack: LocalStack) -> None:
+    """The rule's DLQ holds an event whose upload the reconciler (or a late delivery) has started
+    since: replay says so instead of counting it as started. The event is AWS's documented sample."""
+    from service.load_run import object_created_event
+
+    obj = ObjectRef(stack.resources.bucket, f"inbox/late-{uuid.uuid4().hex[:8]}.png", "0123456789abcdef")
+    starter = MemoryStarter()
+    starter.start(obj.execution_name(), "{}")  # the run the reconciler started
+    sample = json.loads((EVENTS / "s3_object_created_aws_docs_sample.json").read_text())
+    event = sample | {"detail": object_created_event(obj.bucket, obj.key, obj.etag, size=5)}
+    sqs = stack.client("sqs")
+    sqs.send_message(QueueUrl=stack.resources.event_dead_letter_queue_url, MessageBody=json.dumps(event))
+    empty = f"no-records-{uuid.uuid4().hex[:8]}"  # no failure records: the undelivered events alone
+    stack.client("s3").create_bucket(Bucket=empty)
+    report = replay_failed(
+        stack.client("s3"),
+        starter,
+        empty,
+        sqs=sqs,
+        event_dead_letter_queue_url=stack.resources.event_dead_letter_queue_url,
+    )
+    assert obj.key not in report.undelivered_started, report
+    assert report.skipped[obj.key] == (
+        f"its run {obj.execution_name()} was started already (a late delivery, or the reconciler)"
+    )
+
+
 def test_a_failure_record_beside_a_replays_result_is_deleted_not_replayed(stack: LocalStack) -> None:
     """A replay writes its result, then deletes the failure record: reported failed in between (a
     timeout after the write), the failure record stays beside the result. Replay must not run the
@@ -343,7 +373,6 @@ def test_an_upload_replayed_to_the_limit_is_reported_and_the_others_still_replay
     """An upload whose every replay name is used is left as it is and said so (not a traceback that
     stops the other replays); the next failure is replayed. The fake starter has those names used."""
     from scones.steps import MAX_REPLAYS
-    from tests.unit.fakes import MemoryStarter
 
     s3 = stack.client("s3")
     objects = []
