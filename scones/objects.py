@@ -125,6 +125,12 @@ def record_path(key: str) -> str:
     return f"{head}{_LONG_PATH_MARK}{digest}"
 
 
+def is_folder_marker(key: str, size: int | None) -> bool:
+    """What the S3 console's "Create folder" makes: an empty object whose key ends in `/`. One with
+    content is an upload like any other, and gets its outcome."""
+    return key.endswith("/") and not size
+
+
 def decode_event_key(raw: str) -> str:
     """S3 notifications carry the key URL-encoded (a space as `+`); this is the key S3 APIs take."""
     return unquote_plus(raw)
@@ -147,7 +153,7 @@ def object_from_event(event: dict[str, Any], *, prefix: str = INBOX_PREFIX) -> O
     key = decode_event_key(str(raw_key))
     if not key.startswith(prefix):
         raise NotAnUpload(f"{key!r} is outside {prefix}")
-    if key.endswith("/"):
+    if is_folder_marker(key, obj.get("size")):
         raise NotAnUpload(f"{key!r} is a folder marker")
     version_id = obj.get("version-id")
     return ObjectRef(

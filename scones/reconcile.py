@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from scones.objects import INBOX_PREFIX, OUTCOME_PREFIXES, ObjectRef
+from scones.objects import INBOX_PREFIX, OUTCOME_PREFIXES, ObjectRef, is_folder_marker
 from scones.steps import MAX_REPLAYS, RunInspector, run_payload
 
 
@@ -55,7 +55,7 @@ def unrecorded(bucket: str, inbox: Iterable[StoredObject], record_keys: Iterable
     recorded = set(record_keys)
     missing = []
     for item in inbox:
-        if item.key.endswith("/"):
+        if is_folder_marker(item.key, item.size):
             continue
         obj = ObjectRef(bucket, item.key, item.etag.strip('"'), size=item.size, version_id=item.version_id)
         if not any(obj.outcome_key(kind) in recorded for kind in OUTCOME_PREFIXES):
@@ -88,7 +88,7 @@ def reconcile(
     young = {item.key for item in inbox if (now - item.last_modified).total_seconds() < min_age_s}
     records = [item.key for kind in OUTCOME_PREFIXES for item in lister.list(bucket, f"{kind}/")]
     missing = unrecorded(bucket, inbox, records)
-    report.recorded = sum(1 for item in inbox if not item.key.endswith("/")) - len(missing)
+    report.recorded = sum(1 for item in inbox if not is_folder_marker(item.key, item.size)) - len(missing)
     for obj in missing:
         if obj.key in young:
             report.too_young += 1

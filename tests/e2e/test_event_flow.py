@@ -211,7 +211,9 @@ def test_handler_modules_never_import_torch(handler: str) -> None:
     assert subprocess.run([sys.executable, "-c", code], check=False, timeout=60).returncode == 0
 
 
-@pytest.mark.parametrize("name", ["with space.png", "c++ + more.png", "vélo ünïcode.png", "100% real.png"])
+@pytest.mark.parametrize(
+    "name", ["with space.png", "c++ + more.png", "vélo ünïcode.png", "100% real.png", "named like a folder/"]
+)
 def test_awkward_keys_are_decoded_and_recorded(stack: LocalStack, staged: StagedDataset, name: str) -> None:
     data = next((staged.split_dir("test") / "bicycle").iterdir()).read_bytes()
     key = upload(stack, data, name)

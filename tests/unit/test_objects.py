@@ -84,6 +84,7 @@ def test_keys_are_url_decoded_as_s3_encodes_them(encoded: str, key: str) -> None
         ({"detail-type": "Object Deleted"}, "not an S3 Object Created event"),
         ({"source": "aws.ec2"}, "not an S3 Object Created event"),
         ({"detail": {"bucket": {"name": "b"}, "object": {"key": "inbox/sub/"}}}, "folder marker"),
+        ({"detail": {"bucket": {"name": "b"}, "object": {"key": "inbox/sub/", "size": 0}}}, "folder marker"),
         ({"detail": {"bucket": {"name": "b"}, "object": {}}}, "no bucket or key"),
     ],
 )
@@ -91,6 +92,13 @@ def test_events_that_start_nothing(change: dict[str, Any], message: str) -> None
     event = load("s3_object_created_aws_docs_sample.json") | change
     with pytest.raises(NotAnUpload, match=message):
         object_from_event(event)
+
+
+def test_a_key_ending_in_a_slash_with_content_is_an_upload() -> None:
+    event = load("s3_object_created_aws_docs_sample.json")
+    event["detail"]["object"]["key"] = "inbox/photo/"
+    obj = object_from_event(event)
+    assert obj.key == "inbox/photo/" and obj.outcome_key("failed").startswith("failed/photo/")
 
 
 def test_execution_name_is_deterministic_valid_and_version_specific() -> None:

@@ -17,8 +17,8 @@ NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 class MemoryBucket:
     objects: list[StoredObject] = field(default_factory=list)
 
-    def add(self, key: str, etag: str = "e1", age_s: float = 3600) -> None:
-        self.objects.append(StoredObject(key, f'"{etag}"', 10, NOW - timedelta(seconds=age_s)))
+    def add(self, key: str, etag: str = "e1", age_s: float = 3600, size: int = 10) -> None:
+        self.objects.append(StoredObject(key, f'"{etag}"', size, NOW - timedelta(seconds=age_s)))
 
     versions: dict[str, str] = field(default_factory=dict)  # key → current version id (versioned)
 
@@ -52,10 +52,11 @@ def test_only_versions_without_a_record_are_started() -> None:
     bucket.add("inbox/lost.png")
     bucket.add("inbox/changed.png", etag="e2")
     bucket.add("failed/changed.png/e1.json")  # the record of the old version
-    bucket.add("inbox/folder/")
+    bucket.add("inbox/folder/", size=0)  # the console's "Create folder"
+    bucket.add("inbox/named-like-a-folder/")  # with content: an upload
     starter = MemoryStarter()
     report = reconcile("data", bucket, starter, now=NOW)
-    assert set(report.started) == {"inbox/lost.png", "inbox/changed.png"}
+    assert set(report.started) == {"inbox/lost.png", "inbox/changed.png", "inbox/named-like-a-folder/"}
     assert report.recorded == 2
     changed = ObjectRef("data", "inbox/changed.png", "e2")
     assert report.started[changed.key] == changed.execution_name()
