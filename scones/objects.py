@@ -38,6 +38,12 @@ def version_id_or_none(value: object) -> str | None:
     return None if value in (None, "", "null") else str(value)
 
 
+def record_version(etag: str, version_id: str | None) -> str:
+    """The name an object version's outcome record goes by: its version id in a versioned bucket,
+    else its ETag."""
+    return (version_id or etag).strip('"') or "unknown"
+
+
 def s3_version_selector(etag: str | None, version_id: str | None) -> dict[str, str]:
     """GetObject/HeadObject parameters for exactly this version: its version id, else If-Match on its ETag."""
     if version_id:
@@ -82,8 +88,7 @@ class ObjectRef:
 
         A key too long for that to fit S3's 1024 bytes is shortened (see `record_path`).
         """
-        version = (self.version_id or self.etag).strip('"') or "unknown"
-        return f"{kind}/{record_path(self.key)}/{version}.json"
+        return f"{kind}/{record_path(self.key)}/{record_version(self.etag, self.version_id)}.json"
 
     def as_dict(self) -> dict[str, Any]:
         return {

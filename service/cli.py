@@ -210,7 +210,7 @@ Ctrl-C stops it.""",
 
 def cmd_submit(args: argparse.Namespace) -> int:
     """Upload images into the inbox of the stack `AWS_ENDPOINT_URL` (or AWS) points at."""
-    from scones.objects import INBOX_PREFIX
+    from scones.objects import INBOX_PREFIX, record_version, version_id_or_none
     from service.outcome_watch import wait_for_outcomes
 
     if not f"{args.prefix.strip('/')}/".startswith(INBOX_PREFIX):
@@ -240,17 +240,18 @@ def cmd_submit(args: argparse.Namespace) -> int:
     (s3,) = _aws_clients(args, "s3")
     bucket = _bucket(args)
     keys = []
-    etags: dict[str, str] = {}  # the version uploaded now: an earlier upload's record must not answer
+    versions: dict[str, str] = {}  # the version uploaded now: an earlier upload's record must not answer
     for path in args.paths:
         key = f"{args.prefix.rstrip('/')}/{path.name}"
         s3.upload_file(str(path), bucket, key)
         keys.append(key)
         print(f"uploaded {path} to s3://{bucket}/{key}")
         if args.wait:
-            etags[key] = s3.head_object(Bucket=bucket, Key=key)["ETag"].strip('"')
+            head = s3.head_object(Bucket=bucket, Key=key)
+            versions[key] = record_version(head["ETag"], version_id_or_none(head.get("VersionId")))
     if not args.wait:
         return 0
-    index = wait_for_outcomes(s3, bucket, keys, timeout_s=args.timeout, etags=etags)
+    index = wait_for_outcomes(s3, bucket, keys, timeout_s=args.timeout, versions=versions)
     for key in keys:
         record = index.records.get(key)
         if record is None:

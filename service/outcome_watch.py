@@ -58,17 +58,18 @@ def wait_for_outcomes(
     *,
     timeout_s: float = 300.0,
     poll_s: float = 0.2,
-    etags: Mapping[str, str] | None = None,
+    versions: Mapping[str, str] | None = None,
 ) -> OutcomeIndex:
     """Poll until every object key has an outcome record (or the timeout); then read the records.
 
-    With `etags` (object key → ETag of the version uploaded), only that version's record counts for
-    the key: a key uploaded again is not answered by its earlier version's outcome. Lists only the
+    With `versions` (object key → the uploaded version's `record_version`: its version id in a
+    versioned bucket, else its ETag), only that version's record counts for the key: a key uploaded
+    again is not answered by its earlier version's outcome. Lists only the
     records below the keys' common folder, and waits longer between polls the longer the wait, up to
     1 s: a watcher in the stack's own process must not slow the stack down.
     """
     wanted = set(object_keys)
-    versions = {key: "/" + etag.strip('"') + ".json" for key, etag in (etags or {}).items()}
+    record_names = {key: f"/{version}.json" for key, version in (versions or {}).items()}
     by_record_path = {INBOX_PREFIX + record_path(key): key for key in wanted}  # a long key's is shortened
     folder = common_folder(by_record_path)
     deadline = time.monotonic() + timeout_s
@@ -77,7 +78,7 @@ def wait_for_outcomes(
         found: dict[str, list[str]] = {}
         for record_key in list_record_keys(s3, bucket, folder):
             key = by_record_path.get(object_key_of(record_key), "")
-            if key in wanted and (key not in versions or record_key.endswith(versions[key])):
+            if key in wanted and (key not in record_names or record_key.endswith(record_names[key])):
                 found.setdefault(key, []).append(record_key)
         if wanted <= found.keys() or time.monotonic() > deadline:
             break

@@ -147,7 +147,7 @@ def test_a_run_whose_version_was_overwritten_before_it_was_read_fails_as_superse
         input=json.dumps({"object": obj.as_dict(), "received_at": "2026-11-24T00:00:00.000Z"}),
     )
     index = wait_for_outcomes(
-        s3, stack.resources.bucket, [key], timeout_s=60, poll_s=0.1, etags={key: obj.etag}
+        s3, stack.resources.bucket, [key], timeout_s=60, poll_s=0.1, versions={key: obj.etag}
     )
     record = index.records[key]
     assert (record["outcome"], record["reason"], record["etag"]) == ("failed", "superseded", obj.etag)

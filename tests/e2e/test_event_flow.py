@@ -252,10 +252,43 @@ def test_waiting_on_an_upload_again_waits_for_the_new_version_not_the_old_outcom
     assert submitted.returncode == 0, submitted.stdout + submitted.stderr
     etag = s3.head_object(Bucket=bucket, Key=key)["ETag"].strip('"')
     assert etag != old["etag"]
-    index = wait_for_outcomes(s3, bucket, [key], timeout_s=60, poll_s=0.05, etags={key: etag})
+    index = wait_for_outcomes(s3, bucket, [key], timeout_s=60, poll_s=0.05, versions={key: etag})
     new = index.records[key]
     assert f"{key}: {new['outcome']} " in submitted.stdout, "the new version's outcome is printed"
     assert not index.duplicates  # the two versions' records are not one upload's duplicates
+
+
+def test_submit_waits_for_its_version_in_a_versioned_bucket(
+    stack: LocalStack, staged: StagedDataset, tmp_path: Path
+) -> None:
+    """A versioned bucket names records by version id: `scones submit --wait` finds its upload's."""
+    s3, bucket = stack.client("s3"), stack.resources.bucket
+    image = tmp_path / f"versioned-{uuid.uuid4().hex[:8]}.png"
+    image.write_bytes(next((staged.split_dir("test") / "motorcycle").iterdir()).read_bytes())
+    environment = os.environ | {
+        "AWS_ACCESS_KEY_ID": "local",
+        "AWS_SECRET_ACCESS_KEY": "local",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": stack.aws_endpoint_url,
+    }
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    try:
+        submitted = subprocess.run(
+            [sys.executable, "-m", "service.cli", "submit", str(image), "--wait", "--timeout", "120"],
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=240,
+            check=False,
+        )
+    finally:
+        s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Suspended"})
+    assert submitted.returncode == 0, submitted.stdout + submitted.stderr
+    key = f"inbox/{image.name}"
+    version = s3.head_object(Bucket=bucket, Key=key)["VersionId"]
+    record = outcome(stack, key)
+    assert record["version_id"] == version != "null"
+    assert f"{key}: {record['outcome']} " in submitted.stdout
 
 
 def test_sagemaker_commands_default_to_the_local_stacks_own_sagemaker_role(stack: LocalStack) -> None:
