@@ -203,10 +203,20 @@ class StepFunctionsStarter:
         return True
 
     def status(self, name: str) -> str | None:
+        described = self._describe(name)
+        return None if described is None else str(described["status"])
+
+    def payload(self, name: str) -> str | None:
+        described = self._describe(name)
+        return None if described is None else str(described.get("input", ""))
+
+    def _describe(self, name: str) -> dict[str, Any] | None:
         try:
-            response = self._sfn.describe_execution(executionArn=execution_arn(self._arn, name))
+            response: dict[str, Any] = self._sfn.describe_execution(
+                executionArn=execution_arn(self._arn, name)
+            )
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") == "ExecutionDoesNotExist":
                 return None
             raise
-        return str(response["status"])
+        return response

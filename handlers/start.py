@@ -1,14 +1,15 @@
 """Lambda `start`: the EventBridge rule's target. Starts one workflow run per object version.
 
 The execution name is derived from bucket, key and etag/version, so a duplicate delivery of the
-same event finds the run already there and starts nothing. Events that must start nothing
-(other prefixes, folder markers) are logged and counted, never failed.
+same event finds the run already there and starts nothing. The same bytes put again under the key
+(a new S3 `sequencer`) after their run failed are the uploader's retry: a replay starts. Events that
+must start nothing (other prefixes, folder markers) are logged and counted, never failed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 from handlers.runtime import Event, LambdaHandler, MetricUnit, lazy_entry_point, observability
 from handlers.settings import StartSettings
@@ -17,7 +18,7 @@ from handlers.settings import StartSettings
 def build(environment: Mapping[str, str]) -> LambdaHandler:
     from handlers.aws import StepFunctionsStarter, client
     from scones.objects import NotAnUpload, object_from_event
-    from scones.steps import start_run
+    from scones.steps import start_upload
 
     settings = StartSettings.from_environment(environment)
     obs = observability(settings)
@@ -36,17 +37,31 @@ def build(environment: Mapping[str, str]) -> LambdaHandler:
                 metrics.add_metric(name="EventsIgnored", unit=MetricUnit.Count, value=1)
                 return {"started": False, "reason": str(ignored)}
             obs.logger.thread_safe_append_keys(object_key=obj.key, etag=obj.etag)
-            name, started = start_run(obj, starter)
-            if started:
-                metrics.add_metric(name="ImagesReceived", unit=MetricUnit.Count, value=1)
-                obs.logger.info("workflow run started", extra={"execution_name": name})
-            else:
-                metrics.add_metric(name="DuplicateDeliveries", unit=MetricUnit.Count, value=1)
-                obs.logger.info("duplicate delivery: run already exists", extra={"execution_name": name})
+            name, what = start_upload(obj, starter)
+            metrics.add_metric(name=START_METRICS[what], unit=MetricUnit.Count, value=1)
+            obs.logger.info(START_MESSAGES[what], extra={"execution_name": name})
             obs.logger.thread_safe_remove_keys(["object_key", "etag"])
-            return {"started": started, "execution_name": name}
+            return {"started": what in ("started", "retried"), "execution_name": name, "outcome": what}
 
     return handler
 
+
+# what start_upload did → the metric it counts in, and the log line
+START_METRICS: Final[dict[str, str]] = {
+    "started": "ImagesReceived",
+    "retried": "UploadsRetried",
+    "duplicate": "DuplicateDeliveries",
+    "running": "DuplicateDeliveries",
+    "recorded": "DuplicateDeliveries",
+    "exhausted": "DuplicateDeliveries",
+}
+START_MESSAGES: Final[dict[str, str]] = {
+    "started": "workflow run started",
+    "retried": "the same bytes put again after their run failed: replay started",
+    "duplicate": "duplicate delivery: run already exists",
+    "running": "the same bytes put again while their run is going: it records the outcome",
+    "recorded": "the same bytes put again: their recorded outcome stands",
+    "exhausted": "the same bytes put again, every replay name used: left to people",
+}
 
 handler = lazy_entry_point(build)

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final, Protocol
+from typing import Any, Final, Literal, Protocol
 
 from scones.labels import LABELS
 from scones.objects import ObjectRef, OutcomeKind, is_replay_execution
@@ -98,6 +98,12 @@ class RunInspector(ExecutionStarter, Protocol):
     def status(self, name: str) -> str | None: ...
 
 
+class RunReader(RunInspector, Protocol):
+    """Also reads the input a run was started with (None: no such run)."""
+
+    def payload(self, name: str) -> str | None: ...
+
+
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -135,6 +141,54 @@ def start_run(obj: ObjectRef, starter: ExecutionStarter) -> tuple[str, bool]:
     """Start the run for one object version under its deterministic name; (name, started)."""
     name = obj.execution_name()
     return name, starter.start(name, run_payload(obj))
+
+
+UploadStart = Literal["started", "duplicate", "retried", "running", "recorded", "exhausted"]
+
+
+def start_upload(obj: ObjectRef, runs: RunReader) -> tuple[str, UploadStart]:
+    """Start the run an upload's event announces; (run name, what happened).
+
+    "started": its first run. Its run exists already: "duplicate", another delivery of an event a
+    run was started for (the same S3 `sequencer`, or the event has none). Otherwise the same bytes
+    were put again under the key (an unversioned bucket names runs by ETag): after its runs failed
+    that is the uploader's retry, "retried" (a replay is started); while one runs, "running"; after
+    one recorded an accepted or review outcome, "recorded" (that outcome stands); "exhausted" when
+    every replay name is used.
+    """
+    name, started = start_run(obj, runs)
+    if started:
+        return name, "started"
+    runs_so_far = [name]
+    for attempt in range(1, MAX_REPLAYS + 1):
+        replay = obj.execution_name(replay=attempt)
+        if runs.status(replay) is None:
+            break
+        runs_so_far.append(replay)
+    sequencers = {_sequencer_of(runs.payload(run)) for run in runs_so_far}
+    if obj.sequencer is None or obj.sequencer in sequencers:
+        return name, "duplicate"
+    latest = runs_so_far[-1]
+    standing = _STANDING_RUNS.get(runs.status(latest) or "")
+    if standing is not None:
+        return latest, standing
+    try:
+        return replay_run(obj, runs), "retried"
+    except RunInProgress as running:
+        return running.name, "running"
+    except ReplaysExhausted:
+        return latest, "exhausted"
+
+
+# the latest run of an upload put again, by status, when it stands (else: a retry)
+_STANDING_RUNS: Final[dict[str, UploadStart]] = {"RUNNING": "running", "SUCCEEDED": "recorded"}
+
+
+def _sequencer_of(payload: str | None) -> str | None:
+    try:
+        return json.loads(payload or "{}").get("object", {}).get("sequencer")  # type: ignore[no-any-return]
+    except (ValueError, AttributeError):
+        return None
 
 
 def replay_run(obj: ObjectRef, runs: RunInspector, *, max_replays: int = MAX_REPLAYS) -> str:

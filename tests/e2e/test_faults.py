@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -186,6 +187,34 @@ def test_replaying_again_while_a_replay_runs_starts_no_second_run(stack: LocalSt
     ), second
     settled = settled_outcomes(stack, [key])
     assert len(settled[key]) == 1 and settled[key][0].startswith(("results/", "review/")), settled
+
+
+def test_putting_the_same_bytes_again_after_a_failure_retries_the_upload(
+    stack: LocalStack, image: bytes
+) -> None:
+    """The uploader's retry: an outage failed the upload, the same file is put again under its key
+    (same ETag, so the same version's name). A replay starts, and its outcome replaces the failure."""
+    stack.endpoint.go_down()
+    (key,) = upload(stack, image)
+    failed = outcomes(stack, [key], timeout_s=120)[key]
+    assert failed["reason"] == "endpoint_unavailable"
+    stack.endpoint.come_back()
+    s3 = stack.client("s3")
+    s3.put_object(Bucket=stack.resources.bucket, Key=key, Body=image)
+    assert s3.head_object(Bucket=stack.resources.bucket, Key=key)["ETag"].strip('"') == failed["etag"]
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and settled_outcomes(stack, [key])[key][0].startswith("failed/"):
+        time.sleep(0.5)
+    settled = settled_outcomes(stack, [key])
+    assert len(settled[key]) == 1 and settled[key][0].startswith(("results/", "review/")), settled
+    # put once more: the outcome stands, nothing runs again
+    s3.put_object(Bucket=stack.resources.bucket, Key=key, Body=image)
+    assert settled_outcomes(stack, [key]) == settled
+    runs = stack.client("stepfunctions").list_executions(stateMachineArn=stack.resources.state_machine_arn)
+    names = {run["name"] for run in runs["executions"]}
+    obj = ObjectRef(stack.resources.bucket, key, failed["etag"])
+    assert {obj.execution_name(), obj.execution_name(replay=1)} <= names
+    assert obj.execution_name(replay=2) not in names
 
 
 def test_a_handler_raising_fails_the_upload_and_the_replay_command_recovers_it(

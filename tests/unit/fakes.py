@@ -23,5 +23,8 @@ class MemoryStarter:
     def status(self, name: str) -> str | None:
         return self.statuses.get(name)
 
+    def payload(self, name: str) -> str | None:
+        return self.started.get(name)
+
     def finish(self, name: str, status: str) -> None:
         self.statuses[name] = status

@@ -25,6 +25,7 @@ from scones.steps import (
     replay_run,
     serialize,
     start_run,
+    start_upload,
 )
 from tests.unit.fakes import MemoryStarter
 
@@ -255,6 +256,35 @@ def test_no_replay_starts_while_a_run_of_the_upload_is_going(running: int) -> No
     assert len(starter.started) == running + 1, "nothing started"
     starter.finish(obj.execution_name(replay=running), "FAILED")
     assert replay_run(obj, starter) == obj.execution_name(replay=running + 1)
+
+
+@pytest.mark.parametrize(
+    ("sequencer", "latest_status", "expected"),
+    [
+        ("0001", "FAILED", "duplicate"),  # the first event delivered again
+        (None, "FAILED", "duplicate"),  # no sequencer: a retry cannot be told from a duplicate
+        ("0002", "FAILED", "retried"),  # the same bytes put again after their run failed
+        ("0002", "TIMED_OUT", "retried"),
+        ("0002", "RUNNING", "running"),
+        ("0002", "SUCCEEDED", "recorded"),
+    ],
+)
+def test_an_event_for_an_existing_run_is_told_apart_by_its_sequencer(
+    sequencer: str | None, latest_status: str, expected: str
+) -> None:
+    first = ObjectRef("bucket", "inbox/ride.jpg", "etag1", sequencer="0001")
+    runs = MemoryStarter()
+    assert start_upload(first, runs) == (first.execution_name(), "started")
+    runs.finish(first.execution_name(), latest_status)
+    again = ObjectRef(first.bucket, first.key, first.etag, sequencer=sequencer)
+    name, what = start_upload(again, runs)
+    assert what == expected
+    if expected == "retried":
+        assert name == first.execution_name(replay=1) and len(runs.started) == 2
+        runs.finish(name, "FAILED")
+        assert start_upload(again, runs)[1] == "duplicate", "the retry's own event delivered again"
+    else:
+        assert len(runs.started) == 1
 
 
 def test_a_successful_replay_replaces_the_failure_record() -> None:
