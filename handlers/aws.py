@@ -147,6 +147,17 @@ class S3ObjectStore:
                     )
 
 
+class SqsQueue:
+    """One SQS queue, for sending (the review queue's port)."""
+
+    def __init__(self, sqs: Any, queue_url: str) -> None:
+        self._sqs = sqs
+        self._url = queue_url
+
+    def send(self, body: str) -> None:
+        self._sqs.send_message(QueueUrl=self._url, MessageBody=body)
+
+
 def _custom_attributes(text: str) -> dict[str, str]:
     pairs = (item.split("=", 1) for item in text.split(";") if "=" in item)
     return {name.strip(): value.strip() for name, value in pairs}

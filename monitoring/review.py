@@ -26,7 +26,7 @@ from typing import Any, Final, Literal
 
 from handlers.aws import MISSING_CODES, SUPERSEDED_CODES
 from scones.labels import LABELS
-from scones.objects import ObjectRef, record_path, s3_version_selector
+from scones.objects import ObjectRef, label_key, record_path, s3_version_selector
 
 Answer = Literal["bicycle", "motorcycle", "neither", "skip", "quit"]
 CHOICES: Final[dict[str, Answer]] = {
@@ -77,11 +77,6 @@ class ReviewTally:
 
 
 GONE_CODES: Final = MISSING_CODES | SUPERSEDED_CODES  # the reviewed version is deleted or overwritten
-
-
-def label_key(obj: ObjectRef) -> str:
-    """`labels/<key below inbox/>/<etag>.json`: one label per object version."""
-    return f"labels/{record_path(obj.key)}/{obj.etag}.json"
 
 
 def labeled_key(obj: ObjectRef, label: str) -> str:

@@ -38,6 +38,14 @@ def version_id_or_none(value: object) -> str | None:
     return None if value in (None, "", "null") else str(value)
 
 
+LABELS_PREFIX: Final = "labels/"
+
+
+def label_key(obj: ObjectRef) -> str:
+    """`labels/<key below inbox/>/<etag>.json`: one label per object version (`scones review`)."""
+    return f"{LABELS_PREFIX}{record_path(obj.key)}/{obj.etag}.json"
+
+
 def record_version(etag: str, version_id: str | None) -> str:
     """The name an object version's outcome record goes by: its version id in a versioned bucket,
     else its ETag."""

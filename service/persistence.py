@@ -31,8 +31,8 @@ from typing import Any, Final
 
 from botocore.exceptions import ClientError
 
-from monitoring.review import label_key, outcome_record_of
-from scones.objects import OUTCOME_PREFIXES, ObjectRef
+from monitoring.review import outcome_record_of
+from scones.objects import OUTCOME_PREFIXES, ObjectRef, label_key
 from service.queues import receive_all
 from workflow.names import METRICS_NAMESPACE
 

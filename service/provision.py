@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from scones.defaults import CONFIDENCE_THRESHOLD
+from scones.defaults import CONFIDENCE_THRESHOLD, QUEUE_RETENTION_S
 from workflow.definitions import event_pattern, state_machine_definition
 from workflow.names import FUNCTIONS, LAMBDA_RUNTIME, METRICS_NAMESPACE, FunctionSpec, StackNames
 
@@ -79,6 +79,7 @@ def function_environment(
     sagemaker_runtime_url: str,
     threshold: float,
     state_machine_arn: str = "",
+    review_queue_url: str = "",
     log_level: str = "INFO",
 ) -> dict[str, str]:
     """The environment of one function in the local engine (on AWS the template sets the same names)."""
@@ -99,7 +100,11 @@ def function_environment(
         },
         "FilterFunction": {"CONFIDENCE_THRESHOLD": str(threshold)},
         "RecordFunction": {"IDEMPOTENCY_TABLE": names.idempotency_table},
-        "ReconcileFunction": {"STATE_MACHINE_ARN": state_machine_arn, "BUCKET_NAME": names.bucket},
+        "ReconcileFunction": {
+            "STATE_MACHINE_ARN": state_machine_arn,
+            "BUCKET_NAME": names.bucket,
+            "REVIEW_QUEUE_URL": review_queue_url,
+        },
     }
     return common | specific.get(spec.logical_id, {})
 
@@ -143,7 +148,9 @@ def provision(
         TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiration"},
     )
     queue_urls = {
-        name: sqs.create_queue(QueueName=name, Attributes={"MessageRetentionPeriod": "1209600"})["QueueUrl"]
+        name: sqs.create_queue(QueueName=name, Attributes={"MessageRetentionPeriod": str(QUEUE_RETENTION_S)})[
+            "QueueUrl"
+        ]
         for name in (names.review_queue, names.dead_letter_queue, names.event_dead_letter_queue)
     }
 
@@ -169,6 +176,7 @@ def provision(
             sagemaker_runtime_url=sagemaker_runtime_url,
             threshold=threshold,
             state_machine_arn=state_machine_arn,
+            review_queue_url=queue_urls[names.review_queue],
             log_level=log_level,
         )
 

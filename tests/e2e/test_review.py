@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from monitoring.review import Reviewer, label_key, labeled_key
+from monitoring.review import Reviewer, labeled_key
 from monitoring.review_web import WebReview
-from scones.objects import ObjectRef
+from scones.objects import ObjectRef, label_key
 from service.local_stack import LocalStack
 from service.outcome_watch import wait_for_outcomes
 from tests.e2e.settle import quiet

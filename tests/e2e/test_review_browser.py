@@ -7,9 +7,8 @@ import json
 import os
 import shutil
 
-from monitoring.review import label_key
 from monitoring.review_web import WebReview
-from scones.objects import ObjectRef
+from scones.objects import ObjectRef, label_key
 from service.local_stack import LocalStack
 from tests.e2e.test_review import queue_for_review
 from training.staging import StagedDataset

@@ -288,6 +288,7 @@ def test_functions_have_the_local_stacks_handlers_limits_and_environment(stack: 
         "BUCKET_NAME": stack.resources["DataBucket"],
         "IDEMPOTENCY_TABLE": stack.resources["IdempotencyTable"],
         "ENDPOINT_NAME": PARAMETERS["EndpointName"],
+        "REVIEW_QUEUE_URL": stack.resources["ReviewQueue"],
     }
     for spec in FUNCTIONS:
         config = stack.client("lambda").get_function_configuration(
