@@ -150,11 +150,12 @@ def start_upload(obj: ObjectRef, runs: RunReader) -> tuple[str, UploadStart]:
     """Start the run an upload's event announces; (run name, what happened).
 
     "started": its first run. Its run exists already: "duplicate", another delivery of an event a
-    run was started for (the same S3 `sequencer`, or the event has none). Otherwise the same bytes
-    were put again under the key (an unversioned bucket names runs by ETag): after its runs failed
-    that is the uploader's retry, "retried" (a replay is started); while one runs, "running"; after
-    one recorded an accepted or review outcome, "recorded" (that outcome stands); "exhausted" when
-    every replay name is used.
+    run was started for (the same S3 `sequencer`), or one that cannot be told apart (the event, or a
+    run started without one, as the reconciler's, has none: never run twice when unsure). Otherwise
+    the same bytes were put again under the key (an unversioned bucket names runs by ETag): after
+    its runs failed that is the uploader's retry, "retried" (a replay is started); while one runs,
+    "running"; after one recorded an accepted or review outcome, "recorded" (that outcome stands);
+    "exhausted" when every replay name is used.
     """
     name, started = start_run(obj, runs)
     if started:
@@ -166,7 +167,7 @@ def start_upload(obj: ObjectRef, runs: RunReader) -> tuple[str, UploadStart]:
             break
         runs_so_far.append(replay)
     sequencers = {_sequencer_of(runs.payload(run)) for run in runs_so_far}
-    if obj.sequencer is None or obj.sequencer in sequencers:
+    if obj.sequencer is None or obj.sequencer in sequencers or None in sequencers:
         return name, "duplicate"
     latest = runs_so_far[-1]
     standing = _STANDING_RUNS.get(runs.status(latest) or "")

@@ -48,14 +48,19 @@ class Upload:
     expected_reason: str | None  # the reason code a bad input must fail with; None for an image
 
 
-def object_created_event(bucket: str, key: str, etag: str, size: int) -> dict[str, Any]:
-    """The detail of S3's EventBridge "Object Created" event as AWS sends it (key URL-encoded)."""
+def object_created_event(
+    bucket: str, key: str, etag: str, size: int, sequencer: str | None = None
+) -> dict[str, Any]:
+    """The detail of S3's EventBridge "Object Created" event as AWS sends it (key URL-encoded). The
+    `sequencer` of the put it announces, when known: without one, the start function takes an event
+    for an existing run as a duplicate delivery (with another one, as the same bytes put again)."""
     from urllib.parse import quote_plus
 
+    obj = {"key": quote_plus(key, safe="/"), "size": size, "etag": etag}
     return {
         "version": "0",
         "bucket": {"name": bucket},
-        "object": {"key": quote_plus(key, safe="/"), "size": size, "etag": etag, "sequencer": "0"},
+        "object": obj if sequencer is None else obj | {"sequencer": sequencer},
         "request-id": uuid.uuid4().hex[:16].upper(),
         "requester": "123456789012",
         "reason": "PutObject",

@@ -144,14 +144,15 @@ def test_duplicate_delivery_starts_one_execution(stack: LocalStack, staged: Stag
         (Path(__file__).parents[1] / "events" / "s3_object_created_aws_docs_sample.json").read_text()
     )
     event["detail"]["bucket"]["name"] = stack.resources.bucket
-    event["detail"]["object"] = {"key": key, "etag": first["etag"], "size": len(data), "sequencer": "00"}
-    answer = stack.client("lambda").invoke(FunctionName="scones-start", Payload=json.dumps(event))
-    result = json.loads(answer["Payload"].read())
-    assert result["started"] is False
     name = ObjectRef(stack.resources.bucket, key, first["etag"]).execution_name()
     run = stack.client("stepfunctions").describe_execution(
         executionArn=execution_arn(stack.resources.state_machine_arn, name)
     )
+    sequencer = json.loads(run["input"])["object"]["sequencer"]  # the same event: the same put's
+    event["detail"]["object"] = {"key": key, "etag": first["etag"], "size": len(data), "sequencer": sequencer}
+    answer = stack.client("lambda").invoke(FunctionName="scones-start", Payload=json.dumps(event))
+    result = json.loads(answer["Payload"].read())
+    assert (result["started"], result["outcome"]) == (False, "duplicate")
     assert run["executionArn"] == first["execution_id"] == outcome(stack, key)["execution_id"]
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import fnmatch
 import json
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from botocore.exceptions import ClientError
 
 from handlers.aws import StepFunctionsStarter
 from scones.objects import ObjectRef, execution_arn
+from scones.steps import replay_run
 from service.local_stack import LocalStack
 from service.moto_adapters import sfn_lambda_invoke, task_clients
 from service.outcome_watch import wait_for_outcomes
@@ -289,13 +289,11 @@ def test_every_call_a_function_makes_is_allowed_by_its_role(
     )
     index = wait_for_outcomes(s3, bucket, [*uploads, gone.key], timeout_s=120, poll_s=0.1)
     assert index.records[gone.key]["reason"] == "object_missing"
-    # the same bytes put again: the start function (DescribeExecution) retries the upload as a replay
+    # its run was started without a sequencer: the start function (DescribeExecution) cannot tell the
+    # copy's event from a duplicate, and starts nothing; the replay does
     s3.copy_object(Bucket=bucket, Key=gone.key, CopySource={"Bucket": bucket, "Key": staged})
-    runs = StepFunctionsStarter(sfn, stack.resources.state_machine_arn)
-    deadline = time.monotonic() + 60
-    while runs.status(gone.execution_name(replay=1)) is None and time.monotonic() < deadline:
-        time.sleep(0.1)
-    arn = execution_arn(stack.resources.state_machine_arn, gone.execution_name(replay=1))
+    name = replay_run(gone, StepFunctionsStarter(sfn, stack.resources.state_machine_arn))
+    arn = execution_arn(stack.resources.state_machine_arn, name)
     assert wait_for_executions(sfn, [arn], timeout_s=120)[arn] == "SUCCEEDED"
     # an upload whose event never arrived (rule disabled): the reconciler looks up and starts its run
     events = stack.client("events")

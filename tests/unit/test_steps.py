@@ -263,6 +263,7 @@ def test_no_replay_starts_while_a_run_of_the_upload_is_going(running: int) -> No
     [
         ("0001", "FAILED", "duplicate"),  # the first event delivered again
         (None, "FAILED", "duplicate"),  # no sequencer: a retry cannot be told from a duplicate
+        ("reconciler", "FAILED", "duplicate"),  # a run started without one: cannot be told either
         ("0002", "FAILED", "retried"),  # the same bytes put again after their run failed
         ("0002", "TIMED_OUT", "retried"),
         ("0002", "RUNNING", "running"),
@@ -272,7 +273,10 @@ def test_no_replay_starts_while_a_run_of_the_upload_is_going(running: int) -> No
 def test_an_event_for_an_existing_run_is_told_apart_by_its_sequencer(
     sequencer: str | None, latest_status: str, expected: str
 ) -> None:
-    first = ObjectRef("bucket", "inbox/ride.jpg", "etag1", sequencer="0001")
+    first = ObjectRef(
+        "bucket", "inbox/ride.jpg", "etag1", sequencer=None if sequencer == "reconciler" else "0001"
+    )
+    sequencer = "0002" if sequencer == "reconciler" else sequencer
     runs = MemoryStarter()
     assert start_upload(first, runs) == (first.execution_name(), "started")
     runs.finish(first.execution_name(), latest_status)
