@@ -30,7 +30,7 @@ def build(environment: Mapping[str, str]) -> LambdaHandler:
         min_age_s = float(given.get("min_age_s", settings.min_age_s))
         now = datetime.now(UTC)
         report = reconcile(settings.bucket, lister, starter, now=now, min_age_s=min_age_s)
-        requeued = requeue_unlabelled(
+        requeue = requeue_unlabelled(
             settings.bucket,
             lister,
             lister,
@@ -46,21 +46,22 @@ def build(environment: Mapping[str, str]) -> LambdaHandler:
                 "exhausted": report.exhausted,
                 "too_young": report.too_young,
                 "recorded": report.recorded,
-                "review_items_requeued": len(requeued),
+                "review_items_requeued": len(requeue.requeued),
+                "review_items_not_requeued": requeue.failed,
             },
         )
         with obs.metrics() as metrics:
             metrics.add_metric(name="UploadsReconciled", unit=MetricUnit.Count, value=len(report.started))
             # every replay name used and still no outcome: left to people, so an alarm says so
             metrics.add_metric(name="UploadsExhausted", unit=MetricUnit.Count, value=len(report.exhausted))
-            metrics.add_metric(name="ReviewItemsRequeued", unit=MetricUnit.Count, value=len(requeued))
+            metrics.add_metric(name="ReviewItemsRequeued", unit=MetricUnit.Count, value=len(requeue.requeued))
         return {
             "started": report.started,
             "already_running": report.already_running,
             "exhausted": report.exhausted,
             "too_young": report.too_young,
             "recorded": report.recorded,
-            "review_items_requeued": requeued,
+            "review_items_requeued": requeue.requeued,
         }
 
     return handler

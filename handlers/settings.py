@@ -52,10 +52,13 @@ class ReconcileSettings(FunctionSettings):
     state_machine_arn: str = Field(alias="STATE_MACHINE_ARN")
     bucket: str = Field(alias="BUCKET_NAME")
     review_queue_url: str = Field(alias="REVIEW_QUEUE_URL")
-    # a review item with no label goes back on the queue this long after it was last queued: under
-    # SQS's 14-day retention (scones/review_requeue.py)
+    # a review item with no label goes back on the queue this long after it was last queued: a day
+    # or more under SQS's 14-day retention, for the hourly schedule (scones/review_requeue.py)
     review_requeue_after_s: float = Field(
-        default=REVIEW_REQUEUE_AFTER_S, alias="REVIEW_REQUEUE_AFTER_SECONDS", ge=0, lt=QUEUE_RETENTION_S
+        default=REVIEW_REQUEUE_AFTER_S,
+        alias="REVIEW_REQUEUE_AFTER_SECONDS",
+        ge=0,
+        le=QUEUE_RETENTION_S - 86400,
     )
     # uploads younger than this may still be in flight: a later schedule looks at them again
     min_age_s: float = Field(default=900.0, alias="RECONCILE_MIN_AGE_SECONDS", ge=0)

@@ -304,7 +304,8 @@ def test_every_call_a_function_makes_is_allowed_by_its_role(
     finally:
         events.enable_rule(Name=stack.resources.rule_name)
     answer = stack.client("lambda").invoke(
-        FunctionName=StackNames().function(FUNCTIONS[-1]), Payload=json.dumps({"min_age_s": 0}).encode()
+        FunctionName=StackNames().function(FUNCTIONS[-1]),
+        Payload=json.dumps({"min_age_s": 0, "review_requeue_after_s": 0}).encode(),
     )
     assert unseen in json.loads(answer["Payload"].read())["started"]
     wait_for_outcomes(s3, bucket, [unseen], timeout_s=120, poll_s=0.1)
@@ -322,6 +323,9 @@ def test_every_call_a_function_makes_is_allowed_by_its_role(
     assert ("scones-record", "GetObject", True) in operations  # a failure looks for the standing record
     assert ("scones-record", "DeleteObject", False) in operations  # the replay removes the failure record
     assert ("scones-reconcile", "DescribeExecution", True) in operations  # no run of that name yet
+    assert ("scones-reconcile", "SendMessage", False) in operations  # the review item queued again
+    assert ("scones-reconcile", "PutObject", False) in operations  # ... and when, in its marker
+    assert ("scones-start", "DescribeExecution", False) in operations  # the re-put's runs looked up
     sent = {
         call.params["QueueUrl"]
         for call in recorded_calls

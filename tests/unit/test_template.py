@@ -90,7 +90,7 @@ def test_s3_access_is_scoped_to_the_prefixes_each_function_uses(template: dict[s
     assert scopes == {
         "SerializeFunction": {"/inbox/*"},
         "RecordFunction": {"/results/*", "/review/*", "/failed/*"},
-        "ReconcileFunction": {"/review/*"},  # an unlabelled review item queued again
+        "ReconcileFunction": {"/review/*", "/review-requeued/*"},  # an unlabelled review item queued again
     }
 
 
@@ -358,6 +358,10 @@ def test_each_function_gets_the_same_environment_as_in_the_local_stack(template:
 def test_queues_and_table_are_the_ones_the_local_stack_creates(template: dict[str, Any]) -> None:
     queues = resources_of(template, "AWS::SQS::Queue")
     assert set(queues) == {"ReviewQueue", "FailedQueue", "UndeliveredEventsQueue"}
+    from scones.defaults import QUEUE_RETENTION_S, REVIEW_REQUEUE_AFTER_S
+
+    assert {queue["Properties"]["MessageRetentionPeriod"] for queue in queues.values()} == {QUEUE_RETENTION_S}
+    assert REVIEW_REQUEUE_AFTER_S < QUEUE_RETENTION_S - 86400, "a day's room for the hourly resend"
     machine = template["Resources"]["ImageWorkflow"]["Properties"]["DefinitionSubstitutions"]
     assert machine["ReviewQueueUrl"] == {"Ref": "ReviewQueue"} and machine["DeadLetterQueueUrl"] == {
         "Ref": "FailedQueue"
