@@ -9,16 +9,19 @@ must start nothing (other prefixes, folder markers) are logged and counted, neve
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from handlers.runtime import Event, LambdaHandler, MetricUnit, lazy_entry_point, observability
 from handlers.settings import StartSettings
+
+if TYPE_CHECKING:
+    from scones.steps import UploadStart
 
 
 def build(environment: Mapping[str, str]) -> LambdaHandler:
     from handlers.aws import StepFunctionsStarter, client
     from scones.objects import NotAnUpload, object_from_event
-    from scones.steps import start_upload
+    from scones.steps import UPLOAD_START_MESSAGES, start_upload
 
     settings = StartSettings.from_environment(environment)
     obs = observability(settings)
@@ -39,7 +42,7 @@ def build(environment: Mapping[str, str]) -> LambdaHandler:
             obs.logger.thread_safe_append_keys(object_key=obj.key, etag=obj.etag)
             name, what = start_upload(obj, starter)
             metrics.add_metric(name=START_METRICS[what], unit=MetricUnit.Count, value=1)
-            obs.logger.info(START_MESSAGES[what], extra={"execution_name": name})
+            obs.logger.info(UPLOAD_START_MESSAGES[what], extra={"execution_name": name})
             obs.logger.thread_safe_remove_keys(["object_key", "etag"])
             return {"started": what in ("started", "retried"), "execution_name": name, "outcome": what}
 
@@ -47,21 +50,13 @@ def build(environment: Mapping[str, str]) -> LambdaHandler:
 
 
 # what start_upload did → the metric it counts in, and the log line
-START_METRICS: Final[dict[str, str]] = {
+START_METRICS: Final[dict[UploadStart, str]] = {
     "started": "ImagesReceived",
     "retried": "UploadsRetried",
     "duplicate": "DuplicateDeliveries",
-    "running": "DuplicateDeliveries",
-    "recorded": "DuplicateDeliveries",
-    "exhausted": "DuplicateDeliveries",
-}
-START_MESSAGES: Final[dict[str, str]] = {
-    "started": "workflow run started",
-    "retried": "the same bytes put again after their run failed: replay started",
-    "duplicate": "duplicate delivery: run already exists",
-    "running": "the same bytes put again while their run is going: it records the outcome",
-    "recorded": "the same bytes put again: their recorded outcome stands",
-    "exhausted": "the same bytes put again, every replay name used: left to people",
+    "running": "RepeatedUploads",  # the same bytes put again: the outcome of their run stands
+    "recorded": "RepeatedUploads",
+    "exhausted": "UploadsExhausted",  # as the reconciler's: left to people, and alarmed on
 }
 
 handler = lazy_entry_point(build)

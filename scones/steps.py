@@ -146,6 +146,16 @@ def start_run(obj: ObjectRef, starter: ExecutionStarter) -> tuple[str, bool]:
 UploadStart = Literal["started", "duplicate", "retried", "running", "recorded", "exhausted"]
 
 
+UPLOAD_START_MESSAGES: Final[dict[UploadStart, str]] = {  # what start_upload did, said in one line
+    "started": "workflow run started",
+    "retried": "the same bytes put again after their run failed: replay started",
+    "duplicate": "duplicate delivery: run already exists",
+    "running": "the same bytes put again while their run is going: it records the outcome",
+    "recorded": "the same bytes put again: their recorded outcome stands",
+    "exhausted": "the same bytes put again, every replay name used: left to people",
+}
+
+
 def start_upload(obj: ObjectRef, runs: RunReader) -> tuple[str, UploadStart]:
     """Start the run an upload's event announces; (run name, what happened).
 

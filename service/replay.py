@@ -23,7 +23,15 @@ from typing import Any
 from handlers.aws import MISSING_CODES, SUPERSEDED_CODES
 from scones.objects import OUTCOME_PREFIXES, NotAnUpload, ObjectRef, object_from_event, s3_version_selector
 from scones.outcomes import REPLAYABLE_REASONS, UNRECORDED
-from scones.steps import ReplaysExhausted, RunInProgress, RunInspector, replay_run, start_run
+from scones.steps import (
+    UPLOAD_START_MESSAGES,
+    ReplaysExhausted,
+    RunInProgress,
+    RunInspector,
+    RunReader,
+    replay_run,
+    start_upload,
+)
 from service.outcome_watch import list_record_keys
 from service.queues import receive_each
 
@@ -105,7 +113,7 @@ def _dead_letter_done(
 
 def replay_failed(
     s3: Any,
-    starter: RunInspector,
+    starter: RunReader,
     bucket: str,
     *,
     reasons: Collection[str] = REPLAYABLE_REASONS,
@@ -167,13 +175,11 @@ def replay_failed(
             except (NotAnUpload, ValueError, KeyError, TypeError, AttributeError) as ignored:
                 report.events_ignored[message["MessageId"]] = f"starts nothing: {ignored}"
             else:
-                name, started = start_run(undelivered, starter)
-                if started:
+                name, what = start_upload(undelivered, starter)
+                if what in ("started", "retried"):
                     report.undelivered_started[undelivered.key] = name
                 else:
-                    report.skipped[undelivered.key] = (
-                        f"its run {name} was started already (a late delivery, or the reconciler)"
-                    )
+                    report.skipped[undelivered.key] = f"run {name}: {UPLOAD_START_MESSAGES[what]}"
             sqs.delete_message(QueueUrl=event_dead_letter_queue_url, ReceiptHandle=message["ReceiptHandle"])
     return report
 

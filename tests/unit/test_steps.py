@@ -350,3 +350,12 @@ def test_a_failure_after_a_written_result_keeps_the_result() -> None:
     answer = record_outcome(failed, store)["record"]
     assert answer["outcome"] == "accepted" and answer["record_key"] == "results/ride.jpg/etag1.json"
     assert set(store.objects) == {("bucket", "results/ride.jpg/etag1.json")}, "no failure record beside it"
+
+
+def test_every_way_an_upload_event_ends_has_its_metric_and_log_line() -> None:
+    from typing import get_args
+
+    from handlers.start import START_METRICS
+    from scones.steps import UPLOAD_START_MESSAGES, UploadStart
+
+    assert set(START_METRICS) == set(UPLOAD_START_MESSAGES) == set(get_args(UploadStart))
