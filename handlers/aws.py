@@ -1,4 +1,4 @@
-"""boto3-backed implementations of the steps' ports (S3, the SageMaker endpoint, Step Functions)."""
+"""boto3-backed implementations of the steps' ports (S3, the SageMaker endpoint, Step Functions, SQS)."""
 
 from __future__ import annotations
 

@@ -26,7 +26,7 @@ from typing import Any, Final, Literal
 
 from handlers.aws import MISSING_CODES, SUPERSEDED_CODES
 from scones.labels import LABELS
-from scones.objects import ObjectRef, label_key, record_path, s3_version_selector
+from scones.objects import LABELS_PREFIX, ObjectRef, label_key, record_path, s3_version_selector
 
 Answer = Literal["bicycle", "motorcycle", "neither", "skip", "quit"]
 CHOICES: Final[dict[str, Answer]] = {
@@ -340,7 +340,7 @@ def _review(
 
 def stored_labels(s3: Any, bucket: str) -> Iterator[dict[str, Any]]:
     """Every label document reviewers stored under `labels/`."""
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="labels/"):
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=LABELS_PREFIX):
         for item in page.get("Contents", []):
             label: dict[str, Any] = json.loads(s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read())
             yield label

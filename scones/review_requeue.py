@@ -20,10 +20,11 @@ from typing import Final, Protocol
 
 from scones.defaults import REVIEW_REQUEUE_AFTER_S
 from scones.objects import INBOX_PREFIX, LABELS_PREFIX, ObjectRef, label_key, record_path, record_version
+from scones.outcomes import OUTCOME_FOLDER
 from scones.reconcile import BucketLister, StoredObject
 from scones.steps import MAX_RECORD_BYTES, ObjectStore
 
-REVIEW_PREFIX: Final = "review/"
+REVIEW_PREFIX: Final = f"{OUTCOME_FOLDER['review']}/"
 REQUEUED_PREFIX: Final = "review-requeued/"  # `<path>/<version>.json`: when a review item was last queued
 
 

@@ -658,7 +658,7 @@ def endpoint_name(given: str | None, *, stack_name: str, cloudformation: Any, de
     """`given`, else the endpoint the stack's classify function calls (its `EndpointName`), else (no
     stack named `scones`, or the stack about to be deployed) the default name. Another named stack
     that is not there is an error: its endpoint is unknown, and the default one may be another's."""
-    from workflow.names import DEFAULT_STACK_NAME, StackNames
+    from workflow.names import DEFAULT_STACK_NAME
 
     if given:
         return given
@@ -676,7 +676,6 @@ def data_bucket(
     """The data bucket a command works on: `bucket` if given; with an endpoint URL (the embedded
     local stack) the local stack's bucket; on AWS the deployed stack's `DataBucketName` output, as
     the template lets CloudFormation name the bucket."""
-    from workflow.names import StackNames
 
     if bucket:
         return bucket
@@ -711,7 +710,6 @@ def sagemaker_role(
     the stack's own bucket only, and models under its `models/` only: asked for with `buckets` beyond it,
     or for `model_data` elsewhere, it is refused now, not by a failed (and billed) job or endpoint later."""
     from service.provision import role_arn
-    from workflow.names import StackNames
 
     if role:
         return role
