@@ -217,9 +217,9 @@ class StepFunctionsStarter:
         described = self._describe(name)
         return None if described is None else str(described["status"])
 
-    def payload(self, name: str) -> str | None:
+    def describe(self, name: str) -> tuple[str, str] | None:
         described = self._describe(name)
-        return None if described is None else str(described.get("input", ""))
+        return None if described is None else (str(described["status"]), str(described.get("input", "")))
 
     def _describe(self, name: str) -> dict[str, Any] | None:
         try:

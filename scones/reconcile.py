@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Protocol
 
 from scones.objects import INBOX_PREFIX, OUTCOME_PREFIXES, ObjectRef, is_folder_marker
-from scones.steps import MAX_REPLAYS, RunInspector, run_payload
+from scones.steps import MAX_REPLAYS, RunInspector, run_payload, upload_runs
 
 
 @dataclass(frozen=True)
@@ -67,17 +67,17 @@ def redrive(obj: ObjectRef, runs: RunInspector, *, max_replays: int = MAX_REPLAY
     """(run name, "started" | "running" | "recorded" | "exhausted") for one object version that had no
     outcome in the listing. A run that SUCCEEDED always recorded one: the listing was taken before it
     ended, so nothing is started (a second run would classify and notify twice)."""
-    payload = run_payload(obj)
-    for attempt in range(max_replays + 1):
-        name = obj.execution_name(replay=attempt)
-        status = runs.status(name)
+    existing = upload_runs(obj, runs.status, max_replays=max_replays)
+    for _, name, status in existing:
         if status == "RUNNING":
             return name, "running"
         if status == "SUCCEEDED":
             return name, "recorded"
-        if status is None:
-            return name, "started" if runs.start(name, payload) else "running"  # else: started meanwhile
-    return obj.execution_name(replay=max_replays), "exhausted"
+    attempt = existing[-1][0] + 1 if existing else 0
+    if attempt > max_replays:
+        return obj.execution_name(replay=max_replays), "exhausted"
+    name = obj.execution_name(replay=attempt)
+    return name, "started" if runs.start(name, run_payload(obj)) else "running"  # else: started meanwhile
 
 
 def reconcile(

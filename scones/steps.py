@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final, Literal, Protocol
+from typing import Any, Final, Literal, Protocol, TypeVar
 
 from scones.labels import LABELS
 from scones.objects import ObjectRef, OutcomeKind, is_replay_execution
@@ -99,9 +99,9 @@ class RunInspector(ExecutionStarter, Protocol):
 
 
 class RunReader(RunInspector, Protocol):
-    """Also reads the input a run was started with (None: no such run)."""
+    """Also reads a run's status and the input it was started with together (None: no such run)."""
 
-    def payload(self, name: str) -> str | None: ...
+    def describe(self, name: str) -> tuple[str, str] | None: ...
 
 
 def now_iso() -> str:
@@ -143,6 +143,7 @@ def start_run(obj: ObjectRef, starter: ExecutionStarter) -> tuple[str, bool]:
     return name, starter.start(name, run_payload(obj))
 
 
+Seen = TypeVar("Seen")  # what a look at one run says of it
 UploadStart = Literal["started", "duplicate", "retried", "running", "recorded", "exhausted"]
 
 
@@ -170,21 +171,16 @@ def start_upload(obj: ObjectRef, runs: RunReader) -> tuple[str, UploadStart]:
     name, started = start_run(obj, runs)
     if started:
         return name, "started"
-    runs_so_far = [name]
-    for attempt in range(1, MAX_REPLAYS + 1):
-        replay = obj.execution_name(replay=attempt)
-        if runs.status(replay) is None:
-            break
-        runs_so_far.append(replay)
-    sequencers = {_sequencer_of(runs.payload(run)) for run in runs_so_far}
-    if obj.sequencer is None or obj.sequencer in sequencers or None in sequencers:
+    existing = upload_runs(obj, runs.describe)
+    sequencers = {_sequencer_of(payload) for _, _, (_, payload) in existing}
+    if not existing or obj.sequencer is None or obj.sequencer in sequencers or None in sequencers:
         return name, "duplicate"
-    latest = runs_so_far[-1]
-    standing = _STANDING_RUNS.get(runs.status(latest) or "")
+    attempt, latest, (status, _) = existing[-1]
+    standing = _STANDING_RUNS.get(status)
     if standing is not None:
         return latest, standing
     try:
-        return replay_run(obj, runs), "retried"
+        return _start_replay(obj, runs, attempt + 1), "retried"
     except RunInProgress as running:
         return running.name, "running"
     except ReplaysExhausted:
@@ -202,6 +198,35 @@ def _sequencer_of(payload: str | None) -> str | None:
         return None
 
 
+def upload_runs(
+    obj: ObjectRef, look: Callable[[str], Seen | None], *, max_replays: int = MAX_REPLAYS
+) -> list[tuple[int, str, Seen]]:
+    """The runs an upload has had, in the order they were named (its first run, then `-replay-n`):
+    (n, name, what `look` says of it), up to the first replay name not used. A first run that was
+    never started (a replay of an unrecorded dead letter) is passed over."""
+    found = []
+    for attempt in range(max_replays + 1):
+        name = obj.execution_name(replay=attempt)
+        seen = look(name)
+        if seen is None and attempt > 0:
+            break
+        if seen is not None:
+            found.append((attempt, name, seen))
+    return found
+
+
+def _start_replay(
+    obj: ObjectRef, runs: ExecutionStarter, attempt: int, max_replays: int = MAX_REPLAYS
+) -> str:
+    """Start replay `attempt` (at least 1); RunInProgress when someone started it just now."""
+    if attempt > max_replays:
+        raise ReplaysExhausted(f"{obj.identity} has been replayed {max_replays} times already")
+    name = obj.execution_name(replay=max(attempt, 1))
+    if not runs.start(name, run_payload(obj)):
+        raise RunInProgress(name)
+    return name
+
+
 def replay_run(obj: ObjectRef, runs: RunInspector, *, max_replays: int = MAX_REPLAYS) -> str:
     """Start a new run of an upload whose earlier run failed; the name of the run started.
 
@@ -210,17 +235,11 @@ def replay_run(obj: ObjectRef, runs: RunInspector, *, max_replays: int = MAX_REP
     While one of its runs is still going (a replay started by an earlier `scones replay` or by the
     reconciler) none is started: RunInProgress.
     """
-    payload = run_payload(obj)
-    for attempt in range(max_replays + 1):
-        name = obj.execution_name(replay=attempt)
-        status = runs.status(name)
-        if status == "RUNNING":
-            raise RunInProgress(name)
-        if status is None and attempt > 0:
-            if not runs.start(name, payload):
-                raise RunInProgress(name)  # started by someone else just now
-            return name
-    raise ReplaysExhausted(f"{obj.identity} has been replayed {max_replays} times already")
+    existing = upload_runs(obj, runs.status, max_replays=max_replays)
+    running = [name for _, name, status in existing if status == "RUNNING"]
+    if running:
+        raise RunInProgress(running[0])
+    return _start_replay(obj, runs, existing[-1][0] + 1 if existing else 1, max_replays)
 
 
 def serialize(state: State, store: ObjectStore, config: PreprocessConfig) -> State:

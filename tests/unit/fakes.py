@@ -23,8 +23,8 @@ class MemoryStarter:
     def status(self, name: str) -> str | None:
         return self.statuses.get(name)
 
-    def payload(self, name: str) -> str | None:
-        return self.started.get(name)
+    def describe(self, name: str) -> tuple[str, str] | None:
+        return None if name not in self.started else (self.statuses[name], self.started[name])
 
     def finish(self, name: str, status: str) -> None:
         self.statuses[name] = status

@@ -13,6 +13,7 @@ from PIL import Image
 from scones.objects import ObjectRef, is_replay_execution
 from scones.preprocessing import ImageRejected, PreprocessConfig
 from scones.steps import (
+    MAX_REPLAYS,
     ModelRejected,
     ObjectMissing,
     ObjectSuperseded,
@@ -23,6 +24,7 @@ from scones.steps import (
     filter_by_confidence,
     record_outcome,
     replay_run,
+    run_payload,
     serialize,
     start_run,
     start_upload,
@@ -266,6 +268,7 @@ def test_no_replay_starts_while_a_run_of_the_upload_is_going(running: int) -> No
         ("reconciler", "FAILED", "duplicate"),  # a run started without one: cannot be told either
         ("0002", "FAILED", "retried"),  # the same bytes put again after their run failed
         ("0002", "TIMED_OUT", "retried"),
+        ("0002", "ABORTED", "retried"),
         ("0002", "RUNNING", "running"),
         ("0002", "SUCCEEDED", "recorded"),
     ],
@@ -289,6 +292,17 @@ def test_an_event_for_an_existing_run_is_told_apart_by_its_sequencer(
         assert start_upload(again, runs)[1] == "duplicate", "the retry's own event delivered again"
     else:
         assert len(runs.started) == 1
+
+
+def test_a_re_put_upload_whose_replay_names_are_all_used_is_left_to_people() -> None:
+    obj = ObjectRef("bucket", "inbox/ride.jpg", "etag1", sequencer="0001")
+    runs = MemoryStarter()
+    for attempt in range(MAX_REPLAYS + 1):
+        runs.start(obj.execution_name(replay=attempt), run_payload(obj))
+        runs.finish(obj.execution_name(replay=attempt), "FAILED")
+    again = ObjectRef(obj.bucket, obj.key, obj.etag, sequencer="0002")
+    assert start_upload(again, runs) == (obj.execution_name(replay=MAX_REPLAYS), "exhausted")
+    assert len(runs.started) == MAX_REPLAYS + 1
 
 
 def test_a_successful_replay_replaces_the_failure_record() -> None:
