@@ -298,6 +298,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
         print(f"replaying {key} as {name}")
     for key, why in report.skipped.items():
         print(f"skipped {key}: {why}")
+    for key, name in report.in_progress.items():
+        print(f"left {key} to its run {name}, still going")
     for key, name in report.undelivered_started.items():
         print(f"started undelivered {key} as {name}")
     for message_id, why in report.events_ignored.items():
@@ -305,14 +307,15 @@ def cmd_replay(args: argparse.Namespace) -> int:
     for name, why in report.unreadable.items():
         print(f"left {name} as it is: {why}")
     print(
-        f"{len(report.replayed)} replayed, {len(report.skipped)} skipped, "
+        f"{len(report.replayed)} replayed, {len(report.in_progress)} still going, "
+        f"{len(report.skipped)} skipped, "
         f"{report.dead_letters_deleted} dead letters cleared, "
         f"{len(report.undelivered_started)} undelivered started"
     )
     if args.wait:
         from scones.objects import execution_arn
 
-        runs = {**report.replayed, **report.undelivered_started}  # object key → run name
+        runs = {**report.replayed, **report.in_progress, **report.undelivered_started}  # key → run
         status = wait_for_executions(
             sfn, [execution_arn(arn, name) for name in runs.values()], timeout_s=args.timeout
         )

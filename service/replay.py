@@ -40,6 +40,7 @@ from service.queues import receive_each
 class ReplayReport:
     replayed: dict[str, str] = field(default_factory=dict)  # object key → execution name
     skipped: dict[str, str] = field(default_factory=dict)  # object key → why
+    in_progress: dict[str, str] = field(default_factory=dict)  # object key → its run still going
     dead_letters_deleted: int = 0
     undelivered_started: dict[str, str] = field(default_factory=dict)  # object key → execution name
     # said, never silent: undelivered events that start nothing (deleted), and dead letters or
@@ -81,7 +82,7 @@ def _replay(obj: ObjectRef, starter: RunInspector, report: ReplayReport) -> bool
         report.skipped[obj.key] = f"{exhausted}: left as it is"
         return False
     except RunInProgress as running:
-        report.skipped[obj.key] = f"{running}: left to record its outcome"
+        report.in_progress[obj.key] = running.name  # left to record the outcome
     return True
 
 
