@@ -210,8 +210,8 @@ Ctrl-C stops it.""",
 
 def cmd_submit(args: argparse.Namespace) -> int:
     """Upload images into the inbox of the stack `AWS_ENDPOINT_URL` (or AWS) points at."""
-    from scones.objects import INBOX_PREFIX, record_version, version_id_or_none
-    from service.outcome_watch import wait_for_outcomes
+    from scones.objects import INBOX_PREFIX, record_path, record_version, version_id_or_none
+    from service.outcome_watch import standing_failures, wait_for_outcomes
 
     if not f"{args.prefix.strip('/')}/".startswith(INBOX_PREFIX):
         print(
@@ -241,8 +241,10 @@ def cmd_submit(args: argparse.Namespace) -> int:
     bucket = _bucket(args)
     keys = []
     versions: dict[str, str] = {}  # the version uploaded now: an earlier upload's record must not answer
-    for path in args.paths:
-        key = f"{args.prefix.rstrip('/')}/{path.name}"
+    destinations = {path: f"{args.prefix.rstrip('/')}/{path.name}" for path in args.paths}
+    # the same bytes put again after a failure are retried: the retry's outcome is the answer
+    stale = standing_failures(s3, bucket, destinations.values()) if args.wait else {}
+    for path, key in destinations.items():
         s3.upload_file(str(path), bucket, key)
         keys.append(key)
         print(f"uploaded {path} to s3://{bucket}/{key}")
@@ -251,9 +253,16 @@ def cmd_submit(args: argparse.Namespace) -> int:
             versions[key] = record_version(head["ETag"], version_id_or_none(head.get("VersionId")))
     if not args.wait:
         return 0
-    index = wait_for_outcomes(s3, bucket, keys, timeout_s=args.timeout, versions=versions)
+    index = wait_for_outcomes(s3, bucket, keys, timeout_s=args.timeout, versions=versions, stale=stale)
     for key in keys:
         record = index.records.get(key)
+        standing = f"failed/{record_path(key)}/{versions[key]}.json"
+        if record is None and standing in stale:
+            failure = json.loads(s3.get_object(Bucket=bucket, Key=standing)["Body"].read())
+            print(
+                f"{key}: failed {failure.get('reason')}, as before: no retry started (scones replay retries)"
+            )
+            continue
         if record is None:
             print(f"{key}: no outcome within {args.timeout} s")
             continue

@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -186,23 +185,40 @@ def test_replaying_again_while_a_replay_runs_starts_no_second_run(stack: LocalSt
 
 
 def test_putting_the_same_bytes_again_after_a_failure_retries_the_upload(
-    stack: LocalStack, image: bytes
+    stack: LocalStack, image: bytes, tmp_path: Path
 ) -> None:
-    """The uploader's retry: an outage failed the upload, the same file is put again under its key
-    (same ETag, so the same version's name). A replay starts, and its outcome replaces the failure."""
+    """The uploader's retry: an outage failed the upload, the same file is submitted again under its
+    key (same ETag, so the same version's name). A replay starts, its outcome replaces the failure,
+    and `scones submit --wait` answers with it, not with the failure standing from before."""
     stack.endpoint.go_down()
     (key,) = upload(stack, image)
     failed = outcomes(stack, [key], timeout_s=120)[key]
     assert failed["reason"] == "endpoint_unavailable"
     stack.endpoint.come_back()
     s3 = stack.client("s3")
-    s3.put_object(Bucket=stack.resources.bucket, Key=key, Body=image)
+    again = tmp_path / key.rsplit("/", 1)[1]
+    again.write_bytes(image)
+    environment = os.environ | {
+        "AWS_ACCESS_KEY_ID": "local",
+        "AWS_SECRET_ACCESS_KEY": "local",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": stack.aws_endpoint_url,
+    }
+    command = [sys.executable, "-m", "service.cli", "submit", str(again), "--prefix", key.rsplit("/", 1)[0]]
+    submitted = subprocess.run(
+        [*command, "--wait", "--timeout", "120"],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert submitted.returncode == 0, submitted.stdout + submitted.stderr
     assert s3.head_object(Bucket=stack.resources.bucket, Key=key)["ETag"].strip('"') == failed["etag"]
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and settled_outcomes(stack, [key])[key][0].startswith("failed/"):
-        time.sleep(0.5)
     settled = settled_outcomes(stack, [key])
     assert len(settled[key]) == 1 and settled[key][0].startswith(("results/", "review/")), settled
+    assert f"{key}: {settled[key][0].split('/', 1)[0].replace('results', 'accepted')} " in submitted.stdout
     # put once more: the outcome stands, nothing runs again
     s3.put_object(Bucket=stack.resources.bucket, Key=key, Body=image)
     assert settled_outcomes(stack, [key]) == settled
