@@ -14,6 +14,7 @@ from handlers.settings import ReconcileSettings
 
 def build(environment: Mapping[str, str]) -> LambdaHandler:
     from handlers.aws import S3ObjectStore, SqsQueue, StepFunctionsStarter, client
+    from scones.objects import INBOX_PREFIX
     from scones.reconcile import reconcile
     from scones.review_requeue import requeue_unlabelled
 
@@ -29,7 +30,8 @@ def build(environment: Mapping[str, str]) -> LambdaHandler:
         given = event if isinstance(event, dict) else {}  # a manual invocation may set both ages
         min_age_s = float(given.get("min_age_s", settings.min_age_s))
         now = datetime.now(UTC)
-        report = reconcile(settings.bucket, lister, starter, now=now, min_age_s=min_age_s)
+        inbox = list(lister.list_current_versions(settings.bucket, INBOX_PREFIX))  # listed once for both
+        report = reconcile(settings.bucket, lister, starter, now=now, min_age_s=min_age_s, inbox=inbox)
         requeue = requeue_unlabelled(
             settings.bucket,
             lister,
@@ -37,6 +39,7 @@ def build(environment: Mapping[str, str]) -> LambdaHandler:
             review_queue,
             now=now,
             requeue_after_s=float(given.get("review_requeue_after_s", settings.review_requeue_after_s)),
+            inbox=inbox,
         )
         obs.logger.info(
             "reconciled",

@@ -81,10 +81,19 @@ def redrive(obj: ObjectRef, runs: RunInspector, *, max_replays: int = MAX_REPLAY
 
 
 def reconcile(
-    bucket: str, lister: BucketLister, runs: RunInspector, *, now: datetime, min_age_s: float = 0.0
+    bucket: str,
+    lister: BucketLister,
+    runs: RunInspector,
+    *,
+    now: datetime,
+    min_age_s: float = 0.0,
+    inbox: list[StoredObject] | None = None,
 ) -> ReconcileReport:
+    """Start the runs the inbox's unrecorded versions need; `inbox`, when given, is the inbox's
+    current versions as listed already (`list_current_versions`), else they are listed here."""
     report = ReconcileReport()
-    inbox = list(lister.list_current_versions(bucket, INBOX_PREFIX))
+    if inbox is None:
+        inbox = list(lister.list_current_versions(bucket, INBOX_PREFIX))
     young = {item.key for item in inbox if (now - item.last_modified).total_seconds() < min_age_s}
     records = [item.key for kind in OUTCOME_PREFIXES for item in lister.list(bucket, f"{kind}/")]
     missing = unrecorded(bucket, inbox, records)

@@ -48,11 +48,14 @@ def requeue_unlabelled(
     *,
     now: datetime,
     requeue_after_s: float = REVIEW_REQUEUE_AFTER_S,
+    inbox: list[StoredObject] | None = None,
 ) -> RequeueReport:
     """Send the review records that await a label and were last queued `requeue_after_s` ago or more
-    to the queue again. Only the records due are read."""
+    to the queue again. Only the records due are read. `inbox`: as `reconcile`'s."""
     report = RequeueReport()
-    current = {record_path(item.key): item for item in lister.list_current_versions(bucket, INBOX_PREFIX)}
+    if inbox is None:
+        inbox = list(lister.list_current_versions(bucket, INBOX_PREFIX))
+    current = {record_path(item.key): item for item in inbox}
     labelled = {item.key for item in lister.list(bucket, LABELS_PREFIX)}
     queued_at = {
         item.key.removeprefix(REQUEUED_PREFIX): item.last_modified

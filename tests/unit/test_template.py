@@ -447,6 +447,14 @@ def test_the_bucket_expires_what_only_grows_and_keeps_its_policy(template: dict[
         rule.get("Prefix", "").startswith(("inbox/", "results/", "review/", "failed/", "label"))
         for rule in rules.values()
     )
+    from scones.defaults import REVIEW_REQUEUE_AFTER_S
+    from scones.review_requeue import REQUEUED_PREFIX
+
+    markers = rules["ExpireReviewRequeueMarkers"]
+    assert markers["Prefix"] == REQUEUED_PREFIX
+    assert markers["ExpirationInDays"] * 86400 > 2 * REVIEW_REQUEUE_AFTER_S, (
+        "a waiting item's marker never expires"
+    )
     policy = template["Resources"]["DataBucketPolicy"]
     assert policy["DeletionPolicy"] == policy["UpdateReplacePolicy"] == "Retain", (
         "kept with the retained bucket"
