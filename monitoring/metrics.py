@@ -27,6 +27,8 @@ COUNTS: Final = {
     "review": ("record", "ImagesSentToReview"),
     "failed": ("record", "ImagesFailed"),
     "duplicate_deliveries": ("start", "DuplicateDeliveries"),
+    "uploads_retried": ("start", "UploadsRetried"),  # the same bytes put again after a failure
+    "review_items_requeued": ("reconcile", "ReviewItemsRequeued"),
 }
 # Where earlier versions counted outcomes (by the filter function, before the record): still read,
 # so metric history from before the move (a kept local stack, CloudWatch's 15 months) adds up.
@@ -206,6 +208,8 @@ def format_table(metrics: dict[str, Any]) -> str:
         f"{'sent to review':<26}{metrics['review']:>8}   rate {show(rates['review'])}",
         f"{'failed':<26}{metrics['failed']:>8}   rate {show(rates['failed'])}",
         f"{'duplicate deliveries':<26}{metrics['duplicate_deliveries']:>8}",
+        f"{'uploads retried (re-put)':<26}{metrics['uploads_retried']:>8}",
+        f"{'review items queued again':<26}{metrics['review_items_requeued']:>8}",
         "",
         "confidence  p10 {p10}  p50 {p50}  p90 {p90}".format(
             **{k: show(v) for k, v in metrics["confidence"].items()}

@@ -227,6 +227,10 @@ def test_putting_the_same_bytes_again_after_a_failure_retries_the_upload(
     obj = ObjectRef(stack.resources.bucket, key, failed["etag"])
     assert {obj.execution_name(), obj.execution_name(replay=1)} <= names
     assert obj.execution_name(replay=2) not in names
+    quiet(stack)
+    for counted in ("UploadsRetried", "RepeatedUploads"):  # the retry, then the put whose outcome stands
+        listed = stack.client("cloudwatch").list_metrics(Namespace=METRICS_NAMESPACE, MetricName=counted)
+        assert listed["Metrics"], f"{counted} was not published"
 
 
 def test_a_handler_raising_fails_the_upload_and_the_replay_command_recovers_it(
