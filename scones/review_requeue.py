@@ -5,7 +5,7 @@ skip again and again escapes the backlog alarm (SQS's age of the oldest message 
 received three times or more). The `review/` record stays: the reconciler sends each record whose
 upload version is still the key's, has no label, and was last queued `requeue_after_s` ago (12 days
 by default) to the queue again. When it was last queued is the record's own write, else a marker
-under `review-requeued/` written with each resend (the record itself is never rewritten: reports
+under `requeue/` written with each resend (the record itself is never rewritten: reports
 order records by their write time). A reviewer drops a message of a version labelled already, so a
 copy that meets the original costs a glance at most. Versions deleted or overwritten since are left
 out, as the reviewer drops them too.
@@ -25,7 +25,9 @@ from scones.reconcile import BucketLister, StoredObject
 from scones.steps import MAX_RECORD_BYTES, ObjectStore
 
 REVIEW_PREFIX: Final = f"{OUTCOME_FOLDER['review']}/"
-REQUEUED_PREFIX: Final = "review-requeued/"  # `<path>/<version>.json`: when a review item was last queued
+# `<path>/<version>.json`: when a review item was last queued; no longer than `results/`, for
+# which record keys leave room (RECORD_PATH_LIMIT)
+REQUEUED_PREFIX: Final = "requeue/"
 
 
 class MessageSender(Protocol):

@@ -175,20 +175,23 @@ def start_upload(obj: ObjectRef, runs: RunReader) -> tuple[str, UploadStart]:
     sequencers = {_sequencer_of(payload) for _, _, (_, payload) in existing}
     if not existing or obj.sequencer is None or obj.sequencer in sequencers or None in sequencers:
         return name, "duplicate"
+    running = [run for _, run, (status, _) in existing if status == "RUNNING"]
+    if running:
+        return running[0], "running"
     attempt, latest, (status, _) = existing[-1]
-    standing = _STANDING_RUNS.get(status)
-    if standing is not None:
-        return latest, standing
+    if status == "SUCCEEDED":
+        return latest, "recorded"
+    return _retry(obj, runs, attempt + 1, latest)
+
+
+def _retry(obj: ObjectRef, runs: ExecutionStarter, attempt: int, latest: str) -> tuple[str, UploadStart]:
+    """The replay of a re-put upload whose runs all failed."""
     try:
-        return _start_replay(obj, runs, attempt + 1), "retried"
+        return _start_replay(obj, runs, attempt), "retried"
     except RunInProgress as running:
         return running.name, "running"
     except ReplaysExhausted:
         return latest, "exhausted"
-
-
-# the latest run of an upload put again, by status, when it stands (else: a retry)
-_STANDING_RUNS: Final[dict[str, UploadStart]] = {"RUNNING": "running", "SUCCEEDED": "recorded"}
 
 
 def _sequencer_of(payload: str | None) -> str | None:
@@ -202,8 +205,9 @@ def upload_runs(
     obj: ObjectRef, look: Callable[[str], Seen | None], *, max_replays: int = MAX_REPLAYS
 ) -> list[tuple[int, str, Seen]]:
     """The runs an upload has had, in the order they were named (its first run, then `-replay-n`):
-    (n, name, what `look` says of it), up to the first replay name not used. A first run that was
-    never started (a replay of an unrecorded dead letter) is passed over."""
+    (n, name, what `look` says of it), up to the first replay name not used. A first run that is
+    not there (Step Functions forgets closed runs after 90 days; the local stack, across restarts)
+    is passed over."""
     found = []
     for attempt in range(max_replays + 1):
         name = obj.execution_name(replay=attempt)

@@ -254,21 +254,25 @@ def cmd_submit(args: argparse.Namespace) -> int:
     if not args.wait:
         return 0
     index = wait_for_outcomes(s3, bucket, keys, timeout_s=args.timeout, versions=versions, stale=stale)
+    answered = 0
     for key in keys:
         record = index.records.get(key)
         standing = f"failed/{record_path(key)}/{versions[key]}.json"
-        if record is None and standing in stale:
+        if record is None and standing in stale:  # an outcome, though not a new one
             failure = json.loads(s3.get_object(Bucket=bucket, Key=standing)["Body"].read())
             print(
-                f"{key}: failed {failure.get('reason')}, as before: no retry started (scones replay retries)"
+                f"{key}: failed {failure.get('reason')}, the outcome from before: no new one within "
+                f"{args.timeout} s (a retry may still be going; scones replay retries)"
             )
+            answered += 1
             continue
         if record is None:
             print(f"{key}: no outcome within {args.timeout} s")
             continue
         detail = record.get("reason") or f"{record.get('label')} ({record.get('confidence')})"
         print(f"{key}: {record['outcome']} {detail}")
-    return 0 if len(index.records) == len(keys) else 1
+        answered += 1
+    return 0 if answered == len(keys) else 1
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -324,11 +328,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if args.wait:
         from scones.objects import execution_arn
 
-        runs = {**report.replayed, **report.in_progress, **report.undelivered_started}  # key → run
-        status = wait_for_executions(
-            sfn, [execution_arn(arn, name) for name in runs.values()], timeout_s=args.timeout
-        )
-        for key, name in runs.items():
+        # run → object key (two versions of one key in a versioned bucket are two runs)
+        runs = {
+            name: key
+            for started in (report.replayed, report.in_progress, report.undelivered_started)
+            for key, name in started.items()
+        }
+        status = wait_for_executions(sfn, [execution_arn(arn, name) for name in runs], timeout_s=args.timeout)
+        for name, key in runs.items():
             run = execution_arn(arn, name)
             record = _run_outcome(s3, sfn, run)
             detail = record.get("reason") or record.get("label") or ""

@@ -8,7 +8,7 @@ could not be recorded either (reason `unrecorded`) replays its upload if nothing
 Messages in the workflow's DLQ are deleted once dealt with: the upload was replayed, its failure
 stands for good (the upload's own fault, or the object is gone or overwritten), or a later run
 recorded an outcome; a replayable failure left out by `reasons` stays queued. Events EventBridge
-could not deliver (the rule's DLQ) start their upload's first run.
+could not deliver (the rule's DLQ) start their upload as the start function would.
 """
 
 from __future__ import annotations
@@ -179,6 +179,8 @@ def replay_failed(
                 name, what = start_upload(undelivered, starter)
                 if what in ("started", "retried"):
                     report.undelivered_started[undelivered.key] = name
+                elif what == "running":
+                    report.in_progress[undelivered.key] = name
                 else:
                     report.skipped[undelivered.key] = f"run {name}: {UPLOAD_START_MESSAGES[what]}"
             sqs.delete_message(QueueUrl=event_dead_letter_queue_url, ReceiptHandle=message["ReceiptHandle"])

@@ -64,7 +64,7 @@ def test_unlabelled_review_items_are_queued_again_once_they_are_old_enough(aws: 
     received = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1)
     assert [message["Body"] for message in received["Messages"]] == [records[waiting.key]]
     marker = s3.get_object(
-        Bucket=BUCKET, Key="review-requeued/" + waiting.outcome_key("review").removeprefix("review/")
+        Bucket=BUCKET, Key="requeue/" + waiting.outcome_key("review").removeprefix("review/")
     )
     assert "queued_at" in json.loads(marker["Body"].read()), "when it was queued again"
     stored = s3.get_object(Bucket=BUCKET, Key=waiting.outcome_key("review"))["Body"].read()

@@ -294,6 +294,17 @@ def test_an_event_for_an_existing_run_is_told_apart_by_its_sequencer(
         assert len(runs.started) == 1
 
 
+def test_a_re_put_upload_with_any_run_still_going_starts_nothing() -> None:
+    obj = ObjectRef("bucket", "inbox/ride.jpg", "etag1", sequencer="0001")
+    runs = MemoryStarter()
+    runs.start(obj.execution_name(), run_payload(obj))  # still going, though a replay ran since
+    runs.start(obj.execution_name(replay=1), run_payload(obj))
+    runs.finish(obj.execution_name(replay=1), "FAILED")
+    again = ObjectRef(obj.bucket, obj.key, obj.etag, sequencer="0002")
+    assert start_upload(again, runs) == (obj.execution_name(), "running")
+    assert len(runs.started) == 2
+
+
 def test_a_re_put_upload_whose_replay_names_are_all_used_is_left_to_people() -> None:
     obj = ObjectRef("bucket", "inbox/ride.jpg", "etag1", sequencer="0001")
     runs = MemoryStarter()

@@ -90,7 +90,7 @@ def test_s3_access_is_scoped_to_the_prefixes_each_function_uses(template: dict[s
     assert scopes == {
         "SerializeFunction": {"/inbox/*"},
         "RecordFunction": {"/results/*", "/review/*", "/failed/*"},
-        "ReconcileFunction": {"/review/*", "/review-requeued/*"},  # an unlabelled review item queued again
+        "ReconcileFunction": {"/review/*", "/requeue/*"},  # an unlabelled review item queued again
     }
 
 
