@@ -56,7 +56,7 @@ START_METRICS: Final[dict[UploadStart, str]] = {
     "duplicate": "DuplicateDeliveries",
     "running": "RepeatedUploads",  # the same bytes put again: the outcome of their run stands
     "recorded": "RepeatedUploads",
-    "exhausted": "UploadsExhausted",  # as the reconciler's: left to people, under the same alarm
+    "exhausted": "UploadsExhausted",  # as the reconciler's: left to people (its alarm: the reconciler's)
 }
 
 handler = lazy_entry_point(build)
