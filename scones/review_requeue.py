@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Final, Protocol
 
 from scones.defaults import REVIEW_REQUEUE_AFTER_S
-from scones.objects import INBOX_PREFIX, LABELS_PREFIX, ObjectRef, label_key, record_path, record_version
+from scones.objects import INBOX_PREFIX, LABELS_PREFIX, ObjectRef, label_key, record_path
 from scones.outcomes import OUTCOME_FOLDER
 from scones.reconcile import BucketLister, StoredObject
 from scones.steps import MAX_RECORD_BYTES, ObjectStore
@@ -67,8 +67,7 @@ def requeue_unlabelled(
         name = item.key.removeprefix(REVIEW_PREFIX)  # `<path>/<version>.json`
         if (now - queued_at.get(name, item.last_modified)).total_seconds() < requeue_after_s:
             continue
-        path, _, version_file = name.rpartition("/")
-        upload = _still_reviewable(current.get(path), version_file, labelled, bucket)
+        upload = _still_reviewable(current.get(name.rpartition("/")[0]), item.key, labelled, bucket)
         if upload is None:
             continue
         try:
@@ -83,12 +82,12 @@ def requeue_unlabelled(
 
 
 def _still_reviewable(
-    upload: StoredObject | None, version_file: str, labelled: set[str], bucket: str
+    upload: StoredObject | None, record_key: str, labelled: set[str], bucket: str
 ) -> ObjectRef | None:
     """The upload of a review record, if the key still holds that version and it has no label."""
     if upload is None:
         return None  # deleted
     obj = ObjectRef(bucket, upload.key, upload.etag.strip('"'), version_id=upload.version_id)
-    if f"{record_version(obj.etag, obj.version_id)}.json" != version_file:
+    if obj.outcome_key("review") != record_key:
         return None  # overwritten: another version
     return None if label_key(obj) in labelled else obj

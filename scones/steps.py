@@ -222,10 +222,10 @@ def upload_runs(
 def _start_replay(
     obj: ObjectRef, runs: ExecutionStarter, attempt: int, max_replays: int = MAX_REPLAYS
 ) -> str:
-    """Start replay `attempt` (at least 1); RunInProgress when someone started it just now."""
+    """Start replay `attempt` (1 or more); RunInProgress when someone started it just now."""
     if attempt > max_replays:
         raise ReplaysExhausted(f"{obj.identity} has been replayed {max_replays} times already")
-    name = obj.execution_name(replay=max(attempt, 1))
+    name = obj.execution_name(replay=attempt)
     if not runs.start(name, run_payload(obj)):
         raise RunInProgress(name)
     return name

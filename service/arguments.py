@@ -14,6 +14,14 @@ def probability(text: str) -> float:
     return value
 
 
+def percentage(text: str) -> int:
+    """A whole percentage from 0 to 100 (of requests captured, ...)."""
+    value = int(text)
+    if not 0 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"{text} is not a percentage from 0 to 100")
+    return value
+
+
 def at_least(minimum: int, what: str) -> Callable[[str], int]:
     """A whole number of `what` no smaller than `minimum`."""
 

@@ -210,7 +210,7 @@ Ctrl-C stops it.""",
 
 def cmd_submit(args: argparse.Namespace) -> int:
     """Upload images into the inbox of the stack `AWS_ENDPOINT_URL` (or AWS) points at."""
-    from scones.objects import INBOX_PREFIX, record_path, record_version, version_id_or_none
+    from scones.objects import INBOX_PREFIX, ObjectRef, record_version, version_id_or_none
     from service.outcome_watch import standing_failures, wait_for_outcomes
 
     if not f"{args.prefix.strip('/')}/".startswith(INBOX_PREFIX):
@@ -239,25 +239,26 @@ def cmd_submit(args: argparse.Namespace) -> int:
         return 2
     (s3,) = _aws_clients(args, "s3")
     bucket = _bucket(args)
-    keys = []
-    versions: dict[str, str] = {}  # the version uploaded now: an earlier upload's record must not answer
     destinations = {path: f"{args.prefix.rstrip('/')}/{path.name}" for path in args.paths}
+    keys = list(destinations.values())
     # the same bytes put again after a failure are retried: the retry's outcome is the answer
-    stale = standing_failures(s3, bucket, destinations.values()) if args.wait else {}
+    stale = standing_failures(s3, bucket, keys) if args.wait else {}
+    uploaded: dict[str, ObjectRef] = {}  # the version put now: an earlier upload's record must not answer
     for path, key in destinations.items():
         s3.upload_file(str(path), bucket, key)
-        keys.append(key)
         print(f"uploaded {path} to s3://{bucket}/{key}")
         if args.wait:
             head = s3.head_object(Bucket=bucket, Key=key)
-            versions[key] = record_version(head["ETag"], version_id_or_none(head.get("VersionId")))
+            etag, version_id = head["ETag"].strip('"'), version_id_or_none(head.get("VersionId"))
+            uploaded[key] = ObjectRef(bucket, key, etag, version_id=version_id)
     if not args.wait:
         return 0
+    versions = {key: record_version(obj.etag, obj.version_id) for key, obj in uploaded.items()}
     index = wait_for_outcomes(s3, bucket, keys, timeout_s=args.timeout, versions=versions, stale=stale)
     answered = 0
     for key in keys:
         record = index.records.get(key)
-        standing = f"failed/{record_path(key)}/{versions[key]}.json"
+        standing = uploaded[key].outcome_key("failed")
         if record is None and standing in stale:  # an outcome, though not a new one
             failure = json.loads(s3.get_object(Bucket=bucket, Key=standing)["Body"].read())
             print(
@@ -720,13 +721,6 @@ def ensure_port_free(host: str, port: int) -> None:
         raise OSError(f"could not listen on {host}:{port} ({reason}): give another --port")
 
 
-def _percent(text: str) -> int:
-    value = int(text)
-    if not 0 <= value <= 100:
-        raise argparse.ArgumentTypeError(f"{text} is not a percentage from 0 to 100")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     from service.sagemaker_jobs import ENDPOINT_NAME_HELP, ROLE_HELP
     from training.crossval import add_crossval_flags
@@ -901,7 +895,7 @@ def build_parser() -> argparse.ArgumentParser:
     hosting.add_argument("--real-time", dest="serverless", action="store_false", help="a real-time instance")
     deploy.add_argument(
         "--capture-percent",
-        type=_percent,
+        type=arguments.percentage,
         help="share of requests SageMaker's data capture keeps, 0: none (default: the endpoint's, else 20)",
     )
     _add_aws_flags(deploy)
